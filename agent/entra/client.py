@@ -1,0 +1,171 @@
+"""MSAL wrapper: build the authorization request (PKCE S256, state, nonce) and redeem the code.
+
+MSAL traps handled here (spec section 2):
+
+* its HTTP throttle keys code redemptions without the code, so one 5xx would refuse every
+  user's redemption for up to 60 s → ``http_cache`` that keeps nothing;
+* its token cache keeps every user's tokens → a cache that stores nothing (the agent needs
+  no token after sign-in);
+* it raises on odd tokens (KeyError, RuntimeError for the nonce) → translated here;
+* it warns unless ``response_mode="form_post"``, but a POST callback loses the
+  ``SameSite=Lax`` binding cookie → keep ``query`` and silence that one warning.
+
+MSAL is synchronous: callers run ``redeem`` in a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import msal
+import requests
+
+from ..errors import IdentityProviderUnavailable, SignInRefused, SignInRejected
+from ..settings import EntraSettings
+from .outbound import MsalHttpClient
+
+_FORM_POST_WARNING = r"response_mode='form_post' is recommended"
+
+
+class _NothingKept(dict[str, Any]):
+    """A mapping that forgets whatever is stored in it (MSAL's ``http_cache``)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        return None
+
+
+class _NoTokenCache(msal.TokenCache):  # type: ignore[misc]  # msal ships no types
+    """Keeps no tokens: the agent reads the ID token once and forgets it."""
+
+    def add(self, event: Any, **kwargs: Any) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Redemption:
+    id_token: str
+    access_token: str | None
+
+
+def nonce_hash(flow: dict[str, Any]) -> str:
+    """The nonce MSAL put on the wire: ``sha256(flow["nonce"]).hexdigest()``."""
+    return hashlib.sha256(str(flow["nonce"]).encode("ascii")).hexdigest()
+
+
+class EntraClient:
+    def __init__(self, settings: EntraSettings, origin: str | None = None) -> None:
+        self.settings = settings
+        self.http = MsalHttpClient(settings, origin if origin is not None else settings.origin)
+        self._app: msal.PublicClientApplication | None = None
+
+    @property
+    def scopes(self) -> list[str]:
+        return [f"{self.settings.graph_url}/.default"]
+
+    def app(self) -> msal.PublicClientApplication:
+        """Build the MSAL application (blocking: it fetches the discovery document once)."""
+        if self._app is None:
+            try:
+                self._app = msal.PublicClientApplication(
+                    self.settings.client_id,
+                    authority=self.settings.authority,
+                    http_client=self.http,
+                    instance_discovery=False,
+                    http_cache=_NothingKept(),
+                    token_cache=_NoTokenCache(),
+                )
+            except requests.RequestException as exc:
+                raise IdentityProviderUnavailable(
+                    "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",
+                    dependency="Entra ID") from None
+            except (ValueError, KeyError, msal.exceptions.MsalServiceError) as exc:
+                raise IdentityProviderUnavailable(
+                    "idp_bad_response", f"Entra ID's discovery answer is unusable: "
+                    f"{type(exc).__name__}", dependency="Entra ID") from None
+        return self._app
+
+    @property
+    def loaded(self) -> bool:
+        return self._app is not None
+
+    def start(self, **extra: Any) -> dict[str, Any]:
+        """A new auth code flow (PKCE S256, state, nonce); no network."""
+        app = self.app()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_FORM_POST_WARNING)
+            flow: dict[str, Any] = app.initiate_auth_code_flow(
+                self.scopes, redirect_uri=self.settings.redirect_uri, response_mode="query",
+                **extra)
+        return flow
+
+    def redeem(self, flow: dict[str, Any], response: dict[str, str]) -> Redemption:
+        """Redeem the code of ``response`` (blocking; run it in a thread)."""
+        app = self.app()
+        self.http.reset()
+        try:
+            result = app.acquire_token_by_auth_code_flow(flow, response)
+        except requests.Timeout:
+            raise IdentityProviderUnavailable(
+                "idp_timeout", "Entra ID did not answer the code redemption in time",
+                dependency="Entra ID") from None
+        except requests.RequestException as exc:
+            raise IdentityProviderUnavailable(
+                "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",
+                dependency="Entra ID") from None
+        except msal.exceptions.MsalServiceError:
+            raise IdentityProviderUnavailable(
+                "idp_error", "Entra ID's token endpoint failed", dependency="Entra ID") from None
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+            # Messages may echo the nonce or state: never pass them on.
+            status = self.http.last_token_status
+            if status == 200:
+                if isinstance(exc, RuntimeError):
+                    raise SignInRejected("id_token_nonce_mismatch",
+                                         "the ID token belongs to another sign-in (nonce)") from None
+                raise SignInRejected("id_token_malformed",
+                                     "the identity provider sent an unusable ID token") from None
+            raise IdentityProviderUnavailable(
+                "idp_bad_response", "Entra ID answered the code redemption with something "
+                "that is not a token response", dependency="Entra ID") from None
+        return _translate(result, self.http.last_token_status)
+
+
+def _translate(result: Any, status: int | None) -> Redemption:
+    if not isinstance(result, dict):
+        raise IdentityProviderUnavailable("idp_bad_response", "no token response",
+                                          dependency="Entra ID")
+    if "error" in result:
+        error = str(result.get("error"))[:64]
+        description = str(result.get("error_description") or "")
+        code = aadsts_code(description)
+        if status is not None and status >= 500 or error == "temporarily_unavailable":
+            raise IdentityProviderUnavailable("idp_error", f"Entra ID answered {error}",
+                                              dependency="Entra ID", aadsts=code)
+        if error == "invalid_grant" and code in (None, "54005", "70008", "70000", "501481",
+                                                 "50148", "9002313"):
+            raise SignInRejected("code_rejected",
+                                 "the sign-in code was already used, expired or does not "
+                                 "match this sign-in", aadsts=code)
+        raise SignInRefused("idp_error", f"Entra ID refused to issue tokens ({error})",
+                            aadsts=code, error=error)
+    id_token = result.get("id_token")
+    if not isinstance(id_token, str):
+        raise SignInRejected("id_token_malformed", "the token response carries no ID token")
+    access = result.get("access_token")
+    return Redemption(id_token=id_token, access_token=access if isinstance(access, str) else None)
+
+
+def aadsts_code(description: str) -> str | None:
+    """``"AADSTS50105: The signed in user..."`` → ``"50105"``."""
+    text = description.strip()
+    if text.startswith("AADSTS"):
+        digits = ""
+        for ch in text[6:]:
+            if not ch.isdigit():
+                break
+            digits += ch
+        return digits[:9] or None
+    return None

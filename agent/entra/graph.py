@@ -1,0 +1,95 @@
+"""Microsoft Graph: the user's profile and group membership, failing closed.
+
+``/v1.0/me`` fills first name, last name and UPN when the ID token lacks them;
+``/v1.0/me/checkMemberGroups`` (transitive, 20 ids per call) answers which of the
+*configured* groups the user is in — used on overage and when the token carries no groups.
+Throttling (429 + ``Retry-After``) is retried a bounded number of times; any other failure
+ends the sign-in with ``IdentityProviderUnavailable``: never carry on with no groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import IdentityProviderUnavailable
+from .outbound import JsonResponse, Outbound
+
+GRAPH = "Microsoft Graph"
+MAX_IDS_PER_CALL = 20
+MAX_RETRIES = 2
+MAX_RETRY_AFTER = 5.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    given_name: str | None
+    family_name: str | None
+    upn: str | None
+
+
+class GraphClient:
+    def __init__(self, outbound: Outbound, graph_url: str,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.outbound = outbound
+        self.graph_url = graph_url.rstrip("/")
+        self.sleep = sleep
+
+    async def profile(self, access_token: str) -> Profile:
+        url = f"{self.graph_url}/v1.0/me?$select=givenName,surname,userPrincipalName"
+        body = await self._call("GET", url, access_token, None)
+        return Profile(_text(body.get("givenName")), _text(body.get("surname")),
+                       _text(body.get("userPrincipalName")))
+
+    async def member_groups(self, access_token: str, group_ids: list[str]) -> list[str]:
+        """Which of ``group_ids`` the user belongs to (transitively)."""
+        found: list[str] = []
+        for start in range(0, len(group_ids), MAX_IDS_PER_CALL):
+            chunk = group_ids[start:start + MAX_IDS_PER_CALL]
+            body = await self._call("POST", f"{self.graph_url}/v1.0/me/checkMemberGroups",
+                                    access_token, {"groupIds": chunk})
+            value = body.get("value")
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise IdentityProviderUnavailable(
+                    "graph_bad_response", "Microsoft Graph answered group membership "
+                    "in an unexpected shape", dependency=GRAPH)
+            wanted = {g.lower() for g in chunk}
+            found.extend(v.lower() for v in value if v.lower() in wanted)
+        return found
+
+    async def _call(self, method: str, url: str, token: str, payload: Any) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        for attempt in range(MAX_RETRIES + 1):
+            resp = await self.outbound.request_json(
+                method, url, dependency=GRAPH, headers=headers, json_body=payload)
+            if resp.status == 429 and attempt < MAX_RETRIES:
+                await self.sleep(_retry_after(resp))
+                continue
+            break
+        if resp.status == 200 and isinstance(resp.body, dict):
+            return resp.body
+        if resp.status == 429:
+            raise IdentityProviderUnavailable(
+                "graph_throttled", "Microsoft Graph is throttling this sensor's requests",
+                dependency=GRAPH)
+        if resp.status in (401, 403):
+            raise IdentityProviderUnavailable(
+                "graph_forbidden", f"Microsoft Graph refused the request (HTTP {resp.status}); "
+                "grant admin consent for the app's API permissions", dependency=GRAPH)
+        raise IdentityProviderUnavailable(
+            "graph_error", f"Microsoft Graph answered HTTP {resp.status}", dependency=GRAPH)
+
+
+def _retry_after(resp: JsonResponse) -> float:
+    value = {k.lower(): v for k, v in resp.headers.items()}.get("retry-after", "1")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 1.0
+    return max(0.0, min(seconds, MAX_RETRY_AFTER))
+
+
+def _text(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None

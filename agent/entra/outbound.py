@@ -1,0 +1,138 @@
+"""Outbound HTTPS to Entra ID and Microsoft Graph: trust, proxy, timeouts, error translation.
+
+Two clients share one policy: an aiohttp session for the agent's own calls (discovery, JWKS,
+Graph) and a requests-compatible object for MSAL (``http_client=``), which adds the SPA
+``Origin`` header to token requests. Both honour ``ca_bundle`` and ``https_proxy``; requests
+lets ``REQUESTS_CA_BUNDLE`` override ``Session.verify``, so ``verify=`` goes on every call.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import requests
+
+from ..errors import IdentityProviderUnavailable
+from ..settings import EntraSettings
+
+
+def ssl_context(settings: EntraSettings) -> ssl.SSLContext:
+    """Trust the configured CA bundle, else the system store."""
+    if settings.ca_bundle is not None:
+        return ssl.create_default_context(cafile=str(settings.ca_bundle))
+    return ssl.create_default_context()
+
+
+@dataclass
+class JsonResponse:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+class Outbound:
+    """The agent's aiohttp client; failures become ``IdentityProviderUnavailable``."""
+
+    def __init__(self, settings: EntraSettings) -> None:
+        self.settings = settings
+        self._ssl = ssl_context(settings)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+            connector=aiohttp.TCPConnector(ssl=self._ssl, limit=50),
+            trust_env=self.settings.https_proxy is None,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request_json(self, method: str, url: str, *, dependency: str,
+                           headers: dict[str, str] | None = None,
+                           json_body: Any = None) -> JsonResponse:
+        """Send a request and parse JSON; network errors and non-JSON answers raise 502."""
+        assert self._session is not None, "Outbound.start() not called"
+        try:
+            async with self._session.request(
+                method, url, headers=headers, json=json_body, proxy=self.settings.https_proxy,
+                allow_redirects=False,
+            ) as resp:
+                raw = await resp.read()
+                status, resp_headers = resp.status, dict(resp.headers)
+        except TimeoutError:
+            raise IdentityProviderUnavailable(
+                f"{dependency}_timeout", f"{dependency} did not answer within "
+                f"{self.settings.timeout:g} s", dependency=dependency) from None
+        except aiohttp.ClientError as exc:
+            raise IdentityProviderUnavailable(
+                f"{dependency}_unreachable", f"cannot reach {dependency}: {type(exc).__name__}",
+                dependency=dependency) from None
+        try:
+            body = json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            body = _NOT_JSON
+        if body is _NOT_JSON and status < 500 and status != 429:
+            raise IdentityProviderUnavailable(
+                f"{dependency}_bad_response", f"{dependency} answered HTTP {status} "
+                "with a body that is not JSON", dependency=dependency)
+        return JsonResponse(status, resp_headers, body)
+
+
+_NOT_JSON = object()
+
+
+class MsalHttpClient:
+    """What MSAL calls as ``http_client``: requests with trust, proxy, timeout and ``Origin``.
+
+    ``last_token_status`` (per thread) tells the caller whether the token endpoint answered,
+    so an exception MSAL raises afterwards can be told apart from a network failure.
+    """
+
+    def __init__(self, settings: EntraSettings, origin: str | None) -> None:
+        self._settings = settings
+        self._origin = origin
+        self._verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else True
+        self._proxies = ({"https": settings.https_proxy, "http": settings.https_proxy}
+                         if settings.https_proxy else None)
+        self._session = requests.Session()
+        if settings.https_proxy:
+            self._session.trust_env = False
+        self._local = threading.local()
+
+    @property
+    def last_token_status(self) -> int | None:
+        return getattr(self._local, "status", None)
+
+    def reset(self) -> None:
+        self._local.status = None
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.pop("verify", None)
+        kwargs.setdefault("timeout", self._settings.timeout)
+        response = self._session.request(
+            method, url, verify=self._verify, proxies=self._proxies, allow_redirects=False,
+            **kwargs)
+        self._local.status = response.status_code
+        return response
+
+    def get(self, url: str, params: Any = None, headers: Any = None,
+            **kwargs: Any) -> requests.Response:
+        return self._send("GET", url, params=params, headers=headers, **kwargs)
+
+    def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None,
+             **kwargs: Any) -> requests.Response:
+        merged = dict(headers or {})
+        if self._origin:
+            merged["Origin"] = self._origin
+        return self._send("POST", url, params=params, data=data, headers=merged, **kwargs)
+
+    def close(self) -> None:
+        self._session.close()

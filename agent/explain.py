@@ -1,0 +1,107 @@
+"""What a refused or failed sign-in means for the person in front of the sensor.
+
+Reason codes (shared with the audit log) and AADSTS codes → a title, what happened in the
+user's words, and what to do next. Pure data; the web layer renders it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Explanation:
+    title: str
+    what: str
+    todo: str
+
+
+ADMIN = "Ask your Entra ID administrator"
+
+AADSTS: dict[str, Explanation] = {
+    "50011": Explanation("Redirect URI mismatch",
+                         "Entra ID does not know this sensor's address as a redirect URI.",
+                         f"{ADMIN} to add the sensor's redirect URI exactly as configured "
+                         "(Single-page application platform) to the app registration."),
+    "50105": Explanation("You are not assigned to this application",
+                         "Your account is not assigned to the sensor's app registration.",
+                         f"{ADMIN} to assign your account or one of your groups to the app."),
+    "50076": Explanation("Multi-factor authentication required",
+                         "Your organization requires multi-factor authentication.",
+                         "Select Try again and complete the verification Entra ID asks for."),
+    "50079": Explanation("Multi-factor authentication registration required",
+                         "You must register a verification method before signing in.",
+                         "Select Try again and follow Entra ID's registration steps."),
+    "53003": Explanation("Blocked by Conditional Access",
+                         "A Conditional Access policy of your organization blocked this sign-in.",
+                         f"{ADMIN} which policy applies to the sensor's app registration."),
+    "65001": Explanation("Admin consent missing",
+                         "The sensor's app registration has not been granted consent.",
+                         f"{ADMIN} to select 'Grant admin consent' under API permissions."),
+    "700016": Explanation("Application not found",
+                          "Entra ID does not know the sensor's application (client) ID.",
+                          "Ask the sensor administrator to check entra.client_id against the "
+                          "app registration's Application (client) ID."),
+    "90002": Explanation("Tenant not found",
+                         "Entra ID does not know the configured tenant.",
+                         "Ask the sensor administrator to check entra.tenant_id."),
+    "9002327": Explanation("Single-page application redemption refused",
+                           "Entra ID only redeems this app's codes in cross-origin requests.",
+                           "Ask the sensor administrator to check that the redirect URI is "
+                           "registered under the Single-page application platform and that "
+                           "entra.redirect_uri matches it."),
+    "9002326": Explanation("Cross-origin redemption refused",
+                           "The redirect URI is registered as a Web platform URI, not as a "
+                           "Single-page application.",
+                           f"{ADMIN} to move the redirect URI to the Single-page application "
+                           "platform in the app registration's Authentication page."),
+    "7000218": Explanation("Client credentials missing",
+                           "The app registration expects a client secret or certificate.",
+                           f"{ADMIN} to register the redirect URI as a Single-page application "
+                           "and allow public client flows."),
+}
+
+_TRY_AGAIN = "Select Try again. If it happens again, tell your sensor administrator the " \
+             "reference below."
+
+REASONS: dict[str, Explanation] = {
+    "no_role": Explanation("No access to this sensor",
+                           "You signed in, but your account is in none of the Entra ID groups "
+                           "that give access to this sensor.",
+                           "Ask {contact} to add you to the sensor's Admin, Security analyst "
+                           "or Read only group."),
+    "missing_attributes": Explanation("Your account is incomplete",
+                                      "Your Entra ID account lacks: {missing}. The sensor needs "
+                                      "a first name, a last name and a user principal name.",
+                                      f"{ADMIN} to fill in the missing attributes of your "
+                                      "account, then sign in again."),
+    "wrong_tenant": Explanation("Account from another organization",
+                                "You signed in with an account of another Entra ID tenant.",
+                                "Sign out of that account and sign in with your organization's "
+                                "account."),
+    "idp_error": Explanation("Entra ID did not sign you in",
+                             "Entra ID answered: {error}.",
+                             _TRY_AGAIN),
+    "state_expired": Explanation("The sign-in request expired",
+                                 "The sign-in took too long to complete.", "Select Try again."),
+    "state_unknown": Explanation("Sign-in response not recognized",
+                                 "This sign-in response is unknown or was already used "
+                                 "(for example after the Back button).", "Select Try again."),
+    "browser_mismatch": Explanation("Sign-in started elsewhere",
+                                    "This sign-in was started in another browser or window.",
+                                    "Select Try again in this browser."),
+    "too_many_sign_ins": Explanation("Too many sign-in attempts",
+                                     "Too many sign-ins were started from your address.",
+                                     "Wait a minute, then select Try again."),
+}
+
+UNAVAILABLE = Explanation("Sign-in service unreachable",
+                          "The sensor could not complete your sign-in because {dependency} "
+                          "is unreachable, too slow or failing.",
+                          "Wait a moment and select Try again. If it persists, ask the sensor "
+                          "administrator to run 'sensor-sso-agent check-connectivity'.")
+
+REJECTED = Explanation("Sign-in response rejected",
+                       "The sign-in response could not be trusted ({detail}).",
+                       "Select Try again. If it happens again, tell your sensor administrator "
+                       "the reference below.")

@@ -1,0 +1,198 @@
+"""The sign-in, step by step, away from HTTP: start → callback → validated identity → session.
+
+``SignIn.start`` creates a pending sign-in bound to the browser and returns the authorization
+URL. ``SignIn.complete`` checks the authorization response (state, browser binding, RFC 9207
+``iss``, ``error=``), redeems the code through MSAL off the event loop, validates the ID token,
+gathers the required attributes and groups (Graph when the token lacks them), decides the
+role and stores a new session. Every refusal raises a ``SignInError`` with a reason code and
+is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from .entra.client import EntraClient, aadsts_code, nonce_hash
+from .entra.discovery import TenantDirectory
+from .entra.graph import GraphClient
+from .entra.tokens import validate_id_token
+from .errors import IdentityProviderUnavailable, SignInError, SignInRefused, SignInRejected
+from .pending import PendingSignIn, PendingSignIns, binding_hash
+from .roles import ROLES, configured_groups, decide_role
+from .sessions import Session, SessionStore
+from .settings import Settings, is_local_path
+
+audit = structlog.get_logger("agent.audit")
+
+_MAX_PARAM = 4096
+_ATTRIBUTE_NAMES = {"given_name": "First name", "family_name": "Last name",
+                    "upn": "User principal name"}
+
+
+@dataclass(frozen=True)
+class Started:
+    authorize_url: str
+    binding: str
+
+
+@dataclass(frozen=True)
+class Completed:
+    cookie_id: str
+    session: Session
+    next_path: str
+
+
+class SignIn:
+    def __init__(self, settings: Settings, directory: TenantDirectory, client: EntraClient,
+                 graph: GraphClient, pending: PendingSignIns, sessions: SessionStore,
+                 clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.client = client
+        self.graph = graph
+        self.pending = pending
+        self.sessions = sessions
+        self.clock = clock
+
+    def safe_next(self, next_path: object) -> str:
+        return next_path if is_local_path(next_path) else self.settings.server.post_login_path
+
+    async def start(self, next_path: object, client: str, binding: str | None) -> Started:
+        if not self.pending.admit(client):
+            raise SignInRejected("too_many_sign_ins",
+                                 "too many sign-in attempts from this address; wait a minute")
+        if not self.directory.ready:
+            raise IdentityProviderUnavailable(
+                "idp_not_ready", self.directory.not_ready_reason or "not ready",
+                dependency="Entra ID")
+        if not self.client.loaded:
+            await asyncio.to_thread(self.client.app)
+        flow = self.client.start()
+        if binding is None or not (20 <= len(binding) <= 64) or not binding.isascii():
+            binding = secrets.token_urlsafe(32)
+        target = self.safe_next(next_path)
+        self.pending.add(flow["state"], PendingSignIn(
+            flow=flow, binding_hash=binding_hash(binding), next_path=target,
+            created=self.clock(), client=client))
+        audit.info("sso_login_started", source_ip=client, next=target)
+        return Started(authorize_url=flow["auth_uri"], binding=binding)
+
+    async def complete(self, params: Mapping[str, str], binding: str | None,
+                       client: str) -> Completed:
+        try:
+            return await self._complete(params, binding, client)
+        except SignInError as exc:
+            if exc.info.get("aadsts") or exc.reason == "idp_error":
+                audit.warning("idp_error", reason=exc.reason, aadsts=exc.info.get("aadsts"),
+                              error=exc.info.get("error"), source_ip=client)
+            audit.warning("sso_login_refused", reason=exc.reason, status=exc.status,
+                          source_ip=client, upn=exc.info.get("upn"))
+            raise
+
+    async def _complete(self, params: Mapping[str, str], binding: str | None,
+                        client: str) -> Completed:
+        state = params.get("state")
+        if not state or len(state) > _MAX_PARAM:
+            raise SignInRejected("state_missing", "the sign-in response carries no state")
+        pending, why = self.pending.take(state, binding)
+        if pending is None:
+            raise SignInRejected(why, {
+                "state_unknown": "this sign-in response is unknown or was already used",
+                "state_expired": "the sign-in took too long",
+                "browser_mismatch": "this sign-in was started in another browser",
+            }[why])
+        metadata = self.directory.metadata
+        if metadata is None:
+            raise IdentityProviderUnavailable("idp_not_ready", "Entra ID metadata not loaded",
+                                              dependency="Entra ID")
+        iss = params.get("iss")
+        if iss is not None and not hmac.compare_digest(iss.encode(), metadata.issuer.encode()):
+            raise SignInRejected("iss_mismatch", "the sign-in response names another issuer")
+        if iss is None and metadata.iss_parameter_supported:
+            raise SignInRejected("iss_missing", "the sign-in response does not name its issuer")
+        if "error" in params:
+            error = params["error"][:64]
+            code = aadsts_code(params.get("error_description", "")[:_MAX_PARAM])
+            raise SignInRefused("idp_error", f"Entra ID answered {error}", error=error,
+                                aadsts=code)
+        code = params.get("code")
+        if not code or len(code) > _MAX_PARAM:
+            raise SignInRejected("code_missing", "the sign-in response carries no code")
+        response = {"state": state, "code": code}
+        redemption = await asyncio.to_thread(self.client.redeem, pending.flow, response)
+        claims = await validate_id_token(
+            redemption.id_token, key_for=self.directory.signing_key, issuer=metadata.issuer,
+            client_id=self.settings.entra.client_id, tenant_id=self.settings.entra.tenant_id,
+            nonce_hash=nonce_hash(pending.flow), now=self.clock(),
+            leeway=self.settings.entra.clock_skew)
+        profile = await self._profile(claims, redemption.access_token)
+        groups = await self._groups(claims, redemption.access_token)
+        decision = decide_role(groups, self.settings.roles)
+        if decision.role is None:
+            raise SignInRefused("no_role", "the account is in none of the groups mapped to a "
+                                "sensor role", upn=profile["upn"])
+        cookie_id, session = self.sessions.new_session(
+            upn=profile["upn"], given_name=profile["given_name"],
+            family_name=profile["family_name"], oid=str(claims.get("oid", claims["sub"])),
+            role=decision.role.id, groups=list(decision.matched_groups),
+            auth_time=float(claims.get("auth_time", claims["iat"])),
+            amr=_strings(claims.get("amr")), acrs=_strings(claims.get("acrs")))
+        await self.sessions.put(session)
+        audit.info("sso_login_succeeded", upn=session.upn, oid=session.oid, role=session.role,
+                   groups_matched=list(decision.matched_groups), source_ip=client,
+                   amr=session.amr or None, acrs=session.acrs or None)
+        return Completed(cookie_id=cookie_id, session=session, next_path=pending.next_path)
+
+    async def _profile(self, claims: Mapping[str, Any], access_token: str | None
+                       ) -> dict[str, str]:
+        found = {name: _text(claims.get(name)) for name in _ATTRIBUTE_NAMES}
+        if None in found.values():
+            if access_token is None:
+                raise IdentityProviderUnavailable(
+                    "graph_no_token", "Entra ID issued no token for Microsoft Graph",
+                    dependency="Microsoft Graph")
+            me = await self.graph.profile(access_token)
+            found["given_name"] = found["given_name"] or me.given_name
+            found["family_name"] = found["family_name"] or me.family_name
+            found["upn"] = found["upn"] or me.upn
+        missing = [label for name, label in _ATTRIBUTE_NAMES.items() if not found[name]]
+        if missing:
+            raise SignInRefused("missing_attributes",
+                                "the account lacks " + ", ".join(missing), missing=missing,
+                                upn=found["upn"])
+        return {k: v for k, v in found.items() if v is not None}
+
+    async def _groups(self, claims: Mapping[str, Any], access_token: str | None) -> list[str]:
+        names = claims.get("_claim_names")
+        overage = isinstance(names, dict) and "groups" in names
+        groups = claims.get("groups")
+        if not overage and isinstance(groups, list) and all(isinstance(g, str) for g in groups):
+            return groups
+        wanted = configured_groups(self.settings.roles)
+        if access_token is None:
+            raise IdentityProviderUnavailable(
+                "graph_no_token", "Entra ID issued no token for Microsoft Graph",
+                dependency="Microsoft Graph")
+        return await self.graph.member_groups(access_token, wanted)
+
+
+def role_name(role_id: str) -> str:
+    role = ROLES.get(role_id)
+    return role.name if role else role_id
+
+
+def _text(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)][:16]
+    return []

@@ -1,0 +1,132 @@
+"""The application factory: settings in, aiohttp application out. No module-level state.
+
+Resources live in ``cleanup_ctx``: the outbound HTTP client, the session store (restored from
+``state_dir``), the tenant's discovery document and keys (loaded in the background and
+retried until they are, so the agent serves ``/healthz`` and existing sessions while Entra ID
+is unreachable), and the periodic session flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from ..entra.client import EntraClient
+from ..entra.discovery import MetadataProblem, TenantDirectory
+from ..entra.graph import GraphClient
+from ..entra.outbound import Outbound
+from ..errors import IdentityProviderUnavailable
+from ..pending import PendingSignIns
+from ..sessions import SessionStore
+from ..settings import Settings
+from ..signin import SignIn
+from . import handlers, keys
+from .middlewares import never_a_stack_trace, request_context, security_headers
+
+log = structlog.get_logger("agent.web")
+
+STATIC = Path(__file__).parent / "static"
+KEY_REFRESH_INTERVAL = 3600.0
+FLUSH_INTERVAL = 2.0
+SWEEP_EVERY = 15  # flushes; expired sessions are refused at lookup anyway
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
+               console: bool = False, persist: bool = True) -> web.Application:
+    """Build the agent. ``console`` adds the demo's Overview page at ``post_login_path``."""
+    form_targets = settings.entra.authority_host
+    app = web.Application(middlewares=[
+        request_context,
+        security_headers(settings.server.tls_cert_file is not None, form_targets),
+        never_a_stack_trace,
+    ], client_max_size=64 * 1024)
+    app[keys.SETTINGS] = settings
+    outbound = Outbound(settings.entra)
+    directory = TenantDirectory(settings.entra, outbound, clock)
+    sessions = SessionStore(settings.session.state_dir if persist else None,
+                            settings.session.idle_timeout, settings.session.absolute_timeout,
+                            clock)
+    pending = PendingSignIns(settings.session.sign_in_timeout,
+                             settings.session.max_pending_sign_ins,
+                             settings.session.sign_ins_per_minute_per_client, clock)
+    client = EntraClient(settings.entra)
+    app[keys.DIRECTORY] = directory
+    app[keys.SESSIONS] = sessions
+    app[keys.SIGN_IN] = SignIn(settings, directory, client, GraphClient(
+        outbound, settings.entra.graph_url), pending, sessions, clock)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        await outbound.start()
+        await asyncio.to_thread(sessions.load)
+        tasks = [asyncio.create_task(_keep_directory(directory, client)),
+                 asyncio.create_task(_keep_sessions(sessions))]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            sessions.sweep()
+            await sessions.flush()
+            await outbound.close()
+            client.http.close()
+
+    app.cleanup_ctx.append(resources)
+
+    r = app.router
+    r.add_get("/login", handlers.login)
+    r.add_get("/auth/sso/start", handlers.sso_start)
+    r.add_get(settings.entra.redirect_path, handlers.sso_callback)
+    r.add_get("/auth/check", handlers.auth_check)
+    r.add_get("/auth/me", handlers.me)
+    r.add_post("/auth/logout", handlers.logout)
+    r.add_get("/healthz", handlers.healthz)
+    r.add_get("/readyz", handlers.readyz)
+    r.add_static("/auth/static", STATIC, append_version=False)
+    if console:
+        r.add_get(settings.server.post_login_path, handlers.overview)
+    return app
+
+
+async def _keep_directory(directory: TenantDirectory, client: EntraClient) -> None:
+    """Load discovery + keys, retrying with backoff; then refresh keys periodically."""
+    delay = 1.0
+    while True:
+        try:
+            if not directory.ready:
+                await directory.load()
+                log.info("identity_provider_ready", issuer=directory.metadata.issuer
+                         if directory.metadata else None)
+            if not client.loaded:
+                await asyncio.to_thread(client.app)
+            delay = KEY_REFRESH_INTERVAL
+        except (IdentityProviderUnavailable, MetadataProblem) as exc:
+            log.warning("identity_provider_not_ready", reason=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+            continue
+        await asyncio.sleep(delay)
+        with contextlib.suppress(IdentityProviderUnavailable, MetadataProblem):
+            await directory.refresh_keys()
+
+
+async def _keep_sessions(sessions: SessionStore) -> None:
+    rounds = 0
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL)
+        rounds += 1
+        try:
+            if rounds % SWEEP_EVERY == 0:
+                sessions.sweep()
+            await sessions.flush()
+        except OSError as exc:
+            log.error("session_state_write_failed", error=exc.strerror,
+                      fix="check that state_dir is writable by the service user")

@@ -1,0 +1,191 @@
+"""HTTP handlers: parse → call the sign-in or session code → respond. Thin on purpose."""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import urlencode
+
+import structlog
+from aiohttp import web
+
+from ..errors import SignInError, SignInRejected
+from ..roles import ROLES
+from ..sessions import COOKIE_NAME, Session
+from ..signin import role_name
+from . import keys
+from .pages import error_page, login_page, render
+
+audit = structlog.get_logger("agent.audit")
+
+BINDING_COOKIE = "__Host-sso_signin"
+_MAX_QUERY = 8192
+
+
+def client_address(request: web.Request) -> str:
+    settings = request.app[keys.SETTINGS]
+    if settings.server.trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            return last[:64]
+    return request.remote or "-"
+
+
+def _set_cookie(response: web.StreamResponse, name: str, value: str,
+                max_age: int | None = None) -> None:
+    response.set_cookie(name, value, path="/", secure=True, httponly=True, samesite="Lax",
+                        max_age=max_age)
+
+
+def _clear_cookie(response: web.StreamResponse, name: str) -> None:
+    response.del_cookie(name, path="/", secure=True, httponly=True, samesite="Lax")
+
+
+def current_session(request: web.Request, touch: bool = True) -> Session | None:
+    return request.app[keys.SESSIONS].get(request.cookies.get(COOKIE_NAME), touch=touch)
+
+
+def _reference(request: web.Request) -> str:
+    return str(request.get(keys.REQUEST_ID, "-"))
+
+
+async def login(request: web.Request) -> web.Response:
+    sign_in = request.app[keys.SIGN_IN]
+    raw_next = request.query.get("next")
+    next_path = sign_in.safe_next(raw_next) if raw_next else None
+    directory = request.app[keys.DIRECTORY]
+    return login_page(request.app[keys.SETTINGS], next_path,
+                      signed_out="signed_out" in request.query,
+                      not_ready=None if directory.ready else "the sensor cannot reach Entra ID")
+
+
+async def sso_start(request: web.Request) -> web.StreamResponse:
+    sign_in = request.app[keys.SIGN_IN]
+    try:
+        started = await sign_in.start(request.query.get("next"), client_address(request),
+                                      request.cookies.get(BINDING_COOKIE))
+    except SignInError as exc:
+        return error_page(exc, request.app[keys.SETTINGS], _reference(request), "/login")
+    response = web.HTTPFound(started.authorize_url)
+    _set_cookie(response, BINDING_COOKIE, started.binding,
+                max_age=int(request.app[keys.SETTINGS].session.sign_in_timeout))
+    return response
+
+
+async def sso_callback(request: web.Request) -> web.StreamResponse:
+    sign_in = request.app[keys.SIGN_IN]
+    settings = request.app[keys.SETTINGS]
+    client = client_address(request)
+    try:
+        params = _single_valued(request)
+        done = await sign_in.complete(params, request.cookies.get(BINDING_COOKIE), client)
+    except SignInError as exc:
+        return error_page(exc, settings, _reference(request))
+    old = request.cookies.get(COOKIE_NAME)
+    if old:  # session fixation: whatever session this browser had is over
+        await request.app[keys.SESSIONS].delete(old)
+    response = web.HTTPFound(done.next_path)
+    _set_cookie(response, COOKIE_NAME, done.cookie_id)
+    _clear_cookie(response, BINDING_COOKIE)
+    return response
+
+
+def _single_valued(request: web.Request) -> dict[str, str]:
+    if len(request.query_string) > _MAX_QUERY:
+        raise SignInRejected("response_too_large", "the sign-in response is too large")
+    params: dict[str, str] = {}
+    for key, value in request.query.items():
+        if key in params:
+            raise SignInRejected("duplicate_parameter",
+                                 "the sign-in response repeats a parameter")
+        params[key] = value
+    return params
+
+
+async def auth_check(request: web.Request) -> web.Response:
+    wanted = request.query.get("role")
+    if wanted is not None and wanted not in ROLES:
+        return web.Response(status=400)
+    session = current_session(request)
+    if session is None:
+        return web.Response(status=401)
+    if wanted is not None and ROLES[session.role].rank < ROLES[wanted].rank:
+        return web.Response(status=403)
+    return web.Response(status=200, headers={
+        "X-Auth-Request-User": session.upn,
+        "X-Auth-Request-Role": session.role,
+        "X-Auth-Request-Name": _header_safe(f"{session.given_name} {session.family_name}"),
+    })
+
+
+def _header_safe(text: str) -> str:
+    """Header values are Latin-1 on the wire; keep the name readable without breaking it."""
+    return "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in text)
+
+
+async def me(request: web.Request) -> web.Response:
+    session = current_session(request)
+    if session is None:
+        return web.json_response({"error": "not signed in"}, status=401)
+    settings = request.app[keys.SETTINGS]
+    return web.json_response({
+        "upn": session.upn, "given_name": session.given_name,
+        "family_name": session.family_name, "role": session.role,
+        "role_name": role_name(session.role), "groups": session.groups,
+        "auth_time": session.auth_time,
+        "expires_at": min(session.created + settings.session.absolute_timeout,
+                          session.last_seen + settings.session.idle_timeout),
+        "csrf_token": session.csrf_token,
+    })
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    session = current_session(request, touch=False)
+    if session is None:
+        response: web.StreamResponse = web.HTTPSeeOther("/login")
+        _clear_cookie(response, COOKIE_NAME)
+        return response
+    supplied = request.headers.get("X-CSRF-Token")
+    if supplied is None and request.content_type in ("application/x-www-form-urlencoded",
+                                                     "multipart/form-data"):
+        form = await request.post()
+        value = form.get("csrf_token")
+        supplied = value if isinstance(value, str) else None
+    if not supplied or not hmac.compare_digest(supplied.encode(), session.csrf_token.encode()):
+        audit.warning("sso_logout_refused", reason="csrf_token_invalid", upn=session.upn)
+        return web.Response(status=403, text="Sign-out needs the session's CSRF token.\n")
+    await request.app[keys.SESSIONS].delete(request.cookies[COOKIE_NAME])
+    audit.info("sso_logout", upn=session.upn, role=session.role)
+    settings = request.app[keys.SETTINGS]
+    target = "/login?signed_out=1"
+    metadata = request.app[keys.DIRECTORY].metadata
+    if settings.entra.signout_from_entra and metadata and metadata.end_session_endpoint:
+        back = settings.entra.post_logout_redirect_uri
+        target = metadata.end_session_endpoint + (
+            "?" + urlencode({"post_logout_redirect_uri": back}) if back else "")
+    response = web.HTTPSeeOther(target)
+    _clear_cookie(response, COOKIE_NAME)
+    return response
+
+
+async def overview(request: web.Request) -> web.StreamResponse:
+    """The demo's console stand-in: who is signed in, and a sign-out button."""
+    session = current_session(request)
+    if session is None:
+        raise web.HTTPFound("/login?" + urlencode({"next": request.path}))
+    settings = request.app[keys.SETTINGS]
+    return render("overview.html", title="Overview", sensor_name=settings.server.sensor_name,
+                  name=f"{session.given_name} {session.family_name}", upn=session.upn,
+                  role_name=role_name(session.role), csrf_token=session.csrf_token)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    directory = request.app[keys.DIRECTORY]
+    if directory.ready:
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "not ready", "reason": directory.not_ready_reason},
+                             status=503)

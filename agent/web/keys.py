@@ -1,0 +1,16 @@
+"""Typed application and request keys (aiohttp's "no singletons")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..entra.discovery import TenantDirectory
+from ..sessions import SessionStore
+from ..settings import Settings
+from ..signin import SignIn
+
+SETTINGS = web.AppKey("settings", Settings)
+SIGN_IN = web.AppKey("sign_in", SignIn)
+SESSIONS = web.AppKey("sessions", SessionStore)
+DIRECTORY = web.AppKey("directory", TenantDirectory)
+REQUEST_ID = "sensor_sso_request_id"

@@ -1,0 +1,78 @@
+"""HTML pages (jinja2, autoescaped): sign-in, refusal/error, and the demo console stand-in."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+
+from ..errors import IdentityProviderUnavailable, SignInError, SignInRefused
+from ..explain import AADSTS, REASONS, REJECTED, UNAVAILABLE, Explanation
+from ..settings import Settings
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("agent.web", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def render(template: str, status: int = 200, **context: Any) -> web.Response:
+    body = _env.get_template(template).render(**context)
+    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
+def start_url(next_path: str | None) -> str:
+    return "/auth/sso/start" + (f"?{urlencode({'next': next_path})}" if next_path else "")
+
+
+def login_page(settings: Settings, next_path: str | None, signed_out: bool,
+               not_ready: str | None) -> web.Response:
+    return render("login.html", title="Sign in", sensor_name=settings.server.sensor_name,
+                  start_url=start_url(next_path), contact=settings.server.access_contact,
+                  signed_out=signed_out, not_ready=not_ready)
+
+
+def explain(error: SignInError, settings: Settings) -> tuple[Explanation, str | None]:
+    aadsts = error.info.get("aadsts")
+    code = aadsts if isinstance(aadsts, str) else None
+    if isinstance(error, IdentityProviderUnavailable):
+        dependency = str(error.info.get("dependency") or "Entra ID")
+        return _fill(UNAVAILABLE, dependency=dependency), code
+    if code and code in AADSTS:
+        return AADSTS[code], code
+    if error.reason in REASONS:
+        missing = error.info.get("missing") or []
+        return _fill(REASONS[error.reason], contact=settings.server.access_contact,
+                     missing=", ".join(str(m) for m in missing),
+                     error=str(error.info.get("error") or "an error")), code
+    if isinstance(error, SignInRefused):
+        return _fill(REASONS["idp_error"], error=error.detail or error.reason), code
+    return _fill(REJECTED, detail=error.detail or error.reason), code
+
+
+def error_page(error: SignInError, settings: Settings, reference: str,
+               retry_url: str = "/auth/sso/start") -> web.Response:
+    explanation, code = explain(error, settings)
+    status = 429 if error.reason == "too_many_sign_ins" else error.status
+    return render("error.html", status=status, title=explanation.title,
+                  sensor_name=settings.server.sensor_name, what=explanation.what,
+                  todo=explanation.todo, aadsts=code, retry_url=retry_url, reference=reference)
+
+
+def plain_error_page(settings: Settings, status: int, title: str, what: str, todo: str,
+                     reference: str) -> web.Response:
+    return render("error.html", status=status, title=title,
+                  sensor_name=settings.server.sensor_name, what=what, todo=todo, aadsts=None,
+                  retry_url="/login", reference=reference)
+
+
+def _fill(explanation: Explanation, **values: str) -> Explanation:
+    def fmt(text: str) -> str:
+        try:
+            return text.format(**values)
+        except (KeyError, IndexError):
+            return text
+    return Explanation(fmt(explanation.title), fmt(explanation.what), fmt(explanation.todo))
