@@ -1,0 +1,104 @@
+"""Session store: lookups, timeouts, encrypted journal, crash safety, unreadable state."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from structlog.testing import capture_logs
+
+from agent.sessions import SessionStore
+from agent.state import JOURNAL_FILE, KEY_FILE
+from tests.clock import Clock
+
+
+def new_store(path: Path | None, clock: Clock) -> SessionStore:
+    store = SessionStore(path, idle_timeout=1800, absolute_timeout=43200, clock=clock)
+    store.load()
+    return store
+
+
+async def add(store: SessionStore, upn: str = "ana@contoso.example") -> str:
+    cookie, session = store.new_session(upn=upn, given_name="Ana", family_name="Silva",
+                                        oid="oid-1", role="admin", groups=["g"], auth_time=1.0)
+    await store.put(session)
+    return cookie
+
+
+class TestSessionStore:
+    async def test_lookup_by_cookie(self, tmp_path: Path) -> None:
+        """A stored session is found by its cookie id and by nothing else."""
+        store = new_store(tmp_path, Clock())
+        cookie = await add(store)
+        found = store.get(cookie)
+        assert found is not None and "ana@contoso.example" == found.upn
+        assert store.get(cookie + "x") is None and store.get(None) is None
+
+    async def test_key_file_is_private(self, tmp_path: Path) -> None:
+        """The encryption key is created 0600 on first start."""
+        new_store(tmp_path, Clock())
+        assert 0o600 == stat.S_IMODE(os.stat(tmp_path / KEY_FILE).st_mode)
+
+    async def test_journal_holds_no_plaintext(self, tmp_path: Path) -> None:
+        """Neither the UPN nor the cookie id appear in the state file."""
+        store = new_store(tmp_path, Clock())
+        cookie = await add(store)
+        data = (tmp_path / JOURNAL_FILE).read_bytes()
+        assert b"ana@contoso.example" not in data and cookie.encode() not in data
+
+    async def test_restart_restores_sessions_and_deletions(self, tmp_path: Path) -> None:
+        """A new store on the same directory knows live sessions and forgets deleted ones."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        keep, gone = await add(store), await add(store, "bo@contoso.example")
+        await store.delete(gone)
+        again = new_store(tmp_path, clock)
+        assert again.get(keep) is not None and again.get(gone) is None
+
+    async def test_idle_refresh_is_persisted(self, tmp_path: Path) -> None:
+        """A refreshed idle timer survives a restart once flushed."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        cookie = await add(store)
+        clock.advance(1700)
+        assert store.get(cookie) is not None
+        await store.flush()
+        clock.advance(1700)
+        assert new_store(tmp_path, clock).get(cookie) is not None
+
+    async def test_expired_sessions_dropped_on_restart(self, tmp_path: Path) -> None:
+        """Sessions past their idle timeout are not restored."""
+        clock = Clock()
+        cookie = await add(new_store(tmp_path, clock))
+        clock.advance(1801)
+        assert new_store(tmp_path, clock).get(cookie) is None
+
+    async def test_torn_last_line_keeps_the_rest(self, tmp_path: Path) -> None:
+        """A write torn by a crash loses only that record; the file is copied aside."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        cookie = await add(store)
+        with open(tmp_path / JOURNAL_FILE, "ab") as f:
+            f.write(b"QUJD")  # half a record, no newline
+        with capture_logs() as logs:
+            again = new_store(tmp_path, clock)
+        assert again.get(cookie) is not None
+        assert any(e["event"] == "session_state_unreadable" for e in logs)
+        assert list(tmp_path.glob(JOURNAL_FILE + ".unreadable-*"))
+
+    async def test_foreign_state_file_is_set_aside(self, tmp_path: Path) -> None:
+        """A journal written with another key is set aside; the agent starts empty."""
+        clock = Clock()
+        cookie = await add(new_store(tmp_path, clock))
+        (tmp_path / KEY_FILE).write_bytes(os.urandom(32))
+        with capture_logs() as logs:
+            again = new_store(tmp_path, clock)
+        assert again.get(cookie) is None and 0 == len(again)
+        assert any(e["event"] == "session_state_unreadable" for e in logs)
+
+    async def test_memory_only_store(self) -> None:
+        """Without a state directory the store works in memory."""
+        store = new_store(None, Clock())
+        cookie = await add(store)
+        assert store.get(cookie) is not None

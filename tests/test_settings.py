@@ -1,0 +1,126 @@
+"""Configuration: defaults, every problem at once, nothing changed by validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.__main__ import main
+from agent.errors import ConfigError
+from agent.settings import is_local_path, load_settings, parse_duration, settings_from_mapping
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "0b5b0b4e-3c8b-4bfb-8f0e-6c0f1c2d3e4f"
+GROUP = "6e2f3c4d-1a2b-4c5d-8e9f-0a1b2c3d4e5f"
+EXAMPLE = Path(__file__).parent.parent / "config" / "agent.example.toml"
+
+
+def minimal(**entra: object) -> dict[str, object]:
+    return {"entra": {"tenant_id": TENANT, "client_id": CLIENT,
+                      "redirect_uri": "https://sensor-01.plant.example/auth/sso/callback",
+                      **entra},
+            "roles": {"admin": [GROUP]}}
+
+
+class TestLoad:
+    def test_example_config_is_valid(self) -> None:
+        """The shipped example documents a valid configuration."""
+        settings = load_settings(EXAMPLE)
+        assert settings.session.idle_timeout == 1800
+        assert settings.entra.redirect_path == "/auth/sso/callback"
+
+    def test_defaults(self) -> None:
+        """Keys left out take the spec's defaults."""
+        settings = settings_from_mapping(minimal())
+        assert ("127.0.0.1", 8080) == (settings.server.listen_host, settings.server.listen_port)
+        assert "https://login.microsoftonline.com" == settings.entra.authority_host
+        assert "https://sensor-01.plant.example" == settings.entra.origin
+        assert 43200 == settings.session.absolute_timeout
+
+    def test_every_problem_reported_at_once(self) -> None:
+        """A file with several mistakes lists each with key and reason."""
+        data = minimal(tenant_id="contoso", timeout="ten seconds")
+        data["roles"] = {"admin": ["not-a-guid"], "auditor": [GROUP]}
+        data["session"] = {"idle_timeout": "13h", "typo_key": 1}
+        with pytest.raises(ConfigError) as caught:
+            settings_from_mapping(data)
+        keys = [key for key, _, _ in caught.value.problems]
+        assert {"entra.tenant_id", "entra.timeout", "roles.admin", "roles.auditor",
+                "session.idle_timeout", "session.typo_key"} <= set(keys)
+
+    def test_unknown_section(self) -> None:
+        """A misspelt section is an error, not silently ignored."""
+        data = minimal()
+        data["sesion"] = {}
+        with pytest.raises(ConfigError) as caught:
+            settings_from_mapping(data)
+        assert "sesion" == caught.value.problems[0][0]
+
+    def test_group_in_two_roles_refused(self) -> None:
+        """One group mapped to two roles is ambiguous and refused."""
+        data = minimal()
+        data["roles"] = {"admin": [GROUP], "read_only": [GROUP.upper()]}
+        with pytest.raises(ConfigError, match="also mapped to role admin"):
+            settings_from_mapping(data)
+
+    def test_plain_http_redirect_only_on_loopback(self) -> None:
+        """http redirect URIs are accepted for loopback (as Entra does), refused elsewhere."""
+        assert settings_from_mapping(minimal(redirect_uri="http://127.0.0.1:8080/cb"))
+        with pytest.raises(ConfigError, match="https"):
+            settings_from_mapping(minimal(redirect_uri="http://sensor/cb"))
+
+    def test_missing_ca_bundle_file(self, tmp_path: Path) -> None:
+        """A ca_bundle that does not exist is named."""
+        with pytest.raises(ConfigError, match="ca_bundle"):
+            settings_from_mapping(minimal(ca_bundle=str(tmp_path / "nope.pem")))
+
+    def test_not_toml(self, tmp_path: Path) -> None:
+        """A file that is not TOML says so."""
+        path = tmp_path / "agent.toml"
+        path.write_text("[entra\n")
+        with pytest.raises(ConfigError, match="not valid TOML"):
+            load_settings(path)
+
+    def test_durations(self) -> None:
+        """Durations are number + unit."""
+        assert [45, 1800, 43200, 86400] == [parse_duration(t) for t in ("45s", "30m", "12h", "1d")]
+        with pytest.raises(ValueError):
+            parse_duration("12")
+
+
+class TestCheckConfigCommand:
+    def test_valid_exit_0(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """check-config prints that the configuration is valid and exits 0."""
+        assert 0 == main(["check-config", "--config", str(EXAMPLE)])
+        assert "configuration is valid" in capsys.readouterr().out
+
+    def test_invalid_exit_1(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """check-config lists every problem with the key and exits 1; the file is untouched."""
+        path = tmp_path / "agent.toml"
+        text = '[entra]\ntenant_id = "x"\n[roles]\nadmin = []\n'
+        path.write_text(text)
+        assert 1 == main(["check-config", "--config", str(path)])
+        err = capsys.readouterr().err
+        assert "entra.tenant_id" in err and "entra.client_id" in err and "roles" in err
+        assert text == path.read_text()
+
+    def test_env_variable_names_the_file(self, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+        """$SENSOR_SSO_AGENT_CONFIG is the default config path."""
+        monkeypatch.setenv("SENSOR_SSO_AGENT_CONFIG", str(EXAMPLE))
+        assert 0 == main(["check-config"])
+
+
+class TestLocalPath:
+    @pytest.mark.parametrize("path", ["/", "/overview", "/a/b?c=d", "/devices#x"])
+    def test_accepted(self, path: str) -> None:
+        """Same-site relative paths are accepted."""
+        assert is_local_path(path)
+
+    @pytest.mark.parametrize("path", ["//evil.example", "/\\evil.example", "https://evil.example",
+                                      "javascript:alert(1)", "evil", "", "/%2f%2fevil.example",
+                                      "/%5Cevil.example", "/\tevil", "/a\nb", None])
+    def test_refused(self, path: object) -> None:
+        """Anything that can leave the site is refused."""
+        assert not is_local_path(path)
