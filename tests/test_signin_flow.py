@@ -75,18 +75,18 @@ class TestSuccessfulSignIn:
     async def test_user_in_two_roles_gets_the_most_privileged(self, stack: Stack) -> None:
         """A member of admin and read-only groups is Admin."""
         browser = stack.browser()
-        await browser.sign_in("both@contoso.example")
+        await browser.sign_in("admin.reader@contoso.example")
         assert "admin" == (await check(stack, browser))[1]["X-Auth-Request-Role"]
 
     async def test_profile_from_graph_when_token_lacks_optional_claims(self, stack: Stack) -> None:
         """Without given_name/family_name/upn/groups claims, Graph supplies them."""
         browser = stack.browser()
-        resp = await browser.sign_in("noclaims@contoso.example")
+        resp = await browser.sign_in("graphprofile@contoso.example")
         assert 302 == resp.status, await resp.text()
         assert stack.idp.requests["graph_me"] >= 1
         assert stack.idp.requests["graph_check_member_groups"] >= 1
         status, headers = await check(stack, browser)
-        assert (200, "noclaims@contoso.example") == (status, headers["X-Auth-Request-User"])
+        assert (200, "graphprofile@contoso.example") == (status, headers["X-Auth-Request-User"])
 
     async def test_overage_user_groups_from_check_member_groups(self, stack: Stack) -> None:
         """Group overage: the role comes from Graph checkMemberGroups."""
@@ -127,7 +127,7 @@ class TestRefusals:
         """A user in no mapped group gets a 403 page saying whom to ask; no session."""
         browser = stack.browser()
         with capture_logs() as logs:
-            resp = await browser.sign_in("outsider@contoso.example")
+            resp = await browser.sign_in("nogroup@contoso.example")
         assert 403 == resp.status
         assert "No access to this sensor" in await resp.text()
         assert browser.cookie(COOKIE_NAME) is None

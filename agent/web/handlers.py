@@ -31,6 +31,10 @@ def client_address(request: web.Request) -> str:
     return request.remote or "-"
 
 
+def redirect(location: str, status: int = 302) -> web.Response:
+    return web.Response(status=status, headers={"Location": location})
+
+
 def _set_cookie(response: web.StreamResponse, name: str, value: str,
                 max_age: int | None = None) -> None:
     response.set_cookie(name, value, path="/", secure=True, httponly=True, samesite="Lax",
@@ -66,7 +70,7 @@ async def sso_start(request: web.Request) -> web.StreamResponse:
                                       request.cookies.get(BINDING_COOKIE))
     except SignInError as exc:
         return error_page(exc, request.app[keys.SETTINGS], _reference(request), "/login")
-    response = web.HTTPFound(started.authorize_url)
+    response = redirect(started.authorize_url)
     _set_cookie(response, BINDING_COOKIE, started.binding,
                 max_age=int(request.app[keys.SETTINGS].session.sign_in_timeout))
     return response
@@ -84,7 +88,7 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
     old = request.cookies.get(COOKIE_NAME)
     if old:  # session fixation: whatever session this browser had is over
         await request.app[keys.SESSIONS].delete(old)
-    response = web.HTTPFound(done.next_path)
+    response = redirect(done.next_path)
     _set_cookie(response, COOKIE_NAME, done.cookie_id)
     _clear_cookie(response, BINDING_COOKIE)
     return response
@@ -142,7 +146,7 @@ async def me(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.StreamResponse:
     session = current_session(request, touch=False)
     if session is None:
-        response: web.StreamResponse = web.HTTPSeeOther("/login")
+        response: web.StreamResponse = redirect("/login", 303)
         _clear_cookie(response, COOKIE_NAME)
         return response
     supplied = request.headers.get("X-CSRF-Token")
@@ -163,7 +167,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         back = settings.entra.post_logout_redirect_uri
         target = metadata.end_session_endpoint + (
             "?" + urlencode({"post_logout_redirect_uri": back}) if back else "")
-    response = web.HTTPSeeOther(target)
+    response = redirect(target, 303)
     _clear_cookie(response, COOKIE_NAME)
     return response
 
@@ -172,7 +176,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
     """The demo's console stand-in: who is signed in, and a sign-out button."""
     session = current_session(request)
     if session is None:
-        raise web.HTTPFound("/login?" + urlencode({"next": request.path}))
+        return redirect("/login?" + urlencode({"next": request.path_qs}))
     settings = request.app[keys.SETTINGS]
     return render("overview.html", title="Overview", sensor_name=settings.server.sensor_name,
                   name=f"{session.given_name} {session.family_name}", upn=session.upn,

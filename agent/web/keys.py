@@ -13,4 +13,4 @@ SETTINGS = web.AppKey("settings", Settings)
 SIGN_IN = web.AppKey("sign_in", SignIn)
 SESSIONS = web.AppKey("sessions", SessionStore)
 DIRECTORY = web.AppKey("directory", TenantDirectory)
-REQUEST_ID = "sensor_sso_request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
