@@ -123,8 +123,9 @@ class EntraClient:
             status = self.http.last_token_status
             if status == 200:
                 if isinstance(exc, RuntimeError):
-                    raise SignInRejected("id_token_nonce_mismatch",
-                                         "the ID token belongs to another sign-in (nonce)") from None
+                    raise SignInRejected(
+                        "id_token_nonce_mismatch",
+                        "the ID token belongs to another sign-in (nonce)") from None
                 raise SignInRejected("id_token_malformed",
                                      "the identity provider sent an unusable ID token") from None
             raise IdentityProviderUnavailable(

@@ -57,7 +57,8 @@ async def validate_id_token(
             },
         )
     except jwt.InvalidSignatureError:
-        raise SignInRejected("id_token_bad_signature", "the ID token signature is invalid") from None
+        raise SignInRejected("id_token_bad_signature",
+                             "the ID token signature is invalid") from None
     except jwt.InvalidIssuerError:
         raise SignInRejected("id_token_wrong_issuer",
                              "the ID token was issued by someone else") from None
@@ -85,7 +86,8 @@ def _check_audience(claims: dict[str, Any], client_id: str) -> None:
     aud = claims.get("aud")
     if isinstance(aud, str):
         if aud != client_id:
-            raise SignInRejected("id_token_wrong_audience", "the ID token is for another application")
+            raise SignInRejected("id_token_wrong_audience",
+                                 "the ID token is for another application")
         return
     if isinstance(aud, list) and client_id in aud and all(isinstance(a, str) for a in aud):
         if len(aud) == 1 or claims.get("azp") == client_id:
