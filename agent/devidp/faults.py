@@ -1,0 +1,126 @@
+"""Misbehaviour on demand: per-endpoint faults and Entra/Graph-shaped error bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+ENDPOINTS = frozenset(
+    {
+        "discovery", "jwks", "authorize", "login", "mfa", "token", "logout", "userinfo",
+        "graph_me", "graph_check_member_groups", "graph_get_member_objects",
+        "authorize_response",
+    }
+)
+"""Endpoint names used by ``DevIdentityProvider.requests`` and ``.faults``.
+
+``authorize_response`` is the final redirect back to the client after sign-in.
+"""
+
+
+@dataclass
+class Fault:
+    """Wait ``delay`` seconds, then (if ``status`` is set) answer this instead of normally.
+
+    ``times``: apply only that many times, then the fault removes itself (None = forever).
+    """
+
+    status: int | None = None
+    body: bytes | None = None
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    times: int | None = None
+
+
+class FaultMap(dict[str, Fault]):
+    """``dict`` of endpoint name to ``Fault`` that refuses unknown endpoint names."""
+
+    def __setitem__(self, key: str, value: Fault) -> None:
+        if key not in ENDPOINTS:
+            raise KeyError(f"unknown endpoint {key!r}; one of {sorted(ENDPOINTS)}")
+        if not isinstance(value, Fault):
+            raise TypeError("value must be a Fault")
+        super().__setitem__(key, dataclasses.replace(value))  # a copy: ``times`` counts down
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    async def apply(self, name: str) -> web.Response | None:
+        """Run the fault for ``name`` if any; return the response to send instead, or None."""
+        fault = self.get(name)
+        if fault is None:
+            return None
+        if fault.times is not None:
+            fault.times -= 1
+            if fault.times <= 0:
+                self.pop(name, None)
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.status is None:
+            return None
+        return web.Response(
+            status=fault.status,
+            body=fault.body or b"",
+            headers={"Content-Type": fault.content_type, **fault.headers},
+        )
+
+
+def _timestamp(now: float) -> str:
+    return datetime.datetime.fromtimestamp(now, datetime.UTC).strftime(
+        "%Y-%m-%d %H:%M:%SZ"
+    )
+
+
+def entra_error_body(code: int, message: str, error: str, now: float,
+                     correlation_id: str | None = None) -> dict[str, Any]:
+    """The JSON body Entra's token/discovery endpoints send with an AADSTS error."""
+    trace_id = str(uuid.uuid4())
+    correlation_id = correlation_id or str(uuid.uuid4())
+    ts = _timestamp(now)
+    return {
+        "error": error,
+        "error_description": (
+            f"AADSTS{code}: {message}\r\nTrace ID: {trace_id}\r\n"
+            f"Correlation ID: {correlation_id}\r\nTimestamp: {ts}"
+        ),
+        "error_codes": [code],
+        "timestamp": ts,
+        "trace_id": trace_id,
+        "correlation_id": correlation_id,
+    }
+
+
+def entra_error(request: web.Request, status: int, error: str, code: int, message: str,
+                now: float) -> web.Response:
+    """An Entra-shaped JSON error response (echoes MSAL's ``client-request-id``)."""
+    body = entra_error_body(code, message, error, now, request.headers.get("client-request-id"))
+    return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
+
+
+def graph_error(status: int, code: str, message: str, now: float,
+                headers: dict[str, str] | None = None) -> web.Response:
+    """A Microsoft Graph-shaped JSON error response."""
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": _timestamp(now).replace(" ", "T").replace("Z", ""),
+                "request-id": str(uuid.uuid4()),
+                "client-request-id": str(uuid.uuid4()),
+            },
+        }
+    }
+    return web.Response(
+        status=status, text=json.dumps(body), content_type="application/json",
+        headers=headers or {},
+    )
