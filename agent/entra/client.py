@@ -118,7 +118,7 @@ class EntraClient:
         except msal.exceptions.MsalServiceError:
             raise IdentityProviderUnavailable(
                 "idp_error", "Entra ID's token endpoint failed", dependency="Entra ID") from None
-        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
             # Messages may echo the nonce or state: never pass them on.
             status = self.http.last_token_status
             if status == 200:
