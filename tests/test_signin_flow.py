@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from agent.devidp import DELETE, Fault
+from agent.devidp import DELETE, DevUser, Fault
 from agent.sessions import COOKIE_NAME
 from agent.web import keys
-from tests.harness import ROLE_GROUPS, Stack, make_stack
+from tests.harness import PASSWORD, ROLE_GROUPS, Stack, make_stack
 
 BINDING = "__Host-sso_signin"
 
@@ -120,6 +120,23 @@ def browser_url(stack: Stack):  # type: ignore[no-untyped-def]
     from yarl import URL
 
     return URL(stack.url)
+
+
+class TestNames:
+    async def test_non_ascii_name_reaches_the_console_as_utf8(self, tmp_path: Path) -> None:
+        """X-Auth-Request-Name carries a name like "José Müller" intact, as UTF-8."""
+        user = DevUser(username="jose@contoso.example", password=PASSWORD, given_name="José",
+                       family_name="Müller", upn="jose@contoso.example",
+                       groups=ROLE_GROUPS["read_only"])
+        stack = await make_stack(tmp_path, users=[user])
+        try:
+            browser = stack.browser()
+            await browser.sign_in("jose@contoso.example")
+            resp = await browser.get("/auth/check")
+            raw = dict(resp.raw_headers)[b"X-Auth-Request-Name"]
+            assert "José Müller" == raw.decode("utf-8")
+        finally:
+            await stack.close()
 
 
 class TestRefusals:

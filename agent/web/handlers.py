@@ -123,8 +123,8 @@ async def auth_check(request: web.Request) -> web.Response:
 
 
 def _header_safe(text: str) -> str:
-    """Header values are Latin-1 on the wire; keep the name readable without breaking it."""
-    return "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in text)
+    """Names go out as UTF-8 (as aiohttp writes them); control characters never do."""
+    return "".join(c for c in text if c.isprintable())
 
 
 async def me(request: web.Request) -> web.Response:
