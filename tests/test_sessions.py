@@ -102,3 +102,28 @@ class TestSessionStore:
         store = new_store(None, Clock())
         cookie = await add(store)
         assert store.get(cookie) is not None
+
+
+class TestWallClock:
+    async def test_idle_and_absolute_expiry_under_freezegun(self, tmp_path: Path) -> None:
+        """With the real clock (frozen and moved by freezegun) both timeouts end a session."""
+        import time
+
+        from freezegun import freeze_time
+
+        with freeze_time("2026-11-26 08:00:00") as frozen:
+            store = SessionStore(tmp_path, idle_timeout=1800, absolute_timeout=7200,
+                                 clock=lambda: time.time())
+            store.load()
+            idle = await add(store)
+            active = await add(store, "bo@contoso.example")
+            for _ in range(3):
+                frozen.tick(1700)
+                assert store.get(active) is not None
+            assert store.get(idle) is None  # 5100 s without a request: idle timeout
+            frozen.move_to("2026-11-26 08:00:00")
+            fresh = await add(store)
+            for _ in range(5):
+                frozen.tick(1500)
+                store.get(fresh)
+            assert store.get(fresh) is None  # 7500 s > absolute 7200 s despite activity

@@ -124,3 +124,13 @@ class TestLocalPath:
     def test_refused(self, path: object) -> None:
         """Anything that can leave the site is refused."""
         assert not is_local_path(path)
+
+
+class TestServeRefusesBadConfig:
+    def test_serve_exits_1_on_invalid_config(self, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+        """serve prints the problems and does not start on an invalid file."""
+        path = tmp_path / "agent.toml"
+        path.write_text('[entra]\ntenant_id = "nope"\n')
+        assert 1 == main(["serve", "--config", str(path)])
+        assert "entra.tenant_id" in capsys.readouterr().err

@@ -122,6 +122,89 @@ def browser_url(stack: Stack):  # type: ignore[no-untyped-def]
     return URL(stack.url)
 
 
+class TestRolesAndGroups:
+    @pytest.mark.parametrize(("username", "role"), [
+        ("admin@contoso.example", "admin"),
+        ("analyst@contoso.example", "security_analyst"),
+        ("reader@contoso.example", "read_only"),
+    ])
+    async def test_every_role(self, stack: Stack, username: str, role: str) -> None:
+        """Each role's group member gets that role in /auth/check."""
+        browser = stack.browser()
+        await browser.sign_in(username)
+        assert (200, role) == ((s := await check(stack, browser))[0],
+                               s[1]["X-Auth-Request-Role"])
+
+    async def test_second_group_of_a_role(self, tmp_path: Path) -> None:
+        """A role may list several groups: membership in any of them grants it."""
+        user = DevUser(username="second@contoso.example", password=PASSWORD, given_name="Sam",
+                       family_name="Second", upn="second@contoso.example",
+                       groups=[ROLE_GROUPS["read_only"][1]])
+        stack = await make_stack(tmp_path, users=[user])
+        try:
+            browser = stack.browser()
+            await browser.sign_in("second@contoso.example")
+            assert "read_only" == (await check(stack, browser))[1]["X-Auth-Request-Role"]
+        finally:
+            await stack.close()
+
+    async def test_overage_with_more_than_20_configured_groups(self, tmp_path: Path) -> None:
+        """Overage with 25 configured groups: checkMemberGroups is asked in chunks of 20."""
+        many = [f"dddddddd-0000-4000-8000-{i:012d}" for i in range(25)]
+
+        def config(data: dict) -> None:  # type: ignore[type-arg]
+            data["roles"]["read_only"] = many
+
+        user = DevUser(username="big@contoso.example", password=PASSWORD, given_name="Bea",
+                       family_name="Big", upn="big@contoso.example",
+                       groups=[many[24]] + [f"eeeeeeee-0000-4000-8000-{i:012d}"
+                                            for i in range(250)], overage=True)
+        stack = await make_stack(tmp_path, users=[user], config=config)
+        try:
+            browser = stack.browser()
+            resp = await browser.sign_in("big@contoso.example")
+            assert 302 == resp.status, await resp.text()
+            assert 2 == stack.idp.requests["graph_check_member_groups"]
+            assert "read_only" == (await check(stack, browser))[1]["X-Auth-Request-Role"]
+        finally:
+            await stack.close()
+
+
+class TestTokenRequest:
+    async def test_origin_and_pkce_verifier_sent(self, stack: Stack) -> None:
+        """The code is redeemed with the redirect URI's Origin and the matching PKCE verifier."""
+        await stack.browser().sign_in("admin@contoso.example")
+        assert stack.url == stack.idp.last_token_origin
+        assert stack.idp.last_token_pkce_ok is True
+
+
+class TestMissingAttributes:
+    @pytest.mark.parametrize(("given", "family", "upn", "named"), [
+        (None, "Silva", "x@contoso.example", "First name"),
+        ("Ana", None, "x@contoso.example", "Last name"),
+        ("Ana", "Silva", None, "User principal name"),
+        (None, None, None, "First name, Last name, User principal name"),
+    ])
+    async def test_each_missing_attribute_named(self, tmp_path: Path, given: str | None,
+                                                family: str | None, upn: str | None,
+                                                named: str) -> None:
+        """A user missing first name, last name or UPN is refused with a page naming it."""
+        user = DevUser(username="x@contoso.example", password=PASSWORD, given_name=given,
+                       family_name=family, upn=upn, groups=ROLE_GROUPS["admin"])
+        stack = await make_stack(tmp_path, users=[user])
+        try:
+            browser = stack.browser()
+            with capture_logs() as logs:
+                resp = await browser.sign_in("x@contoso.example")
+            assert 403 == resp.status
+            assert f"lacks: {named}." in await resp.text()
+            assert ["missing_attributes"] == [e["reason"] for e in logs
+                                              if e["event"] == "sso_login_refused"]
+            assert browser.cookie(COOKIE_NAME) is None
+        finally:
+            await stack.close()
+
+
 class TestNames:
     async def test_non_ascii_name_reaches_the_console_as_utf8(self, tmp_path: Path) -> None:
         """X-Auth-Request-Name carries a name like "José Müller" intact, as UTF-8."""

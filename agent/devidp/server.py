@@ -76,6 +76,7 @@ class DevIdentityProvider:
         self.iss_override: str | None = None
         self.requests: collections.Counter[str] = collections.Counter()
         self.last_token_origin: str | None = None  # Origin header of the last token request
+        self.last_token_pkce_ok: bool | None = None  # its code_verifier matched the challenge
         # Protocol state.
         self.pending: dict[str, authorize.AuthRequest] = {}
         self.codes: dict[str, authorize.IssuedCode] = {}

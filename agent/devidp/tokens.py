@@ -121,7 +121,9 @@ async def token(idp: DevIdentityProvider, request: web.Request) -> web.StreamRes
         return fail(400, "invalid_grant", 500112, (
             f"The reply address '{redirect_uri}' does not match the reply address "
             f"'{issued.request.redirect_uri}' provided when requesting Authorization code."))
-    if not _pkce_ok(issued, form.get("code_verifier")):
+    pkce_ok = _pkce_ok(issued, form.get("code_verifier"))
+    idp.last_token_pkce_ok = pkce_ok
+    if not pkce_ok:
         return fail(400, "invalid_grant", 501481, "The Code_Verifier does not match the "
                     "code_challenge supplied in the authorization request.")
     user = idp.user_by_oid(issued.oid)
