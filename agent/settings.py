@@ -12,12 +12,14 @@ import re
 import tomllib
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .clouds import CLOUDS, DEFAULT_CLOUD
 from .errors import ConfigError
+from .fleet import FleetChoice, SensorIdentity, effective_mapping
 from .roles import ROLES
 
 DEFAULT_CONFIG_PATH = "/etc/sensor-sso-agent/agent.toml"
@@ -53,6 +55,15 @@ class EntraSettings:
     jwks_refetch_interval: float = 300.0
     signout_from_entra: bool = False
     post_logout_redirect_uri: str | None = None
+    cloud: str = DEFAULT_CLOUD
+    platform: str = "spa"  # "spa": public client + Origin; "web": confidential client
+    client_secret_file: Path | None = None
+    client_certificate_file: Path | None = None  # PEM: private key (+ the certificate)
+    client_certificate_thumbprint: str | None = None  # hex SHA-1; else from the certificate
+    require_auth_context: str | None = None  # Conditional Access authentication context id
+    max_age: float | None = None  # seconds since the user last authenticated at Entra
+    login_hint: str | None = None
+    domain_hint: str | None = None
 
     @property
     def authority(self) -> str:
@@ -86,6 +97,13 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
     source: str = "<defaults>"
+    sensor: SensorIdentity = field(default_factory=SensorIdentity)
+    fleet: FleetChoice | None = None  # which [[setting]] applies and why (None: built in code)
+
+    @property
+    def sso_off(self) -> str | None:
+        """Why SSO is off for this sensor (no [[setting]] applies), else None."""
+        return self.fleet.why if self.fleet is not None and self.fleet.sso_off else None
 
 
 def parse_duration(text: str) -> float:
@@ -114,10 +132,14 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
 
 
 def settings_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> Settings:
-    v = _Validator(data)
+    effective, choice, sensor, fleet_problems = effective_mapping(data)
+    v = _Validator(effective, sso_off=choice.sso_off)
     settings = v.build(source)
-    if v.problems:
-        raise ConfigError(v.problems)
+    problems = fleet_problems + [p for p in v.problems if p not in fleet_problems]
+    if problems:
+        raise ConfigError(problems)
+    assert settings is not None
+    return replace(settings, sensor=sensor, fleet=choice)
     assert settings is not None
     return settings
 
@@ -127,7 +149,9 @@ _SECTIONS: dict[str, set[str]] = {
                "access_contact", "trust_forwarded_for"},
     "entra": {"tenant_id", "client_id", "redirect_uri", "authority_host", "graph_url",
               "ca_bundle", "https_proxy", "timeout", "clock_skew", "jwks_refetch_interval",
-              "signout_from_entra", "post_logout_redirect_uri"},
+              "signout_from_entra", "post_logout_redirect_uri", "cloud", "platform",
+              "client_secret_file", "client_certificate_file", "client_certificate_thumbprint",
+              "require_auth_context", "max_age", "login_hint", "domain_hint"},
     "roles": set(ROLES),
     "session": {"idle_timeout", "absolute_timeout", "state_dir", "sign_in_timeout",
                 "max_pending_sign_ins", "sign_ins_per_minute_per_client"},
@@ -135,8 +159,9 @@ _SECTIONS: dict[str, set[str]] = {
 
 
 class _Validator:
-    def __init__(self, data: Mapping[str, Any]) -> None:
+    def __init__(self, data: Mapping[str, Any], sso_off: bool = False) -> None:
         self.data = data
+        self.sso_off = sso_off  # no [[setting]] applies: application and roles may be absent
         self.problems: list[tuple[str, str, str]] = []
 
     def problem(self, key: str, value: object, why: str) -> None:
@@ -250,6 +275,8 @@ class _Validator:
 
     def build_entra(self) -> EntraSettings:
         e = self.section("entra")
+        if self.sso_off:
+            e = {"tenant_id": _OFF_GUID, "client_id": _OFF_GUID, **e}
         tenant = self.guid(e, "entra", "tenant_id", "the Directory (tenant) ID in Entra ID")
         client = self.guid(e, "entra", "client_id", "the app registration's Application ID")
         if "redirect_uri" not in e:
@@ -261,8 +288,14 @@ class _Validator:
         if redirect and not urlsplit(redirect).path.startswith("/"):
             self.problem("entra.redirect_uri", redirect, "needs a path, e.g. /auth/sso/callback")
         d = EntraSettings(tenant_id="", client_id="", redirect_uri="")
-        authority = self.url(e, "entra", "authority_host", d.authority_host) or d.authority_host
-        graph = self.url(e, "entra", "graph_url", d.graph_url) or d.graph_url
+        cloud = self.get(e, "entra", "cloud", str, DEFAULT_CLOUD)
+        if cloud not in CLOUDS:
+            self.problem("entra.cloud", cloud, f"must be one of: {', '.join(CLOUDS)}")
+            cloud = DEFAULT_CLOUD
+        hosts = CLOUDS[cloud]
+        authority = self.url(e, "entra", "authority_host", hosts.authority_host) or \
+            hosts.authority_host
+        graph = self.url(e, "entra", "graph_url", hosts.graph_url) or hosts.graph_url
         ca = self.file(e, "entra", "ca_bundle")
         if ca is not None and ca.is_file():
             try:
@@ -283,8 +316,46 @@ class _Validator:
             jwks_refetch_interval=self.duration(e, "entra", "jwks_refetch_interval",
                                                 d.jwks_refetch_interval),
             signout_from_entra=self.get(e, "entra", "signout_from_entra", bool, False),
-            post_logout_redirect_uri=logout_uri,
+            post_logout_redirect_uri=logout_uri, cloud=cloud, **self.entra_extras(e),
         )
+
+    def entra_extras(self, e: Mapping[str, Any]) -> dict[str, Any]:
+        """Platform and credentials, step-up (auth context, max_age) and hints."""
+        platform = self.get(e, "entra", "platform", str, "spa")
+        if platform not in ("spa", "web"):
+            self.problem("entra.platform", platform, "must be \"spa\" or \"web\"")
+        secret = self.file(e, "entra", "client_secret_file")
+        cert = self.file(e, "entra", "client_certificate_file")
+        thumbprint = self.get(e, "entra", "client_certificate_thumbprint", str, None)
+        if platform == "web" and not self.sso_off and (secret is None) == (cert is None):
+            self.problem("entra.platform", platform, "a Web platform app needs exactly one of "
+                         "client_secret_file or client_certificate_file")
+        if platform == "spa" and (secret or cert):
+            self.problem("entra.platform", platform, "a single-page application is a public "
+                         "client: remove client_secret_file/client_certificate_file or set "
+                         "platform = \"web\"")
+        if cert is not None and cert.is_file():
+            from .entra.credentials import CredentialProblem, load_certificate
+
+            try:
+                load_certificate(cert, thumbprint)
+            except CredentialProblem as exc:
+                self.problem("entra.client_certificate_file", str(cert), str(exc))
+        if secret is not None and secret.is_file() and not secret.read_text(
+                errors="replace").strip():
+            self.problem("entra.client_secret_file", str(secret), "the file is empty")
+        context = self.get(e, "entra", "require_auth_context", str, None)
+        if context is not None and not re.fullmatch(r"c([1-9]|[1-9][0-9])", context):
+            self.problem("entra.require_auth_context", context,
+                         "must be an authentication context id such as \"c1\" (c1..c99)")
+        max_age = self.duration(e, "entra", "max_age", 0.0) if "max_age" in e else None
+        return {
+            "platform": platform, "client_secret_file": secret,
+            "client_certificate_file": cert, "client_certificate_thumbprint": thumbprint,
+            "require_auth_context": context, "max_age": max_age,
+            "login_hint": self.get(e, "entra", "login_hint", str, None),
+            "domain_hint": self.get(e, "entra", "domain_hint", str, None),
+        }
 
     def build_roles(self) -> dict[str, tuple[str, ...]]:
         r = self.section("roles")
@@ -309,7 +380,7 @@ class _Validator:
                 if gid not in clean:
                     clean.append(gid)
             roles[role] = tuple(clean)
-        if not any(roles.values()):
+        if not any(roles.values()) and not self.sso_off:
             self.problem("roles", None,
                          "map at least one Entra group to admin, security_analyst or read_only")
         return roles
@@ -335,6 +406,9 @@ class _Validator:
             sign_in_timeout=self.duration(s, "session", "sign_in_timeout", d.sign_in_timeout),
             max_pending_sign_ins=max_pending, sign_ins_per_minute_per_client=per_client,
         )
+
+
+_OFF_GUID = "00000000-0000-0000-0000-000000000000"
 
 
 def _is_guid(value: object) -> bool:

@@ -1,0 +1,45 @@
+"""National clouds: which authority and Microsoft Graph hosts a ``cloud`` name stands for.
+
+``cloud = "public" | "usgov" | "usgov-dod" | "china"`` picks both hosts; an explicit
+``authority_host`` or ``graph_url`` in the configuration still wins. The token issuer is never
+derived from here: it comes from the tenant's discovery document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Cloud:
+    name: str
+    authority_host: str
+    graph_url: str
+    portal: str
+
+
+CLOUDS: dict[str, Cloud] = {
+    "public": Cloud("public", "https://login.microsoftonline.com", "https://graph.microsoft.com",
+                    "https://entra.microsoft.com"),
+    "usgov": Cloud("usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us",
+                   "https://portal.azure.us"),
+    "usgov-dod": Cloud("usgov-dod", "https://login.microsoftonline.us",
+                       "https://dod-graph.microsoft.us", "https://portal.azure.us"),
+    "china": Cloud("china", "https://login.partner.microsoftonline.cn",
+                   "https://microsoftgraph.chinacloudapi.cn", "https://portal.azure.cn"),
+}
+
+DEFAULT_CLOUD = "public"
+
+
+def cloud(name: str) -> Cloud:
+    """The cloud called ``name``; KeyError for an unknown name."""
+    return CLOUDS[name]
+
+
+def hosts(name: str, authority_host: str | None = None, graph_url: str | None = None
+          ) -> tuple[str, str]:
+    """(authority host, Graph URL) for cloud ``name``; explicit values win."""
+    c = CLOUDS[name]
+    return ((authority_host or c.authority_host).rstrip("/"),
+            (graph_url or c.graph_url).rstrip("/"))
