@@ -25,6 +25,7 @@ import requests
 
 from ..errors import IdentityProviderUnavailable, SignInRefused, SignInRejected
 from ..settings import EntraSettings
+from .credentials import CredentialProblem, client_credential
 from .outbound import MsalHttpClient
 
 _FORM_POST_WARNING = r"response_mode='form_post' is recommended"
@@ -58,29 +59,41 @@ def nonce_hash(flow: dict[str, Any]) -> str:
 class EntraClient:
     def __init__(self, settings: EntraSettings, origin: str | None = None) -> None:
         self.settings = settings
-        self.http = MsalHttpClient(settings, origin if origin is not None else settings.origin)
-        self._app: msal.PublicClientApplication | None = None
+        if origin is None:  # SPA codes are redeemed cross-origin; Web ones must not be
+            origin = settings.origin if settings.platform == "spa" else ""
+        self.http = MsalHttpClient(settings, origin)
+        self._app: msal.ClientApplication | None = None
 
     @property
     def scopes(self) -> list[str]:
         return [f"{self.settings.graph_url}/.default"]
 
-    def app(self) -> msal.PublicClientApplication:
+    def app(self) -> msal.ClientApplication:
         """Build the MSAL application (blocking: it fetches the discovery document once)."""
         if self._app is None:
             try:
-                self._app = msal.PublicClientApplication(
-                    self.settings.client_id,
-                    authority=self.settings.authority,
-                    http_client=self.http,
-                    instance_discovery=False,
-                    http_cache=_NothingKept(),
-                    token_cache=_NoTokenCache(),
-                )
+                common: dict[str, Any] = {
+                    "authority": self.settings.authority, "http_client": self.http,
+                    "instance_discovery": False, "http_cache": _NothingKept(),
+                    "token_cache": _NoTokenCache()}
+                credential = client_credential(self.settings)
+                if credential is None:
+                    self._app = msal.PublicClientApplication(self.settings.client_id, **common)
+                else:  # Web platform: a secret, or a certificate MSAL signs an assertion with
+                    self._app = msal.ConfidentialClientApplication(
+                        self.settings.client_id, client_credential=credential, **common)
             except requests.RequestException as exc:
                 raise IdentityProviderUnavailable(
                     "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",
                     dependency="Entra ID") from None
+            except CredentialProblem as exc:
+                raise IdentityProviderUnavailable(
+                    "client_credential_unusable", f"the client credential is unusable: {exc}",
+                    dependency="the sensor's client credential") from None
+            except OSError as exc:
+                raise IdentityProviderUnavailable(
+                    "client_credential_unreadable", "cannot read the client credential file: "
+                    f"{exc.strerror}", dependency="the sensor's client credential") from None
             except (ValueError, KeyError, msal.exceptions.MsalServiceError) as exc:
                 raise IdentityProviderUnavailable(
                     "idp_bad_response", f"Entra ID's discovery answer is unusable: "
