@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import structlog
 
@@ -64,7 +66,25 @@ class SignIn:
     def safe_next(self, next_path: object) -> str:
         return next_path if is_local_path(next_path) else self.settings.server.post_login_path
 
-    async def start(self, next_path: object, client: str, binding: str | None) -> Started:
+    def authorize_extras(self, login_hint: object = None) -> dict[str, Any]:
+        """Hints and the auth-context claims request for MSAL's ``initiate_auth_code_flow``."""
+        entra = self.settings.entra
+        extra: dict[str, Any] = {}
+        hint = login_hint if _hint_ok(login_hint) else entra.login_hint
+        if hint:
+            extra["login_hint"] = hint
+        if entra.domain_hint:
+            extra["domain_hint"] = entra.domain_hint
+        if entra.require_auth_context:
+            wanted = {"acrs": {"essential": True, "value": entra.require_auth_context}}
+            extra["claims_challenge"] = json.dumps({"id_token": wanted, "access_token": wanted})
+        return extra
+
+    async def start(self, next_path: object, client: str, binding: str | None,
+                    login_hint: object = None) -> Started:
+        if self.settings.sso_off:
+            raise SignInRefused("sso_off", "single sign-on is off for this sensor: "
+                                + self.settings.sso_off)
         if not self.pending.admit(client):
             raise SignInRejected("too_many_sign_ins",
                                  "too many sign-in attempts from this address; wait a minute")
@@ -74,7 +94,11 @@ class SignIn:
                 dependency="Entra ID")
         if not self.client.loaded:
             await asyncio.to_thread(self.client.app)
-        flow = self.client.start()
+        flow = self.client.start(**self.authorize_extras(login_hint))
+        if self.settings.entra.max_age is not None:
+            # Not through MSAL: it checks auth_time against the wall clock and reports a
+            # stale sign-in as a nonce error. The agent checks auth_time itself (complete).
+            flow["auth_uri"] += "&" + urlencode({"max_age": int(self.settings.entra.max_age)})
         if binding is None or not (20 <= len(binding) <= 64) or not binding.isascii():
             binding = secrets.token_urlsafe(32)
         target = self.safe_next(next_path)
@@ -132,6 +156,7 @@ class SignIn:
             client_id=self.settings.entra.client_id, tenant_id=self.settings.entra.tenant_id,
             nonce_hash=nonce_hash(pending.flow), now=self.clock(),
             leeway=self.settings.entra.clock_skew)
+        self._check_step_up(claims)
         profile = await self._profile(claims, redemption.access_token)
         groups = await self._groups(claims, redemption.access_token)
         decision = decide_role(groups, self.settings.roles)
@@ -149,6 +174,22 @@ class SignIn:
                    groups_matched=list(decision.matched_groups), source_ip=client,
                    amr=session.amr or None, acrs=session.acrs or None)
         return Completed(cookie_id=cookie_id, session=session, next_path=pending.next_path)
+
+    def _check_step_up(self, claims: Mapping[str, Any]) -> None:
+        """The requested auth context must be in ``acrs``; ``auth_time`` within ``max_age``."""
+        entra = self.settings.entra
+        if entra.require_auth_context and \
+                entra.require_auth_context not in _strings(claims.get("acrs")):
+            raise SignInRefused(
+                "auth_context_missing", "the sign-in did not satisfy the Conditional Access "
+                f"authentication context {entra.require_auth_context}",
+                auth_context=entra.require_auth_context)
+        if entra.max_age is not None:
+            auth_time = claims.get("auth_time")
+            if not isinstance(auth_time, int | float) or isinstance(auth_time, bool) or \
+                    self.clock() - auth_time > entra.max_age + entra.clock_skew:
+                raise SignInRefused("reauthentication_required", "the sign-in reused an "
+                                    "Entra ID session older than max_age")
 
     async def _profile(self, claims: Mapping[str, Any], access_token: str | None
                        ) -> dict[str, str]:
@@ -190,6 +231,10 @@ def role_name(role_id: str) -> str:
 
 def _text(value: object) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _hint_ok(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 256 and value.isprintable()
 
 
 def _strings(value: object) -> list[str]:
