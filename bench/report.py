@@ -1,0 +1,87 @@
+"""The issue's targets against one run's figures, and the printed table (Markdown)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _target(name: str, value: Any, goal: str, met: bool | None) -> dict[str, Any]:
+    return {"target": name, "value": value, "goal": goal,
+            "met": None if value is None else met}
+
+
+def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
+    c64 = r["auth_check"]["c64"]
+    many = r["auth_check_many_sessions"]
+    sign = r["sign_in"]
+    res = r["resources"]
+    stall = sign["healthz_during_sign_ins"].get("p99_ms")
+    return [
+        _target("/auth/check vs bare handler, 64 conns", c64["ratio"], ">= 0.85",
+                (c64["ratio"] or 0) >= 0.85),
+        _target("/auth/check p99 at 64 conns (ms)", c64["agent"]["p99_ms"], "<= 10",
+                (c64["agent"]["p99_ms"] or 1e9) <= 10),
+        _target("many sessions vs one, 64 conns", many["c64"]["vs_one_session"], ">= 0.90",
+                (many["c64"]["vs_one_session"] or 0) >= 0.90),
+        _target("discovery + JWKS fetches during sign-ins",
+                sign["discovery_fetches"] + sign["jwks_fetches"], "== 0",
+                sign["discovery_fetches"] + sign["jwks_fetches"] == 0),
+        _target("/healthz p99 during sign-ins (ms)", stall, "<= 10 (loop not blocked)",
+                stall is not None and stall <= 10),
+        _target("ID token validation vs raw RSA verify", r["id_token"]["ratio"], ">= 0.80",
+                r["id_token"]["ratio"] >= 0.80),
+        _target("RSS idle (MiB)", res["rss_idle_mib"], "<= 60", res["rss_idle_mib"] <= 60),
+        _target("RSS added by the sessions (MiB)", res["rss_sessions_delta_mib"], "<= 64",
+                res["rss_sessions_delta_mib"] <= 64),
+        _target("start to /readyz 200 (s)", res["ready_s"], "<= 1.5", res["ready_s"] <= 1.5),
+    ]
+
+
+def _lat(row: dict[str, Any]) -> str:
+    return f"{row['rps']:,.0f} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms" + (
+        f" ({row['bad_responses']} bad, {row['errors']} errors)"
+        if row["bad_responses"] or row["errors"] else "")
+
+
+def table(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python "
+             f"{m['python']}, aiohttp {m['aiohttp']}; load client {m['load_client']} "
+             f"(1 thread); {r['mode']} run, {m['date']}", "",
+             "| measurement | result |", "|---|---|"]
+    for name, row in r["auth_check"].items():
+        lines.append(f"| /auth/check, 1 session, {name[1:]} conns | {_lat(row['agent'])} |")
+        lines.append(f"| bare aiohttp handler, {name[1:]} conns | {_lat(row['ceiling'])} |")
+        lines.append(f"| ratio agent / bare, {name[1:]} conns | {row['ratio']} |")
+    many = r["auth_check_many_sessions"]
+    for name in ("c8", "c64"):
+        row = many[name]
+        lines.append(f"| /auth/check, {many['sessions']:,} sessions, {name[1:]} conns | "
+                     f"{_lat(row['agent'])} ({row['vs_one_session']}× one session) |")
+    s = r["sign_in"]
+    h = s["healthz_during_sign_ins"]
+    lines += [
+        f"| complete sign-ins ({s['concurrency']} at a time) | {s['per_s']}/s "
+        f"({s['sign_ins']} in {s['seconds']} s, {s['failures']} failed) |",
+        f"| agent CPU per sign-in | {s['agent_cpu_ms_per_sign_in']} ms |",
+        f"| discovery / JWKS fetches during sign-ins | {s['discovery_fetches']} / "
+        f"{s['jwks_fetches']} |",
+        f"| /healthz latency during sign-ins | p50 {h.get('p50_ms')} ms, p99 {h.get('p99_ms')} "
+        f"ms, max {h.get('max_ms')} ms |",
+    ]
+    t = r["id_token"]
+    lines.append(f"| ID token validations | {t['validate_per_s']:,}/s vs raw RSA-2048 verify "
+                 f"{t['raw_rsa2048_verify_per_s']:,}/s = {t['ratio']} |")
+    res = r["resources"]
+    lines += [
+        f"| RSS idle | {res['rss_idle_mib']} MiB |",
+        f"| RSS with {many['sessions']:,} sessions | {res['rss_with_sessions_mib']} MiB "
+        f"(+{res['rss_sessions_delta_mib']} MiB) |",
+        f"| start to /readyz 200 | {res['ready_s']} s ({res['ready_with_sessions_s']} s with "
+        f"{many['sessions']:,} sessions to restore) |",
+        "", "| target | value | goal | met |", "|---|---|---|---|",
+    ]
+    for t in r["targets"]:
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        lines.append(f"| {t['target']} | {t['value']} | {t['goal']} | {met} |")
+    return "\n".join(lines)

@@ -1,0 +1,200 @@
+"""``python -m bench [--smoke] [--out PATH]``: run every measurement, print a table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from . import idtoken
+from .load import client_name, run_load
+from .report import evaluate, table
+from .stack import ROOT, AgentProcess, free_port, seed_sessions, sign_in, start_idp, write_config
+
+COOKIE = "__Host-sensor_session"
+FULL = {"seconds": 5.0, "warmup": 1.0, "sessions": 100_000, "sign_ins": 200,
+        "sign_in_concurrency": 4, "token_seconds": 2.0}
+SMOKE = {"seconds": 1.0, "warmup": 0.0, "sessions": 1_000, "sign_ins": 4,
+         "sign_in_concurrency": 2, "token_seconds": 0.2}
+CONNECTIONS = (8, 64)
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import aiohttp as aio
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+            "python": platform.python_version(), "aiohttp": aio.__version__,
+            "load_client": client_name(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+async def _wait_http(url: str, timeout: float = 20.0, headers: dict[str, str] | None = None
+                     ) -> int:
+    deadline = time.perf_counter() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url, headers=headers, allow_redirects=False) as resp:
+                    return resp.status
+            except aiohttp.ClientError:
+                if time.perf_counter() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
+
+
+async def _check_pair(agent_url: str, ceiling_url: str, cookie: str, p: dict[str, Any],
+                      with_ceiling: bool) -> dict[str, Any]:
+    headers = {"Cookie": f"{COOKIE}={cookie}"}
+    out: dict[str, Any] = {}
+    for conns in CONNECTIONS:
+        if p["warmup"]:
+            await run_load(agent_url, headers, conns, p["warmup"])
+        agent = await run_load(agent_url, headers, conns, p["seconds"])
+        row: dict[str, Any] = {"agent": agent.as_dict()}
+        if with_ceiling:
+            if p["warmup"]:
+                await run_load(ceiling_url, headers, conns, p["warmup"])
+            ceiling = await run_load(ceiling_url, headers, conns, p["seconds"])
+            row["ceiling"] = ceiling.as_dict()
+            row["ratio"] = round(agent.rps / ceiling.rps, 3) if ceiling.rps else None
+        out[f"c{conns}"] = row
+    return out
+
+
+async def _sign_ins(agent: AgentProcess, idp: Any, tls: ssl.SSLContext,
+                    p: dict[str, Any]) -> dict[str, Any]:
+    before = dict(idp.requests)
+    probe = subprocess.Popen([sys.executable, "-m", "bench.probe", f"{agent.url}/healthz"],
+                             stdout=subprocess.PIPE, cwd=ROOT)
+    await asyncio.sleep(0.2)
+    cpu0 = agent.cpu_seconds()
+    queue = list(range(p["sign_ins"]))
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal failures
+        while queue:
+            queue.pop()
+            try:
+                await sign_in(agent.url, idp, tls)
+            except Exception:  # noqa: BLE001 - counted and reported
+                failures += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(p["sign_in_concurrency"])))
+    elapsed = time.perf_counter() - t0
+    cpu = agent.cpu_seconds() - cpu0
+    probe.send_signal(signal.SIGTERM)
+    probe_out, _ = probe.communicate(timeout=10)
+    after = dict(idp.requests)
+    done = p["sign_ins"] - failures
+    return {
+        "sign_ins": done, "failures": failures, "concurrency": p["sign_in_concurrency"],
+        "seconds": round(elapsed, 2), "per_s": round(done / elapsed, 1),
+        "agent_cpu_ms_per_sign_in": round(cpu * 1000 / max(done, 1), 2),
+        "discovery_fetches": after.get("discovery", 0) - before.get("discovery", 0),
+        "jwks_fetches": after.get("jwks", 0) - before.get("jwks", 0),
+        "healthz_during_sign_ins": json.loads(probe_out.decode() or "{}"),
+    }
+
+
+async def run(smoke: bool) -> dict[str, Any]:
+    p = SMOKE if smoke else FULL
+    results: dict[str, Any] = {"mode": "smoke" if smoke else "full", "parameters": p,
+                               "machine": machine()}
+    port, ceiling_port = free_port(), free_port()
+    agent_url = f"http://127.0.0.1:{port}/auth/check"
+    ceiling_url = f"http://127.0.0.1:{ceiling_port}/auth/check"
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        idp = start_idp(port)
+        await idp.start()
+        tls = ssl.create_default_context(cafile=str(idp.ca_file))
+        agent = AgentProcess(write_config(tmp / "a.toml", idp, port, tmp / "state-a"), port,
+                             tmp / "agent-a.log")
+        ceiling: subprocess.Popen[bytes] | None = None
+        try:
+            # 1. one session: /auth/check beside the ceiling; sign-ins; idle RSS; ready time.
+            agent.start()
+            ready = await agent.wait_ready()
+            await asyncio.sleep(0.5)
+            rss_idle = agent.rss_mib()
+            cookie = await sign_in(agent.url, idp, tls)
+            status = await _wait_http(agent_url, headers={"Cookie": f"{COOKIE}={cookie}"})
+            if status != 200:
+                raise RuntimeError(f"/auth/check with the bench session answered {status}")
+            ceiling = subprocess.Popen(
+                [sys.executable, "-m", "bench.ceiling", str(ceiling_port)], cwd=ROOT,
+                env={**os.environ, "BENCH_COOKIE": cookie})
+            await _wait_http(ceiling_url)
+            results["auth_check"] = await _check_pair(agent_url, ceiling_url, cookie, p, True)
+            results["sign_in"] = await _sign_ins(agent, idp, tls, p)
+            agent.stop()
+
+            # 2. many sessions, written into the journal before the agent starts.
+            state_b = tmp / "state-b"
+            seeded_s = seed_sessions(state_b, p["sessions"])
+            agent = AgentProcess(write_config(tmp / "b.toml", idp, port, state_b), port,
+                                 tmp / "agent-b.log")
+            agent.start()
+            ready_many = await agent.wait_ready()
+            cookie_b = await sign_in(agent.url, idp, tls)
+            await asyncio.sleep(0.5)
+            rss_loaded = agent.rss_mib()
+            many = await _check_pair(agent_url, ceiling_url, cookie_b, p, False)
+            for name, row in many.items():
+                one = results["auth_check"][name]["agent"]["rps"]
+                row["vs_one_session"] = round(row["agent"]["rps"] / one, 3) if one else None
+            rss_after = agent.rss_mib()
+            results["auth_check_many_sessions"] = {
+                "sessions": p["sessions"] + 1,
+                "seeded_via": "SessionJournal.append of Session.record() before start",
+                "seed_seconds": round(seeded_s, 2), **many}
+            results["resources"] = {
+                "rss_idle_mib": rss_idle, "rss_with_sessions_mib": rss_after,
+                "rss_sessions_delta_mib": round(rss_after - rss_idle, 1),
+                "rss_right_after_restore_mib": rss_loaded,
+                "ready_s": round(ready, 3), "ready_with_sessions_s": round(ready_many, 3)}
+        finally:
+            if ceiling is not None:
+                ceiling.terminate()
+                ceiling.wait(10)
+            agent.stop()
+            await idp.stop()
+    results["id_token"] = await idtoken.measure(p["token_seconds"])
+    results["targets"] = evaluate(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny and quick (for the tests)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"),
+                        help="where the JSON goes (default bench/results/latest.json)")
+    args = parser.parse_args(argv)
+    results = asyncio.run(run(args.smoke))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\nJSON: {out}")
+    return 0

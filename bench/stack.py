@@ -1,0 +1,174 @@
+"""The benchmark's stack: the local identity provider in this process, the agent in its own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from agent.devidp import DEMO_PASSWORD, DevIdentityProvider, demo_users
+from agent.devidp.driver import complete_sign_in
+from agent.sessions import COOKIE_NAME, Session, session_key
+from agent.state import SessionJournal
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "0b5b0b4e-3c8b-4bfb-8f0e-6c0f1c2d3e4f"
+ROLE_GROUPS = {
+    "admin": ["aaaaaaaa-0000-4000-8000-000000000001"],
+    "security_analyst": ["bbbbbbbb-0000-4000-8000-000000000002"],
+    "read_only": ["cccccccc-0000-4000-8000-000000000003"],
+}
+USER = "admin@contoso.example"
+ROOT = Path(__file__).resolve().parent.parent
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_idp(port: int) -> DevIdentityProvider:
+    return DevIdentityProvider(
+        tenant_id=TENANT, client_id=CLIENT,
+        redirect_uris=[f"http://127.0.0.1:{port}/auth/sso/callback"],
+        users=demo_users(ROLE_GROUPS))
+
+
+def write_config(path: Path, idp: DevIdentityProvider, port: int, state_dir: Path) -> Path:
+    roles = "\n".join(f'{role} = ["{groups[0]}"]' for role, groups in ROLE_GROUPS.items())
+    path.write_text(f"""\
+[server]
+listen = "127.0.0.1:{port}"
+
+[entra]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+redirect_uri = "http://127.0.0.1:{port}/auth/sso/callback"
+authority_host = "{idp.url}"
+graph_url = "{idp.url}"
+ca_bundle = "{idp.ca_file}"
+
+[roles]
+{roles}
+
+[session]
+state_dir = "{state_dir}"
+# The benchmark signs everyone in from 127.0.0.1: lift the per-address start limit.
+sign_ins_per_minute_per_client = 1000000
+""")
+    return path
+
+
+def seed_sessions(state_dir: Path, count: int) -> float:
+    """Write ``count`` live sessions into the agent's journal (its real persistence path,
+    ``SessionJournal.append`` of ``Session.record()``) before it starts; returns seconds."""
+    t0 = time.perf_counter()
+    journal = SessionJournal(state_dir)
+    journal.open()
+    now = time.time()
+    batch: list[dict[str, object]] = []
+    for i in range(count):
+        batch.append(Session(
+            key=session_key(secrets.token_urlsafe(32)), upn=f"user{i}@contoso.example",
+            given_name="Bench", family_name=f"User {i}", oid=f"{i:08d}-0000-4000-8000-bench",
+            role="read_only", groups=[ROLE_GROUPS["read_only"][0]], auth_time=now,
+            created=now, last_seen=now, csrf_token=secrets.token_urlsafe(32)).record())
+        if len(batch) == 10_000:
+            journal.append(batch)
+            batch = []
+    journal.append(batch)
+    return time.perf_counter() - t0
+
+
+class AgentProcess:
+    """``python -m agent serve --config PATH`` with its logs in a file."""
+
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.config = config
+        self.port = port
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.started = time.perf_counter()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "agent", "serve", "--config", str(self.config)],
+                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+    async def wait_ready(self, timeout: float = 60.0) -> float:
+        """Seconds from process start to the first ``/readyz`` 200."""
+        deadline = time.perf_counter() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.perf_counter() < deadline:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise RuntimeError(f"agent exited ({self.proc.returncode}); see {self.log}")
+                try:
+                    async with http.get(f"{self.url}/readyz") as resp:
+                        if resp.status == 200:
+                            return time.perf_counter() - self.started
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.01)
+        raise RuntimeError(f"agent not ready after {timeout}s; see {self.log}")
+
+    def rss_mib(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the agent process (all its threads)."""
+        assert self.proc is not None
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+async def sign_in(agent_url: str, idp: DevIdentityProvider, tls: ssl.SSLContext,
+                  username: str = USER) -> str:
+    """One whole sign-in as a fresh browser would; returns the session cookie value."""
+    jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[agent_url])
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.get(f"{agent_url}/auth/sso/start", allow_redirects=False) as resp:
+            if resp.status != 302:
+                raise RuntimeError(f"/auth/sso/start answered {resp.status}")
+            authorize = resp.headers["Location"]
+        callback = await complete_sign_in(http, authorize, username, DEMO_PASSWORD, tls)
+        async with http.get(callback, allow_redirects=False) as resp:
+            await resp.read()
+            if resp.status != 302:
+                raise RuntimeError(f"the callback answered {resp.status}")
+            morsel = resp.cookies.get(COOKIE_NAME)
+            if morsel is None:
+                raise RuntimeError("the callback set no session cookie")
+            return morsel.value
