@@ -46,19 +46,30 @@ AADSTS: dict[str, Explanation] = {
                          "Entra ID does not know the configured tenant.",
                          "Ask the sensor administrator to check entra.tenant_id."),
     "9002327": Explanation("Single-page application redemption refused",
-                           "Entra ID only redeems this app's codes in cross-origin requests.",
-                           "Ask the sensor administrator to check that the redirect URI is "
-                           "registered under the Single-page application platform and that "
-                           "entra.redirect_uri matches it."),
+                           "The redirect URI is registered as a Single-page application, but "
+                           "the sensor redeems codes as a Web platform app.",
+                           "Either set entra.platform = \"spa\" (and remove the client "
+                           "secret or certificate), or ask your Entra ID administrator to move "
+                           "the redirect URI to the Web platform. Then check that "
+                           "entra.redirect_uri matches the registered URI exactly."),
     "9002326": Explanation("Cross-origin redemption refused",
                            "The redirect URI is registered as a Web platform URI, not as a "
                            "Single-page application.",
                            f"{ADMIN} to move the redirect URI to the Single-page application "
-                           "platform in the app registration's Authentication page."),
+                           "platform in the app registration's Authentication page, or set "
+                           "entra.platform = \"web\" with a client secret or certificate "
+                           "(client_secret_file or client_certificate_file)."),
     "7000218": Explanation("Client credentials missing",
                            "The app registration expects a client secret or certificate.",
-                           f"{ADMIN} to register the redirect URI as a Single-page application "
-                           "and allow public client flows."),
+                           "Set entra.platform = \"web\" with client_secret_file or "
+                           "client_certificate_file, or ask your Entra ID administrator to "
+                           "register the redirect URI as a Single-page application."),
+    "700025": Explanation("Client credentials not expected",
+                          "The app registration is a public client (Single-page application), "
+                          "but the sensor presented a client secret or certificate.",
+                          "Set entra.platform = \"spa\" and remove the client secret or "
+                          "certificate, or ask your Entra ID administrator to register the "
+                          "redirect URI under the Web platform."),
 }
 
 _TRY_AGAIN = "Select Try again. If it happens again, tell your sensor administrator the " \
@@ -90,6 +101,21 @@ REASONS: dict[str, Explanation] = {
     "browser_mismatch": Explanation("Sign-in started elsewhere",
                                     "This sign-in was started in another browser or window.",
                                     "Select Try again in this browser."),
+    "sso_off": Explanation("Single sign-on is off for this sensor",
+                           "No SSO setting applies to this sensor, so it offers no SSO sign-in.",
+                           "Ask {contact} to add this sensor's site, zone or name to an SSO "
+                           "setting's scope."),
+    "auth_context_missing": Explanation(
+        "Additional verification required",
+        "This sensor requires a stronger sign-in (a Conditional Access authentication "
+        "context) that your sign-in did not satisfy.",
+        "Select Try again and complete the verification Entra ID asks for. If Entra ID asks "
+        "for nothing more, ask your Entra ID administrator to check the Conditional Access "
+        "policy for the sensor's authentication context."),
+    "reauthentication_required": Explanation(
+        "Sign in again",
+        "Your Entra ID sign-in is older than this sensor allows.",
+        "Select Try again and enter your credentials again."),
     "too_many_sign_ins": Explanation("Too many sign-in attempts",
                                      "Too many sign-ins were started from your address.",
                                      "Wait a minute, then select Try again."),

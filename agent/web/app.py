@@ -64,8 +64,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await outbound.start()
         await asyncio.to_thread(sessions.load)
-        tasks = [asyncio.create_task(_keep_directory(directory, client)),
-                 asyncio.create_task(_keep_sessions(sessions))]
+        tasks = [asyncio.create_task(_keep_sessions(sessions))]
+        if not settings.sso_off:  # no [[setting]] applies: no tenant to talk to
+            tasks.append(asyncio.create_task(_keep_directory(directory, client)))
         try:
             yield
         finally:

@@ -58,16 +58,20 @@ async def login(request: web.Request) -> web.Response:
     raw_next = request.query.get("next")
     next_path = sign_in.safe_next(raw_next) if raw_next else None
     directory = request.app[keys.DIRECTORY]
-    return login_page(request.app[keys.SETTINGS], next_path,
-                      signed_out="signed_out" in request.query,
-                      not_ready=None if directory.ready else "the sensor cannot reach Entra ID")
+    settings = request.app[keys.SETTINGS]
+    hint = request.query.get("login_hint")
+    return login_page(settings, next_path, signed_out="signed_out" in request.query,
+                      not_ready=None if directory.ready or settings.sso_off
+                      else "the sensor cannot reach Entra ID",
+                      login_hint=hint if hint and len(hint) <= 256 else None)
 
 
 async def sso_start(request: web.Request) -> web.StreamResponse:
     sign_in = request.app[keys.SIGN_IN]
     try:
         started = await sign_in.start(request.query.get("next"), client_address(request),
-                                      request.cookies.get(BINDING_COOKIE))
+                                      request.cookies.get(BINDING_COOKIE),
+                                      login_hint=request.query.get("login_hint"))
     except SignInError as exc:
         return error_page(exc, request.app[keys.SETTINGS], _reference(request), "/login")
     response = redirect(started.authorize_url)
@@ -164,9 +168,12 @@ async def logout(request: web.Request) -> web.StreamResponse:
     target = "/login?signed_out=1"
     metadata = request.app[keys.DIRECTORY].metadata
     if settings.entra.signout_from_entra and metadata and metadata.end_session_endpoint:
-        back = settings.entra.post_logout_redirect_uri
+        # Back to a sign-in page that does not start SSO by itself.
+        back = settings.entra.post_logout_redirect_uri or \
+            f"{settings.entra.origin}/login?signed_out=1"
         target = metadata.end_session_endpoint + (
-            "?" + urlencode({"post_logout_redirect_uri": back}) if back else "")
+            "&" if "?" in metadata.end_session_endpoint else "?") + urlencode(
+            {"post_logout_redirect_uri": back})
     response = redirect(target, 303)
     _clear_cookie(response, COOKIE_NAME)
     return response

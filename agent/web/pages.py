@@ -24,15 +24,17 @@ def render(template: str, status: int = 200, **context: Any) -> web.Response:
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
 
-def start_url(next_path: str | None) -> str:
-    return "/auth/sso/start" + (f"?{urlencode({'next': next_path})}" if next_path else "")
+def start_url(next_path: str | None, login_hint: str | None = None) -> str:
+    params = {k: v for k, v in (("next", next_path), ("login_hint", login_hint)) if v}
+    return "/auth/sso/start" + (f"?{urlencode(params)}" if params else "")
 
 
 def login_page(settings: Settings, next_path: str | None, signed_out: bool,
-               not_ready: str | None) -> web.Response:
+               not_ready: str | None, login_hint: str | None = None) -> web.Response:
     return render("login.html", title="Sign in", sensor_name=settings.server.sensor_name,
-                  start_url=start_url(next_path), contact=settings.server.access_contact,
-                  signed_out=signed_out, not_ready=not_ready)
+                  start_url=start_url(next_path, login_hint),
+                  contact=settings.server.access_contact, signed_out=signed_out,
+                  not_ready=not_ready, sso_off=settings.sso_off)
 
 
 def explain(error: SignInError, settings: Settings) -> tuple[Explanation, str | None]:
