@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -109,13 +110,13 @@ class AgentProcess:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.started = time.perf_counter()
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(  # noqa: S603 - the agent, fixed arguments
                 [sys.executable, "-m", "agent", "serve", "--config", str(self.config)],
                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
-    async def wait_ready(self, timeout: float = 60.0) -> float:
+    async def wait_ready(self, limit_s: float = 60.0) -> float:
         """Seconds from process start to the first ``/readyz`` 200."""
-        deadline = time.perf_counter() + timeout
+        deadline = time.perf_counter() + limit_s
         async with aiohttp.ClientSession() as http:
             while time.perf_counter() < deadline:
                 if self.proc is not None and self.proc.poll() is not None:
@@ -127,7 +128,17 @@ class AgentProcess:
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.01)
-        raise RuntimeError(f"agent not ready after {timeout}s; see {self.log}")
+        raise RuntimeError(f"agent not ready after {limit_s}s; see {self.log}")
+
+    def restored_sessions(self) -> int | None:
+        """The count in the agent's own ``sessions_restored`` log line, if it wrote one."""
+        for line in self.log.read_text(errors="replace").splitlines():
+            if "sessions_restored" in line:
+                try:
+                    return int(json.loads(line)["sessions"])
+                except (ValueError, KeyError, TypeError):
+                    return None
+        return None
 
     def rss_mib(self) -> float:
         assert self.proc is not None
