@@ -49,6 +49,9 @@ Misbehaviour (``idp.reset_misbehaviour()`` clears it all):
   (``normal``, ``bad_signature``, ``alg_none``, ``hs256_public_key``, ``foreign_key``,
   ``unknown_kid_in_jwks_later``), ``discovery_issuer``, ``jwks_without_kid``. ``acrs`` or
   ``amr`` claims can be added through ``claims``.
+* ``idp.auth_contexts = {"c1"}``: the users satisfy these Conditional Access authentication
+  contexts; an ID token carries ``acrs`` with those of them that the authorize request's
+  ``claims`` parameter asks for (``{"id_token": {"acrs": {"value": "c1"}}}``). Empty: none.
 * ``idp.rotate_keys(keep_old=False)``; the injected ``clock`` drives token times and code
   expiry; ``idp.requests`` counts hits per endpoint name.
 

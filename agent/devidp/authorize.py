@@ -46,6 +46,7 @@ class AuthRequest:
     client_info: bool
     created: float
     oid: str | None = None  # set once the password was right (MFA pending)
+    claims: str | None = None  # the OIDC ``claims`` request parameter (JSON), as sent
     mfa_number: str | None = None
 
 
@@ -166,7 +167,7 @@ async def authorize(idp: DevIdentityProvider, request: web.Request) -> web.Strea
         code_challenge_method=p.get("code_challenge_method") or None,
         login_hint=p.get("login_hint"), prompt=p.get("prompt"),
         max_age=int(max_age) if max_age and max_age.isdigit() else None,
-        client_info=p.get("client_info") == "1", created=now,
+        client_info=p.get("client_info") == "1", created=now, claims=p.get("claims"),
     )
     if (refusal := _check_request(idp, req, p, now)) is not None:
         return refusal

@@ -75,6 +75,9 @@ class DevIdentityProvider:
         self.authorize_error: tuple[str, str] | None = None
         self.iss_override: str | None = None
         self.requests: collections.Counter[str] = collections.Counter()
+        # Conditional Access authentication contexts (``c1``...) the users satisfy: an ID
+        # token carries ``acrs`` with those the authorize request's ``claims`` asked for.
+        self.auth_contexts: set[str] = set()
         self.last_token_origin: str | None = None  # Origin header of the last token request
         self.last_token_pkce_ok: bool | None = None  # its code_verifier matched the challenge
         # Protocol state.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -272,6 +273,8 @@ def id_token_claims(idp: DevIdentityProvider, issued: IssuedCode, user: DevUser,
     )
     if issued.request.max_age is not None:
         claims["auth_time"] = int(issued.auth_time)
+    if acrs := requested_acrs(issued.request.claims) & idp.auth_contexts:
+        claims["acrs"] = sorted(acrs)
     if user.optional_claims:
         for claim, value in (("given_name", user.given_name), ("family_name", user.family_name),
                              ("upn", user.upn)):
@@ -285,6 +288,18 @@ def id_token_claims(idp: DevIdentityProvider, issued: IssuedCode, user: DevUser,
     elif user.optional_claims and user.groups:
         claims["groups"] = list(user.groups)
     return claims
+
+
+def requested_acrs(claims_parameter: str | None) -> set[str]:
+    """Auth context ids the ``claims`` parameter asks for in the ID token's ``acrs``."""
+    try:
+        wanted = json.loads(claims_parameter or "{}").get("id_token", {}).get("acrs", {})
+    except (ValueError, AttributeError):
+        return set()
+    if not isinstance(wanted, dict):
+        return set()
+    values = wanted.get("values") or ([wanted["value"]] if "value" in wanted else [])
+    return {v for v in values if isinstance(v, str)} if isinstance(values, list) else set()
 
 
 def build_id_token(idp: DevIdentityProvider, issued: IssuedCode, user: DevUser, now: int) -> str:
