@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in (("serve", "run the service"),
                        ("check-config", "validate the configuration file"),
-                       ("check-connectivity", "check the way to Entra ID and Microsoft Graph")):
+                       ("check-connectivity", "check the way to Entra ID and Microsoft Graph"),
+                       ("show-config", "print the effective SSO setting for this sensor and why "
+                                       "(secrets masked)")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--config", default=None, metavar="PATH",
                        help="configuration file (default: $SENSOR_SSO_AGENT_CONFIG or "
@@ -39,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from .commands import check_connectivity
 
         return check_connectivity(config)
+    if args.command == "show-config":
+        from .show_config import show_config
+
+        return show_config(config)
     if args.command == "serve":
         from .commands import serve
 

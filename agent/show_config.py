@@ -1,0 +1,80 @@
+"""``sensor-sso-agent show-config``: the setting this sensor runs with, and why it was chosen.
+
+Prints the sensor's identity, which ``[[setting]]`` applies (and which scope matched), then
+the effective values. Secrets are masked: a client secret is never read out, only whether
+its file is set; proxy credentials are hidden.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError
+from .settings import Settings, load_settings
+
+MASK = "******"
+_SECRET_KEYS = {"client_secret_file"}
+
+
+def describe(settings: Settings) -> list[str]:
+    """The lines show-config prints."""
+    lines = [f"# configuration: {settings.source}"]
+    s = settings.sensor
+    lines.append(f"sensor: name={s.name!r} site={s.site!r} zone={s.zone!r}")
+    choice = settings.fleet
+    if choice is None or choice.level == "single":
+        lines.append("setting: (single-setting form)")
+        lines.append("why: [entra] and [roles] apply to every sensor using this file")
+    elif choice.sso_off:
+        lines.append("setting: none: SSO is OFF for this sensor")
+        lines.append(f"why: {choice.why}")
+        return lines
+    else:
+        lines.append(f"setting: {choice.setting!r} (matched at the {choice.level} level)")
+        lines.append(f"why: {choice.why}")
+    for section in ("server", "entra", "session"):
+        lines.append(f"[{section}]")
+        for f in dataclasses.fields(getattr(settings, section)):
+            value = getattr(getattr(settings, section), f.name)
+            lines.append(f"{f.name} = {_show(f.name, value)}")
+    lines.append("[roles]")
+    for role, groups in settings.roles.items():
+        lines.append(f"{role} = {list(groups)!r}")
+    return lines
+
+
+def _show(key: str, value: Any) -> str:
+    if value is None:
+        return "(not set)"
+    if key in _SECRET_KEYS:
+        return f"{MASK} (from {value})"
+    if key == "https_proxy":
+        return repr(_without_credentials(str(value)))
+    if isinstance(value, Path):
+        return repr(str(value))
+    return repr(value)
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{MASK}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def show_config(path: str, out: TextIO = sys.stdout) -> int:
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        print(f"{path}: invalid configuration:", file=out)
+        for key, value, why in exc.problems:
+            print(f"  {key}{' = ' + value if value else ''}: {why}", file=out)
+        return 1
+    print("\n".join(describe(settings)), file=out)
+    return 0
