@@ -1,0 +1,74 @@
+"""Shared fixtures and helpers for the attack matrix, faults, restarts and floods."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from structlog.testing import capture_logs
+from yarl import URL
+
+from agent.sessions import COOKIE_NAME
+from tests.harness import Browser, Stack, make_stack
+
+ADMIN = "admin@contoso.example"
+READER = "reader@contoso.example"
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    s = await make_stack(tmp_path)
+    yield s
+    await s.close()
+
+
+@dataclass
+class Outcome:
+    """The agent's answer to a callback, and what the audit log said about it."""
+
+    status: int
+    text: str
+    headers: dict[str, str]
+    logs: list[dict[str, Any]]
+    has_session: bool
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.logs if e["event"] == name]
+
+    @property
+    def refused_reasons(self) -> list[str]:
+        return [e["reason"] for e in self.events("sso_login_refused")]
+
+
+async def session_works(browser: Browser) -> bool:
+    return 200 == (await browser.get("/auth/check")).status
+
+
+async def attempt(stack: Stack, username: str = ADMIN, browser: Browser | None = None,
+                  next_path: str | None = None) -> Outcome:
+    """Sign in through the real provider pages; record the answer and the audit events."""
+    browser = browser or stack.browser()
+    with capture_logs() as logs:
+        resp = await browser.sign_in(username, next_path=next_path)
+        text = await resp.text()
+    return Outcome(resp.status, text, dict(resp.headers), logs, await session_works(browser))
+
+
+async def callback(stack: Stack, browser: Browser, url: str) -> Outcome:
+    """Deliver an authorization response (already built) to the agent from ``browser``."""
+    with capture_logs() as logs:
+        resp = await browser.get(url)
+        text = await resp.text()
+    return Outcome(resp.status, text, dict(resp.headers), logs, await session_works(browser))
+
+
+def plant_cookie(stack: Stack, browser: Browser, value: str, name: str = COOKIE_NAME) -> None:
+    browser.http.cookie_jar.update_cookies({name: value}, response_url=URL(stack.url))
+
+
+async def fresh_client() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
