@@ -131,3 +131,8 @@ REJECTED = Explanation("Sign-in response rejected",
                        "The sign-in response could not be trusted ({detail}).",
                        "Select Try again. If it happens again, tell your sensor administrator "
                        "the reference below.")
+
+ROLE_TOO_LOW = Explanation("This page needs a higher role",
+                           "You are signed in as {role}, but this page is for {needed} users only.",
+                           "Ask {contact} for the {needed} role if your work needs this page, "
+                           "or go back to the Overview.")

@@ -39,7 +39,8 @@ SWEEP_EVERY = 15  # flushes; expired sessions are refused at lookup anyway
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                console: bool = False, persist: bool = True) -> web.Application:
-    """Build the agent. ``console`` adds the demo's Overview page at ``post_login_path``."""
+    """Build the agent. ``console`` adds the demo's Overview page at ``post_login_path``
+    and an admin-only ``/admin`` page (403 below Admin), as a console stand-in."""
     form_targets = settings.entra.authority_host
     app = web.Application(middlewares=[
         request_context,
@@ -94,6 +95,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     r.add_static("/auth/static", STATIC, append_version=False)
     if console:
         r.add_get(settings.server.post_login_path, handlers.overview)
+        if settings.server.post_login_path != "/admin":
+            r.add_get("/admin", handlers.admin_page)  # admin-only page of the stand-in
     return app
 
 

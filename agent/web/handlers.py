@@ -13,7 +13,7 @@ from ..roles import ROLES
 from ..sessions import COOKIE_NAME, Session
 from ..signin import role_name
 from . import keys
-from .pages import error_page, login_page, render
+from .pages import error_page, login_page, render, role_refused_page
 
 audit = structlog.get_logger("agent.audit")
 
@@ -188,6 +188,22 @@ async def overview(request: web.Request) -> web.StreamResponse:
     return render("overview.html", title="Overview", sensor_name=settings.server.sensor_name,
                   name=f"{session.given_name} {session.family_name}", upn=session.upn,
                   role_name=role_name(session.role), csrf_token=session.csrf_token)
+
+
+async def admin_page(request: web.Request) -> web.StreamResponse:
+    """The demo console's admin-only page: the same rank check as ``/auth/check?role=admin``."""
+    session = current_session(request)
+    if session is None:
+        return redirect("/login?" + urlencode({"next": request.path_qs}))
+    settings = request.app[keys.SETTINGS]
+    if ROLES[session.role].rank < ROLES["admin"].rank:
+        audit.warning("console_access_refused", upn=session.upn, role=session.role,
+                      needed="admin", path=request.path)
+        return role_refused_page(settings, role_name(session.role), role_name("admin"),
+                                 _reference(request))
+    return render("admin.html", title="Administration", sensor_name=settings.server.sensor_name,
+                  name=f"{session.given_name} {session.family_name}",
+                  role_name=role_name(session.role))
 
 
 async def healthz(request: web.Request) -> web.Response:

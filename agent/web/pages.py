@@ -9,7 +9,7 @@ import jinja2
 from aiohttp import web
 
 from ..errors import IdentityProviderUnavailable, SignInError, SignInRefused
-from ..explain import AADSTS, REASONS, REJECTED, UNAVAILABLE, Explanation
+from ..explain import AADSTS, REASONS, REJECTED, ROLE_TOO_LOW, UNAVAILABLE, Explanation
 from ..settings import Settings
 
 _env = jinja2.Environment(
@@ -69,6 +69,17 @@ def plain_error_page(settings: Settings, status: int, title: str, what: str, tod
     return render("error.html", status=status, title=title,
                   sensor_name=settings.server.sensor_name, what=what, todo=todo, aadsts=None,
                   retry_url="/login", reference=reference)
+
+
+def role_refused_page(settings: Settings, role: str, needed: str,
+                      reference: str) -> web.Response:
+    """403 for a signed-in user whose role ranks below what a console page needs."""
+    text = _fill(ROLE_TOO_LOW, role=role, needed=needed,
+                 contact=settings.server.access_contact)
+    return render("error.html", status=403, title=text.title,
+                  sensor_name=settings.server.sensor_name, what=text.what, todo=text.todo,
+                  aadsts=None, retry_url=settings.server.post_login_path,
+                  retry_label="Back to Overview", reference=reference)
 
 
 def _fill(explanation: Explanation, **values: str) -> Explanation:
