@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import structlog
+from multidict import MultiMapping
 
 from .entra.client import EntraClient, aadsts_code, nonce_hash
 from .entra.discovery import TenantDirectory
@@ -34,6 +35,7 @@ from .settings import Settings, is_local_path
 audit = structlog.get_logger("agent.audit")
 
 _MAX_PARAM = 4096
+_MAX_QUERY = 8192
 _ATTRIBUTE_NAMES = {"given_name": "First name", "family_name": "Last name",
                     "upn": "User principal name"}
 
@@ -108,10 +110,11 @@ class SignIn:
         audit.info("sso_login_started", source_ip=client, next=target)
         return Started(authorize_url=flow["auth_uri"], binding=binding)
 
-    async def complete(self, params: Mapping[str, str], binding: str | None,
+    async def complete(self, query: Mapping[str, str] | MultiMapping[str], binding: str | None,
                        client: str) -> Completed:
+        """Finish the sign-in from the callback's query (repeated parameters are refused)."""
         try:
-            return await self._complete(params, binding, client)
+            return await self._complete(single_valued(query), binding, client)
         except SignInError as exc:
             if exc.info.get("aadsts") or exc.reason == "idp_error":
                 audit.warning("idp_error", reason=exc.reason, aadsts=exc.info.get("aadsts"),
@@ -222,6 +225,20 @@ class SignIn:
                 "graph_no_token", "Entra ID issued no token for Microsoft Graph",
                 dependency="Microsoft Graph")
         return await self.graph.member_groups(access_token, wanted)
+
+
+def single_valued(query: Mapping[str, str] | MultiMapping[str]) -> dict[str, str]:
+    """The callback parameters, refusing oversized responses and repeated parameters."""
+    items = list(query.items())
+    if sum(len(k) + len(v) + 2 for k, v in items) > _MAX_QUERY:
+        raise SignInRejected("response_too_large", "the sign-in response is too large")
+    params: dict[str, str] = {}
+    for key, value in items:
+        if key in params:
+            raise SignInRejected("duplicate_parameter",
+                                 "the sign-in response repeats a parameter")
+        params[key] = value
+    return params
 
 
 def role_name(role_id: str) -> str:

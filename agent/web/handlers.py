@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import structlog
 from aiohttp import web
 
-from ..errors import SignInError, SignInRejected
+from ..errors import SignInError
 from ..roles import ROLES
 from ..sessions import COOKIE_NAME, Session
 from ..signin import role_name
@@ -18,7 +18,6 @@ from .pages import error_page, login_page, render, role_refused_page
 audit = structlog.get_logger("agent.audit")
 
 BINDING_COOKIE = "__Host-sso_signin"
-_MAX_QUERY = 8192
 
 
 def client_address(request: web.Request) -> str:
@@ -85,8 +84,7 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
     settings = request.app[keys.SETTINGS]
     client = client_address(request)
     try:
-        params = _single_valued(request)
-        done = await sign_in.complete(params, request.cookies.get(BINDING_COOKIE), client)
+        done = await sign_in.complete(request.query, request.cookies.get(BINDING_COOKIE), client)
     except SignInError as exc:
         return error_page(exc, settings, _reference(request))
     old = request.cookies.get(COOKIE_NAME)
@@ -96,18 +94,6 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
     _set_cookie(response, COOKIE_NAME, done.cookie_id)
     _clear_cookie(response, BINDING_COOKIE)
     return response
-
-
-def _single_valued(request: web.Request) -> dict[str, str]:
-    if len(request.query_string) > _MAX_QUERY:
-        raise SignInRejected("response_too_large", "the sign-in response is too large")
-    params: dict[str, str] = {}
-    for key, value in request.query.items():
-        if key in params:
-            raise SignInRejected("duplicate_parameter",
-                                 "the sign-in response repeats a parameter")
-        params[key] = value
-    return params
 
 
 async def auth_check(request: web.Request) -> web.Response:
