@@ -39,6 +39,7 @@ class ServerSettings:
     sensor_name: str = "OT sensor"
     access_contact: str = "your sensor administrator"
     trust_forwarded_for: bool = False
+    sensor_version_file: Path | None = None  # check-config warns below the first SSO release
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def settings_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") ->
 
 _SECTIONS: dict[str, set[str]] = {
     "server": {"listen", "tls_cert_file", "tls_key_file", "post_login_path", "sensor_name",
-               "access_contact", "trust_forwarded_for"},
+               "access_contact", "trust_forwarded_for", "sensor_version_file"},
     "entra": {"tenant_id", "client_id", "redirect_uri", "authority_host", "graph_url",
               "ca_bundle", "https_proxy", "timeout", "clock_skew", "jwks_refetch_interval",
               "signout_from_entra", "post_logout_redirect_uri", "cloud", "platform",
@@ -261,6 +262,7 @@ class _Validator:
         if (cert is None) != (key is None):
             self.problem("server.tls_cert_file", None,
                          "tls_cert_file and tls_key_file must be set together")
+        version_file = self.get(s, "server", "sensor_version_file", str, None)
         path = self.get(s, "server", "post_login_path", str, d.post_login_path)
         if not is_local_path(path):
             self.problem("server.post_login_path", path, "must be a path on this sensor, like /")
@@ -271,6 +273,7 @@ class _Validator:
             access_contact=self.get(s, "server", "access_contact", str, d.access_contact),
             trust_forwarded_for=self.get(s, "server", "trust_forwarded_for", bool,
                                          d.trust_forwarded_for),
+            sensor_version_file=Path(version_file) if version_file else None,
         )
 
     def build_entra(self) -> EntraSettings:
