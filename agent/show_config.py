@@ -68,12 +68,15 @@ def _without_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def show_config(path: str, out: TextIO = sys.stdout) -> int:
+def show_config(path: str, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     try:
         settings = load_settings(path)
     except ConfigError as exc:
         print(f"{path}: invalid configuration:", file=out)
         for key, value, why in exc.problems:
+            if key.endswith("https_proxy") or "secret" in key:
+                value = MASK if value else value
             print(f"  {key}{' = ' + value if value else ''}: {why}", file=out)
         return 1
     print("\n".join(describe(settings)), file=out)
