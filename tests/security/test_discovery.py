@@ -1,4 +1,4 @@
-"""A discovery document that names another tenant's issuer: the agent is not ready, signs no one in."""
+"""A discovery document naming another issuer: the agent is not ready, signs no one in."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ async def wait_for_discovery(stack: Stack, fetches: int = 1) -> None:
     "https://{host}/{tenant}/v2.0/",
 ])
 async def test_foreign_issuer_means_not_ready(tmp_path: Path, issuer: str) -> None:
-    """Discovery issuer of another tenant (or not exactly this tenant's): /readyz 503, no sign-in."""
+    """Discovery issuer not exactly this tenant's: /readyz 503, no sign-in."""
     stack = await make_stack(tmp_path, start=False)
     try:
         host = stack.idp.url.removeprefix("https://")
