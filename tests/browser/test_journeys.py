@@ -7,8 +7,14 @@ import structlog
 from structlog.testing import capture_logs
 
 from tests.browser.conftest import Chromium
-from tests.browser.pages import COOKIE, enter_credentials, open_sign_in, sign_in, \
-    submit_to_agent, text
+from tests.browser.pages import (
+    COOKIE,
+    enter_credentials,
+    open_sign_in,
+    sign_in,
+    submit_to_agent,
+    text,
+)
 from tests.harness import Stack
 
 CONTEXT_LOGS = [structlog.contextvars.merge_contextvars]
