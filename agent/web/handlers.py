@@ -97,7 +97,7 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
 
 
 async def auth_check(request: web.Request) -> web.Response:
-    wanted = request.query.get("role")
+    wanted = request.query.get("role") if request.query_string else None
     if wanted is not None and wanted not in ROLES:
         return web.Response(status=400)
     session = current_session(request)
@@ -114,6 +114,8 @@ async def auth_check(request: web.Request) -> web.Response:
 
 def _header_safe(text: str) -> str:
     """Names go out as UTF-8 (as aiohttp writes them); control characters never do."""
+    if text.isprintable():  # the usual case, without a per-character pass on every check
+        return text
     return "".join(c for c in text if c.isprintable())
 
 
