@@ -21,6 +21,7 @@ from .clouds import CLOUDS, DEFAULT_CLOUD
 from .errors import ConfigError
 from .fleet import FleetChoice, SensorIdentity, effective_mapping
 from .roles import ROLES
+from .settings_entra import entra_extras
 
 DEFAULT_CONFIG_PATH = "/etc/sensor-sso-agent/agent.toml"
 CONFIG_ENV = "SENSOR_SSO_AGENT_CONFIG"
@@ -319,46 +320,8 @@ class _Validator:
             jwks_refetch_interval=self.duration(e, "entra", "jwks_refetch_interval",
                                                 d.jwks_refetch_interval),
             signout_from_entra=self.get(e, "entra", "signout_from_entra", bool, False),
-            post_logout_redirect_uri=logout_uri, cloud=cloud, **self.entra_extras(e),
+            post_logout_redirect_uri=logout_uri, cloud=cloud, **entra_extras(self, e),
         )
-
-    def entra_extras(self, e: Mapping[str, Any]) -> dict[str, Any]:
-        """Platform and credentials, step-up (auth context, max_age) and hints."""
-        platform = self.get(e, "entra", "platform", str, "spa")
-        if platform not in ("spa", "web"):
-            self.problem("entra.platform", platform, "must be \"spa\" or \"web\"")
-        secret = self.file(e, "entra", "client_secret_file")
-        cert = self.file(e, "entra", "client_certificate_file")
-        thumbprint = self.get(e, "entra", "client_certificate_thumbprint", str, None)
-        if platform == "web" and not self.sso_off and (secret is None) == (cert is None):
-            self.problem("entra.platform", platform, "a Web platform app needs exactly one of "
-                         "client_secret_file or client_certificate_file")
-        if platform == "spa" and (secret or cert):
-            self.problem("entra.platform", platform, "a single-page application is a public "
-                         "client: remove client_secret_file/client_certificate_file or set "
-                         "platform = \"web\"")
-        if cert is not None and cert.is_file():
-            from .entra.credentials import CredentialProblem, load_certificate
-
-            try:
-                load_certificate(cert, thumbprint)
-            except CredentialProblem as exc:
-                self.problem("entra.client_certificate_file", str(cert), str(exc))
-        if secret is not None and secret.is_file() and not secret.read_text(
-                errors="replace").strip():
-            self.problem("entra.client_secret_file", str(secret), "the file is empty")
-        context = self.get(e, "entra", "require_auth_context", str, None)
-        if context is not None and not re.fullmatch(r"c([1-9]|[1-9][0-9])", context):
-            self.problem("entra.require_auth_context", context,
-                         "must be an authentication context id such as \"c1\" (c1..c99)")
-        max_age = self.duration(e, "entra", "max_age", 0.0) if "max_age" in e else None
-        return {
-            "platform": platform, "client_secret_file": secret,
-            "client_certificate_file": cert, "client_certificate_thumbprint": thumbprint,
-            "require_auth_context": context, "max_age": max_age,
-            "login_hint": self.get(e, "entra", "login_hint", str, None),
-            "domain_hint": self.get(e, "entra", "domain_hint", str, None),
-        }
 
     def build_roles(self) -> dict[str, tuple[str, ...]]:
         r = self.section("roles")
