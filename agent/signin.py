@@ -64,6 +64,13 @@ class SignIn:
         self.pending = pending
         self.sessions = sessions
         self.clock = clock
+        self._unavailable: dict[str, tuple[str, float]] = {}  # dependency → (why, when)
+
+    def degraded(self, window: float = 300.0) -> dict[str, str]:
+        """Dependencies that failed a sign-in within ``window`` s with no success since."""
+        now = self.clock()
+        return {dep: why for dep, (why, when) in self._unavailable.items()
+                if now - when < window}
 
     def safe_next(self, next_path: object) -> str:
         return next_path if is_local_path(next_path) else self.settings.server.post_login_path
@@ -114,14 +121,19 @@ class SignIn:
                        client: str) -> Completed:
         """Finish the sign-in from the callback's query (repeated parameters are refused)."""
         try:
-            return await self._complete(single_valued(query), binding, client)
+            done = await self._complete(single_valued(query), binding, client)
         except SignInError as exc:
+            if isinstance(exc, IdentityProviderUnavailable):
+                dependency = str(exc.info.get("dependency") or "Entra ID")
+                self._unavailable[dependency] = (exc.detail, self.clock())
             if exc.info.get("aadsts") or exc.reason == "idp_error":
                 audit.warning("idp_error", reason=exc.reason, aadsts=exc.info.get("aadsts"),
                               error=exc.info.get("error"), source_ip=client)
             audit.warning("sso_login_refused", reason=exc.reason, status=exc.status,
                           source_ip=client, upn=exc.info.get("upn"))
             raise
+        self._unavailable.clear()  # every dependency answered this sign-in
+        return done
 
     async def _complete(self, params: Mapping[str, str], binding: str | None,
                         client: str) -> Completed:

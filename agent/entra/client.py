@@ -134,7 +134,7 @@ class EntraClient:
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
             # Messages may echo the nonce or state: never pass them on.
             status = self.http.last_token_status
-            if status == 200:
+            if status == 200 and self.http.last_token_json_object:
                 if isinstance(exc, RuntimeError):
                     raise SignInRejected(
                         "id_token_nonce_mismatch",

@@ -9,6 +9,7 @@ lets ``REQUESTS_CA_BUNDLE`` override ``Session.verify``, so ``verify=`` goes on 
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import threading
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class Outbound:
                            json_body: Any = None) -> JsonResponse:
         """Send a request and parse JSON; network errors and non-JSON answers raise 502."""
         assert self._session is not None, "Outbound.start() not called"
+        slug = reason_slug(dependency)
         try:
             async with self._session.request(
                 method, url, headers=headers, json=json_body, proxy=self.settings.https_proxy,
@@ -69,11 +71,11 @@ class Outbound:
                 status, resp_headers = resp.status, dict(resp.headers)
         except TimeoutError:
             raise IdentityProviderUnavailable(
-                f"{dependency}_timeout", f"{dependency} did not answer within "
+                f"{slug}_timeout", f"{dependency} did not answer within "
                 f"{self.settings.timeout:g} s", dependency=dependency) from None
         except aiohttp.ClientError as exc:
             raise IdentityProviderUnavailable(
-                f"{dependency}_unreachable", f"cannot reach {dependency}: {type(exc).__name__}",
+                f"{slug}_unreachable", f"cannot reach {dependency}: {type(exc).__name__}",
                 dependency=dependency) from None
         try:
             body = json.loads(raw) if raw else None
@@ -81,12 +83,24 @@ class Outbound:
             body = _NOT_JSON
         if body is _NOT_JSON and status < 500 and status != 429:
             raise IdentityProviderUnavailable(
-                f"{dependency}_bad_response", f"{dependency} answered HTTP {status} "
+                f"{slug}_bad_response", f"{dependency} answered HTTP {status} "
                 "with a body that is not JSON", dependency=dependency)
         return JsonResponse(status, resp_headers, body)
 
 
 _NOT_JSON = object()
+
+
+def _is_json_object(response: requests.Response) -> bool:
+    try:
+        return isinstance(response.json(), dict)
+    except ValueError:
+        return False
+
+
+def reason_slug(dependency: str) -> str:
+    """``"Microsoft Graph"`` → ``"microsoft_graph"``: reason codes stay snake_case."""
+    return re.sub(r"[^a-z0-9]+", "_", dependency.lower()).strip("_") or "dependency"
 
 
 class MsalHttpClient:
@@ -111,8 +125,14 @@ class MsalHttpClient:
     def last_token_status(self) -> int | None:
         return getattr(self._local, "status", None)
 
+    @property
+    def last_token_json_object(self) -> bool:
+        """Whether the last answer's body was a JSON object (a token or error response)."""
+        return bool(getattr(self._local, "json_object", False))
+
     def reset(self) -> None:
         self._local.status = None
+        self._local.json_object = False
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.pop("verify", None)
@@ -121,6 +141,7 @@ class MsalHttpClient:
             method, url, verify=self._verify, proxies=self._proxies, allow_redirects=False,
             **kwargs)
         self._local.status = response.status_code
+        self._local.json_object = _is_json_object(response)
         return response
 
     def get(self, url: str, params: Any = None, headers: Any = None,

@@ -199,8 +199,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """503 until discovery and keys are loaded; ``degraded`` names recently failing deps."""
     directory = request.app[keys.DIRECTORY]
+    degraded = request.app[keys.SIGN_IN].degraded()
+    extra = {"degraded": degraded} if degraded else {}
     if directory.ready:
-        return web.json_response({"status": "ready"})
-    return web.json_response({"status": "not ready", "reason": directory.not_ready_reason},
-                             status=503)
+        return web.json_response({"status": "ready", **extra})
+    return web.json_response({"status": "not ready", "reason": directory.not_ready_reason,
+                              **extra}, status=503)

@@ -1,0 +1,226 @@
+"""Dependencies failing: Entra ID (token endpoint, discovery), its signing keys, Microsoft Graph.
+
+Each failure ends the sign-in with a 502 page naming the dependency and an audited reason;
+existing sessions keep working; /readyz reports it; retries are bounded; and once the
+dependency is back the next user signs in at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.devidp import Fault
+from tests.harness import Stack, make_stack
+from tests.security.conftest import ADMIN, READER, Outcome, attempt, session_works
+
+GRAPH_USER = "graphprofile@contoso.example"  # token without profile claims or groups: Graph
+TIMEOUT = 1.0
+
+
+def fast_timeout(data: dict[str, Any]) -> None:
+    data["entra"]["timeout"] = "1s"
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    s = await make_stack(tmp_path, idp_options={"state_dir": tmp_path / "idp"},
+                         config=fast_timeout)
+    yield s
+    await s.close()
+
+
+def assert_unavailable(outcome: Outcome, reason: str, dependency: str) -> None:
+    assert (502, [reason]) == (outcome.status, outcome.refused_reasons), outcome.text
+    assert f"because {dependency} is unreachable" in outcome.text
+    assert "What to do:" in outcome.text
+    assert not outcome.has_session
+
+
+async def readyz(stack: Stack) -> tuple[int, dict[str, Any]]:
+    resp = await stack.browser().get("/readyz")
+    return resp.status, await resp.json()
+
+
+async def signed_in(stack: Stack, username: str = READER) -> Any:
+    browser = stack.browser()
+    assert 302 == (await browser.sign_in(username)).status
+    return browser
+
+
+async def recovers(stack: Stack, username: str = GRAPH_USER) -> None:
+    """The dependency is back: the very next sign-in succeeds and /readyz is clean again."""
+    stack.idp.reset_misbehaviour()
+    outcome = await attempt(stack, username)
+    assert (302, True) == (outcome.status, outcome.has_session), outcome.text
+    assert {"status": "ready"} == (await readyz(stack))[1]
+
+
+GRAPH_FAULTS = {
+    "5xx": (Fault(status=500, body=b'{"error":{"code":"generalException"}}'), "graph_error"),
+    "503_html": (Fault(status=503, body=b"<html>down</html>", content_type="text/html"),
+                 "graph_error"),
+    "garbage_200": (Fault(status=200, body=b"\x00\xffnot json", content_type="text/plain"),
+                    "microsoft_graph_bad_response"),
+    "wrong_shape": (Fault(status=200, body=b'["a list"]'), "graph_error"),
+    "slow": (Fault(delay=TIMEOUT + 0.5), "microsoft_graph_timeout"),
+    "forbidden": (Fault(status=403, body=b'{"error":{"code":"Authorization_RequestDenied"}}'),
+                  "graph_forbidden"),
+}
+
+
+class TestGraph:
+    @pytest.mark.parametrize("case", sorted(GRAPH_FAULTS))
+    async def test_graph_failure(self, stack: Stack, case: str) -> None:
+        """Graph failing: 502 naming Microsoft Graph; sessions live; /readyz says degraded."""
+        existing = await signed_in(stack)
+        fault, reason = GRAPH_FAULTS[case]
+        stack.idp.faults["graph_me"] = fault
+        outcome = await attempt(stack, GRAPH_USER)
+        assert_unavailable(outcome, reason, "Microsoft Graph")
+        assert await session_works(existing)
+        status, body = await readyz(stack)
+        assert 200 == status and "Microsoft Graph" in body["degraded"]
+        await recovers(stack)
+
+    async def test_group_check_failure_fails_closed(self, stack: Stack) -> None:
+        """checkMemberGroups failing never means 'no groups': 502, no session."""
+        stack.idp.faults["graph_check_member_groups"] = Fault(status=500)
+        assert_unavailable(await attempt(stack, GRAPH_USER), "graph_error", "Microsoft Graph")
+        await recovers(stack)
+
+    async def test_throttled_with_retry_after_is_retried(self, stack: Stack) -> None:
+        """One 429 with Retry-After: the agent waits as told and the sign-in succeeds."""
+        stack.idp.faults["graph_me"] = Fault(status=429, headers={"Retry-After": "1"},
+                                             body=b'{"error":{"code":"TooManyRequests"}}',
+                                             times=1)
+        started = time.monotonic()
+        outcome = await attempt(stack, GRAPH_USER)
+        assert (302, True) == (outcome.status, outcome.has_session), outcome.text
+        assert time.monotonic() - started >= 1.0
+        assert 2 == stack.idp.requests["graph_me"]
+
+    async def test_throttled_for_good_retries_are_bounded(self, stack: Stack) -> None:
+        """Graph keeps answering 429: three calls in all, then a 502; a huge Retry-After is
+        capped rather than holding the user's browser for minutes."""
+        stack.idp.faults["graph_me"] = Fault(status=429, headers={"Retry-After": "0"},
+                                             body=b'{"error":{"code":"TooManyRequests"}}')
+        outcome = await attempt(stack, GRAPH_USER)
+        assert_unavailable(outcome, "graph_throttled", "Microsoft Graph")
+        assert 3 == stack.idp.requests["graph_me"]
+        await recovers(stack)
+
+
+class TestTokenEndpoint:
+    @pytest.mark.parametrize("case,fault,reason", [
+        ("5xx", Fault(status=500, body=b'{"error":"server_error"}'), "idp_error"),
+        ("503_html", Fault(status=503, body=b"<html>busy</html>", content_type="text/html"),
+         "idp_error"),
+        ("garbage_200", Fault(status=200, body=b"<html>captive portal</html>",
+                              content_type="text/html"), "idp_bad_response"),
+        ("slow", Fault(delay=TIMEOUT + 0.5), "idp_timeout"),
+    ])
+    async def test_token_endpoint_failure(self, stack: Stack, case: str, fault: Fault,
+                                          reason: str) -> None:
+        """Token endpoint failing: 502 naming Entra ID, bounded tries, next user at once."""
+        existing = await signed_in(stack)
+        before = stack.idp.requests["token"]
+        stack.idp.faults["token"] = fault
+        outcome = await attempt(stack, ADMIN)
+        assert_unavailable(outcome, reason, "Entra ID")
+        assert 1 <= stack.idp.requests["token"] - before <= 2
+        assert await session_works(existing)
+        assert "Entra ID" in (await readyz(stack))[1]["degraded"]
+        await recovers(stack, ADMIN)
+
+    async def test_identity_provider_down(self, stack: Stack) -> None:
+        """Entra ID unreachable between the user's sign-in there and the redemption."""
+        existing = await signed_in(stack)
+        browser = stack.browser()
+        callback = await browser.authenticate(await browser.start(), ADMIN)
+        port = int(stack.idp.url.rsplit(":", 1)[1])
+        await stack.idp.stop()
+        try:
+            from tests.security.conftest import callback as deliver
+            outcome = await deliver(stack, browser, callback)
+            assert_unavailable(outcome, "idp_unreachable", "Entra ID")
+            assert await session_works(existing)
+            assert 200 == (await browser.get("/healthz")).status
+        finally:
+            await stack.idp.start(port)
+        await recovers(stack, ADMIN)
+
+
+class TestSigningKeys:
+    @pytest.mark.parametrize("fault", [
+        Fault(status=500), Fault(status=200, body=b"garbage", content_type="text/plain"),
+        Fault(delay=TIMEOUT + 0.5),
+    ], ids=["5xx", "garbage", "slow"])
+    async def test_jwks_failing_during_rotation(self, stack: Stack, fault: Fault) -> None:
+        """A rotated key cannot be fetched: 502 naming the signing keys; cached keys kept."""
+        existing = await signed_in(stack)
+        stack.idp.rotate_keys()
+        stack.idp.faults["jwks"] = fault
+        outcome = await attempt(stack, ADMIN)
+        assert_unavailable(outcome, "jwks_unreachable", "Entra ID signing keys")
+        assert await session_works(existing)
+        status, body = await readyz(stack)
+        assert 200 == status and "Entra ID signing keys" in body["degraded"]
+        # The forced refetch is rate-limited: let the interval pass, as time would.
+        stack.clock.advance(stack.settings.entra.jwks_refetch_interval + 1)
+        await recovers(stack, ADMIN)
+
+    async def test_jwks_down_cached_keys_keep_serving(self, stack: Stack) -> None:
+        """JWKS unreachable but no rotation: sign-ins go on with the cached keys."""
+        stack.idp.faults["jwks"] = Fault(status=500)
+        outcome = await attempt(stack, ADMIN)
+        assert (302, True) == (outcome.status, outcome.has_session), outcome.text
+
+
+class TestStartup:
+    @pytest.mark.parametrize("fault", [
+        Fault(status=500, body=b"{}"), Fault(status=200, body=b"<html>", content_type="text/html"),
+        Fault(delay=TIMEOUT + 0.5),
+    ], ids=["5xx", "garbage", "slow"])
+    async def test_discovery_failing_at_start(self, tmp_path: Path, fault: Fault) -> None:
+        """Discovery failing at start: /readyz 503 with the reason, sign-in 502, then ready."""
+        stack = await make_stack(tmp_path, config=fast_timeout, start=False)
+        try:
+            stack.idp.faults["discovery"] = fault
+            await stack.start_agent(wait_ready=False)
+            for _ in range(100):
+                if stack.idp.requests["discovery"]:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(TIMEOUT + 0.7 if fault.delay else 0.1)
+            status, body = await readyz(stack)
+            assert 503 == status and body["reason"], body
+            resp = await stack.browser().get("/auth/sso/start")
+            assert 502 == resp.status
+            assert "because Entra ID is unreachable" in await resp.text()
+            stack.idp.reset_misbehaviour()
+            await stack.wait_ready(timeout=8)
+            attempts = stack.idp.requests["discovery"]
+            assert attempts <= 4  # backoff, not a tight loop
+            outcome = await attempt(stack, ADMIN)
+            assert 302 == outcome.status, outcome.text
+        finally:
+            await stack.close()
+
+
+async def test_no_client_side_throttle_after_a_failure(stack: Stack) -> None:
+    """Five users in a row hit a failing token endpoint, then the sixth signs in at once."""
+    stack.idp.faults["token"] = Fault(status=503, body=json.dumps(
+        {"error": "temporarily_unavailable"}).encode(), times=5)
+    for _ in range(5):
+        assert 502 == (await attempt(stack, ADMIN)).status
+    started = time.monotonic()
+    outcome = await attempt(stack, READER)
+    assert (302, True) == (outcome.status, outcome.has_session), outcome.text
+    assert time.monotonic() - started < 2.0
