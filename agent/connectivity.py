@@ -1,0 +1,321 @@
+"""``check-connectivity``: can the sensor reach Entra ID and Microsoft Graph as the agent does?
+
+One line per check, ``OK``/``FAIL``/``SKIP``, and on failure the fix. The checks follow the
+admin guide's outbound allow rules: the authority host (sign-in, MSAL's token endpoint) and
+the Graph host, each over HTTPS, through ``entra.https_proxy`` (else ``$HTTPS_PROXY`` unless
+``$NO_PROXY`` exempts the host) and trusting ``entra.ca_bundle`` (else the system store):
+
+* ``dns`` and ``tcp`` to each host (to the proxy instead, when one is used: it resolves the rest)
+* ``tls`` to each host, through a ``CONNECT`` tunnel when proxied, verified like the agent does
+* ``discovery`` and ``jwks``: the tenant's OpenID configuration and signing keys
+* ``token``: MSAL's HTTP client posts an empty request to the token endpoint (an OAuth error
+  answer proves the path; no credential is sent)
+* ``graph``: ``GET /v1.0/me`` without a token; the expected 401 proves Graph is reachable
+
+The exit status is 1 when any check fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from .entra.outbound import MsalHttpClient, Outbound, ssl_context
+from .errors import IdentityProviderUnavailable
+from .settings import EntraSettings, Settings
+
+FIREWALL = ("allow outbound HTTPS from the sensor to {host} in the firewall (the "
+            "admin guide's outbound rules), or set entra.https_proxy when the sensor reaches "
+            "the internet only through a proxy")
+UNTRUSTED = ("the certificate is not trusted: when a proxy re-signs TLS, put its CA "
+             "certificate (PEM) in entra.ca_bundle; also check the sensor's clock")
+
+
+@dataclass
+class Result:
+    check: str
+    target: str
+    ok: bool | None  # None: skipped because an earlier check failed
+    detail: str
+    fix: str = ""
+
+
+class Failed(Exception):
+    def __init__(self, detail: str, fix: str) -> None:
+        super().__init__(detail)
+        self.detail, self.fix = detail, fix
+
+
+def effective_proxy(settings: EntraSettings, url: str) -> str | None:
+    """The proxy the agent uses for ``url``: the configured one, else the environment's."""
+    if settings.https_proxy:
+        return settings.https_proxy
+    proxies = urllib.request.getproxies_environment()
+    host = urlsplit(url).hostname or ""
+    if "https" not in proxies or urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    return proxies["https"]
+
+
+def _endpoint(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _name(cert: dict[str, Any], field: str) -> str:
+    for rdn in cert.get(field, ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return f"CN={value}"
+    return "?"
+
+
+class Checker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.entra = settings.entra
+        self.timeout = settings.entra.timeout
+        self.ssl = ssl_context(settings.entra)
+        self.results: list[Result] = []
+        self._passed: dict[tuple[str, str], bool] = {}
+
+    async def step(self, check: str, target: str, action: Any,
+                   needs: tuple[str, str] | None = None) -> Any:
+        """Run ``action()`` once per (check, target); record and return its outcome."""
+        if (check, target) in self._passed:
+            return self._passed[(check, target)]
+        if needs is not None and not self._passed.get(needs, False):
+            self.results.append(Result(check, target, None, f"needs {needs[0]} {needs[1]}"))
+            self._passed[(check, target)] = False
+            return None
+        try:
+            value, detail = await action()
+        except Failed as exc:
+            self.results.append(Result(check, target, False, exc.detail, exc.fix))
+            self._passed[(check, target)] = False
+            return None
+        self.results.append(Result(check, target, True, detail))
+        self._passed[(check, target)] = True
+        return value if value is not None else True
+
+    # ----- network -------------------------------------------------------------------
+
+    async def dns(self, host: str) -> tuple[None, str]:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(loop.getaddrinfo(host, None), self.timeout)
+        except TimeoutError:
+            raise Failed(f"no answer within {self.timeout:g} s", "check the DNS servers in "
+                         "/etc/resolv.conf and that they resolve internet names") from None
+        except OSError as exc:
+            raise Failed(f"cannot resolve: {exc.strerror or exc}",
+                         f"check the DNS servers in /etc/resolv.conf and that they resolve "
+                         f"{host}, or set entra.https_proxy (the proxy resolves names)") from None
+        addresses = sorted({str(info[4][0]) for info in infos})
+        return None, ", ".join(addresses[:4]) + (" ..." if len(addresses) > 4 else "")
+
+    async def _open(self, host: str, port: int, fix: str) -> tuple[asyncio.StreamReader,
+                                                                   asyncio.StreamWriter]:
+        try:
+            return await asyncio.wait_for(asyncio.open_connection(host, port), self.timeout)
+        except TimeoutError:
+            raise Failed(f"no answer within {self.timeout:g} s (dropped by a firewall?)",
+                         fix) from None
+        except OSError as exc:
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise Failed(f"cannot connect: {why}", fix) from None
+
+    async def tcp(self, host: str, port: int, fix: str) -> tuple[None, str]:
+        started = time.monotonic()
+        _, writer = await self._open(host, port, fix)
+        writer.close()
+        return None, f"connected in {(time.monotonic() - started) * 1000:.0f} ms"
+
+    async def tls(self, host: str, port: int, proxy: str | None) -> tuple[None, str]:
+        if proxy is None:
+            reader, writer = await self._open(host, port, FIREWALL.format(host=f"{host}:{port}"))
+            via = ""
+        else:
+            reader, writer = await self._tunnel(proxy, host, port)
+            via = f" via proxy {_endpoint(proxy)[0]}:{_endpoint(proxy)[1]}"
+        try:
+            await asyncio.wait_for(writer.start_tls(self.ssl, server_hostname=host),
+                                   self.timeout)
+            tls = writer.get_extra_info("ssl_object")
+            cert = tls.getpeercert() if tls is not None else {}
+            version = tls.version() if tls is not None else "?"
+        except ssl.SSLCertVerificationError as exc:
+            raise Failed(f"certificate rejected{via}: {exc.verify_message or exc.reason}",
+                         UNTRUSTED) from None
+        except (ssl.SSLError, ConnectionError) as exc:
+            raise Failed(f"TLS handshake failed{via}: {exc}", "something between the sensor "
+                         f"and {host} interferes with TLS: check the firewall or proxy's TLS "
+                         "inspection rules") from None
+        except TimeoutError:
+            raise Failed(f"TLS handshake timed out{via}",
+                         FIREWALL.format(host=f"{host}:{port}")) from None
+        finally:
+            writer.close()
+        trust = str(self.entra.ca_bundle) if self.entra.ca_bundle else "the system CA store"
+        return None, (f"{version}{via}, certificate {_name(cert, 'subject')} issued by "
+                      f"{_name(cert, 'issuer')}, trusted by {trust}")
+
+    async def _tunnel(self, proxy: str, host: str, port: int) -> tuple[asyncio.StreamReader,
+                                                                      asyncio.StreamWriter]:
+        p_host, p_port = _endpoint(proxy)
+        reader, writer = await self._open(p_host, p_port, "check entra.https_proxy (or "
+                                          f"HTTPS_PROXY): nothing answers at {p_host}:{p_port}")
+        if urlsplit(proxy).scheme == "https":
+            await writer.start_tls(ssl.create_default_context(), server_hostname=p_host)
+        writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.timeout)
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                OSError):
+            writer.close()
+            raise Failed(f"the proxy {p_host}:{p_port} did not answer CONNECT {host}:{port}",
+                         "check that entra.https_proxy is an HTTP proxy") from None
+        status = head.split(b"\r\n", 1)[0].decode("latin-1").strip()
+        code = status.split(" ")[1] if status.count(" ") >= 1 else ""
+        if code != "200":
+            writer.close()
+            fix = (f"allow CONNECT to {host}:{port} for the sensor on the proxy (the admin "
+                   "guide's outbound rules)")
+            if code == "407":
+                fix = ("the proxy wants authentication, which the agent does not send: "
+                       "exempt the sensor's address from proxy authentication")
+            raise Failed(f"the proxy refused CONNECT {host}:{port}: {status}", fix)
+        return reader, writer
+
+    # ----- HTTP, as the agent's own clients do it --------------------------------------
+
+    async def get_json(self, outbound: Outbound, url: str, dependency: str) -> Any:
+        try:
+            return await outbound.request_json("GET", url, dependency=dependency)
+        except IdentityProviderUnavailable as exc:
+            raise Failed(exc.detail, "see the failed dns/tcp/tls checks above, or the fix "
+                         f"for {urlsplit(url).hostname}") from None
+
+    async def discovery(self, outbound: Outbound) -> tuple[Any, str]:
+        url = f"{self.entra.authority}/v2.0/.well-known/openid-configuration"
+        resp = await self.get_json(outbound, url, "discovery")
+        body = resp.body if isinstance(resp.body, dict) else {}
+        if resp.status != 200:
+            aadsts = " ".join(str(c) for c in body.get("error_codes", [])[:1])
+            hint = (f"the tenant is not known there (AADSTS{aadsts}): check entra.tenant_id "
+                    "and entra.cloud" if aadsts else "check entra.tenant_id, entra.cloud and "
+                    "entra.authority_host")
+            raise Failed(f"{url} answered HTTP {resp.status}", hint)
+        if not body.get("jwks_uri") or not body.get("issuer"):
+            raise Failed(f"{url} is not an OpenID configuration (no jwks_uri or issuer)",
+                         "something between the sensor and Entra ID answers instead of it: "
+                         "check the proxy")
+        return body, f"issuer {body['issuer']}"
+
+    async def jwks(self, outbound: Outbound, url: str) -> tuple[None, str]:
+        resp = await self.get_json(outbound, url, "jwks")
+        keys = resp.body.get("keys") if isinstance(resp.body, dict) else None
+        if resp.status != 200 or not keys:
+            raise Failed(f"{url} answered HTTP {resp.status} without signing keys",
+                         "check entra.tenant_id and the proxy")
+        return None, f"{len(keys)} signing key{'s' if len(keys) != 1 else ''}"
+
+    async def token(self, url: str) -> tuple[None, str]:
+        client = MsalHttpClient(self.entra, self.entra.origin)
+        try:
+            resp = await asyncio.to_thread(client.post, url, data={})
+        except Exception as exc:  # requests' SSLError, ProxyError, ConnectionError, Timeout
+            raise Failed(f"MSAL's HTTP client cannot reach it: {type(exc).__name__}",
+                         FIREWALL.format(host=urlsplit(url).hostname)) from None
+        finally:
+            client.close()
+        try:
+            error = resp.json().get("error")
+        except ValueError:
+            error = None
+        if not 400 <= resp.status_code < 500 or not error:
+            raise Failed(f"answered HTTP {resp.status_code} without an OAuth error",
+                         "something between the sensor and Entra ID answers instead of it: "
+                         "check the proxy")
+        return None, f"answered an empty request with HTTP {resp.status_code} {error} (reachable)"
+
+    async def graph(self, outbound: Outbound) -> tuple[None, str]:
+        url = f"{self.entra.graph_url}/v1.0/me"
+        resp = await self.get_json(outbound, url, "graph")
+        if resp.status != 401:
+            raise Failed(f"{url} answered HTTP {resp.status}, not 401 as Graph does without "
+                         "a token", "check entra.graph_url and the proxy")
+        return None, "answered 401 without a token (reachable)"
+
+    # ----- all of it -------------------------------------------------------------------
+
+    async def run(self) -> list[Result]:
+        urls = {"authority": self.entra.authority_host, "graph": self.entra.graph_url}
+        for url in urls.values():
+            host, port = _endpoint(url)
+            target = f"{host}:{port}"
+            proxy = effective_proxy(self.entra, url)
+            if proxy is None:
+                await self.step("dns", host, lambda h=host: self.dns(h))
+                await self.step("tcp", target, lambda h=host, p=port: self.tcp(
+                    h, p, FIREWALL.format(host=f"{h}:{p}")), needs=("dns", host))
+                needs = ("tcp", target)
+            else:
+                p_host, p_port = _endpoint(proxy)
+                p_target = f"{p_host}:{p_port} (proxy)"
+                await self.step("dns", p_host, lambda h=p_host: self.dns(h))
+                await self.step("tcp", p_target, lambda h=p_host, p=p_port: self.tcp(
+                    h, p, f"check entra.https_proxy (or HTTPS_PROXY): nothing answers at "
+                          f"{h}:{p}"), needs=("dns", p_host))
+                needs = ("tcp", p_target)
+            await self.step("tls", target, lambda h=host, p=port, x=proxy: self.tls(h, p, x),
+                            needs=needs)
+        auth_tls = ("tls", "{}:{}".format(*_endpoint(urls["authority"])))
+        graph_tls = ("tls", "{}:{}".format(*_endpoint(urls["graph"])))
+        outbound = Outbound(self.entra)
+        await outbound.start()
+        try:
+            doc = await self.step("discovery", self.entra.tenant_id,
+                                  lambda: self.discovery(outbound), needs=auth_tls)
+            doc = doc if isinstance(doc, dict) else {}
+            discovered = ("discovery", self.entra.tenant_id)
+            unknown = "(from the discovery document)"
+            await self.step("jwks", str(doc.get("jwks_uri", unknown)), lambda: self.jwks(
+                outbound, str(doc["jwks_uri"])), needs=discovered)
+            await self.step("token", str(doc.get("token_endpoint", unknown)), lambda: self.token(
+                str(doc["token_endpoint"])), needs=discovered)
+            await self.step("graph", self.entra.graph_url, lambda: self.graph(outbound),
+                            needs=graph_tls)
+        finally:
+            await outbound.close()
+        return self.results
+
+
+def report(results: list[Result], out: TextIO) -> int:
+    for r in results:
+        word = "OK" if r.ok else "SKIP" if r.ok is None else "FAIL"
+        print(f"{word:<5}{r.check:<10}{r.target}: {r.detail}", file=out)
+        if r.ok is False and r.fix:
+            print(f"{'':<5}{'fix:':<10}{r.fix}", file=out)
+    failed = sum(1 for r in results if r.ok is False)
+    if failed:
+        print(f"check-connectivity: {failed} of {len(results)} checks failed", file=out)
+        return 1
+    print(f"check-connectivity: all {len(results)} checks passed", file=out)
+    return 0
+
+
+async def run_checks(settings: Settings, out: TextIO | None = None) -> int:
+    """Run every check, print one line each, return the exit status."""
+    out = out or sys.stdout
+    if settings.sso_off:
+        print(f"note: SSO is off for this sensor ({settings.sso_off}); checking the "
+              "shared [entra] settings", file=out)
+    return report(await Checker(settings).run(), out)
