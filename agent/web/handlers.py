@@ -205,5 +205,8 @@ async def readyz(request: web.Request) -> web.Response:
     extra = {"degraded": degraded} if degraded else {}
     if directory.ready:
         return web.json_response({"status": "ready", **extra})
+    if (off := request.app[keys.SETTINGS].sso_off) is not None:
+        return web.json_response({"status": "not ready", "reason": f"SSO is off: {off}"},
+                                 status=503)
     return web.json_response({"status": "not ready", "reason": directory.not_ready_reason,
                               **extra}, status=503)

@@ -122,5 +122,8 @@ class TestThroughTheProvider:
             assert 403 == resp.status
             assert "Single sign-on is off for this sensor" in await resp.text()
             assert 0 == stack.idp.requests["discovery"]
+            ready = await stack.browser().get("/readyz")
+            assert 503 == ready.status
+            assert "SSO is off: no setting applies" in (await ready.json())["reason"]
         finally:
             await stack.close()
