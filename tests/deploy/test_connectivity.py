@@ -1,0 +1,151 @@
+"""check-connectivity against the local identity provider: directly, through a CONNECT proxy,
+and failing clearly (wrong CA, unreachable or unknown host, a proxy that refuses)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.connectivity import run_checks
+from agent.devidp import DevIdentityProvider
+from agent.settings import settings_from_mapping
+from tests.deploy.support import (
+    REPO,
+    ConnectProxy,
+    agent_config_for,
+    free_port,
+    write_ca,
+    write_config,
+)
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.lower() in ("https_proxy", "http_proxy", "all_proxy", "no_proxy"):
+            monkeypatch.delenv(name)
+    yield
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[ConnectProxy]:
+    p = ConnectProxy()
+    await p.start()
+    yield p
+    await p.stop()
+
+
+async def check(idp: DevIdentityProvider, tmp_path: Path, **entra: Any) -> tuple[int, list[str]]:
+    data = agent_config_for(idp, free_port(), tmp_path / "state")
+    data["entra"].update(entra)
+    out = io.StringIO()
+    status = await run_checks(settings_from_mapping(data), out)
+    return status, out.getvalue().splitlines()
+
+
+def line(lines: list[str], word: str, check: str) -> str:
+    found = [ln for ln in lines if ln.split()[:2] == [word, check]]
+    assert found, "\n".join(lines)
+    return found[0]
+
+
+def fix_after(lines: list[str], failed: str) -> str:
+    follower = lines[lines.index(failed) + 1]
+    assert follower.split()[0] == "fix:", follower
+    return follower
+
+
+async def test_the_command_passes_every_check_against_the_local_provider(
+        idp: DevIdentityProvider, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "agent.toml",
+                          agent_config_for(idp, free_port(), tmp_path / "state"))
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    proc = await _run([sys.executable, "-m", "agent", "check-connectivity", "--config",
+                       str(config)], env)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = [ln.split()[1] for ln in lines[:-1]]
+    assert checks == ["dns", "tcp", "tls", "discovery", "jwks", "token", "graph"]
+    assert all(ln.startswith("OK ") for ln in lines[:-1]), proc.stdout
+    assert lines[-1] == "check-connectivity: all 7 checks passed"
+    assert "answered 401 without a token (reachable)" in line(lines, "OK", "graph")
+    assert "issuer " + idp.issuer in line(lines, "OK", "discovery")
+
+
+async def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(subprocess.run, argv, cwd=REPO, env=env, text=True,
+                                   capture_output=True, timeout=60, check=False)
+
+
+async def test_through_the_configured_proxy(idp: DevIdentityProvider, tmp_path: Path,
+                                            proxy: ConnectProxy) -> None:
+    status, lines = await check(idp, tmp_path, https_proxy=proxy.url)
+    assert status == 0, "\n".join(lines)
+    assert f"127.0.0.1:{proxy.port} (proxy)" in line(lines, "OK", "tcp")
+    assert f"via proxy 127.0.0.1:{proxy.port}" in line(lines, "OK", "tls")
+    target = idp.url.removeprefix("https://")
+    # the TLS check, the agent's own client (discovery, JWKS, Graph) and MSAL's (token)
+    assert proxy.tunnels.count(target) >= 3
+
+
+async def test_through_the_environment_proxy(idp: DevIdentityProvider, tmp_path: Path,
+                                             proxy: ConnectProxy,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    status, lines = await check(idp, tmp_path)
+    assert status == 0, "\n".join(lines)
+    assert "via proxy" in line(lines, "OK", "tls")
+    assert proxy.tunnels
+
+
+async def test_a_proxy_that_refuses_the_tunnel(idp: DevIdentityProvider, tmp_path: Path) -> None:
+    refusing = ConnectProxy(refuse=True)
+    await refusing.start()
+    try:
+        status, lines = await check(idp, tmp_path, https_proxy=refusing.url)
+    finally:
+        await refusing.stop()
+    assert status == 1
+    failed = line(lines, "FAIL", "tls")
+    assert "the proxy refused CONNECT" in failed and "403" in failed
+    assert "allow CONNECT" in fix_after(lines, failed)
+
+
+async def test_a_wrong_ca_bundle_fails_tls_and_says_what_to_do(
+        idp: DevIdentityProvider, tmp_path: Path) -> None:
+    status, lines = await check(idp, tmp_path, ca_bundle=str(write_ca(tmp_path)))
+    assert status == 1
+    failed = line(lines, "FAIL", "tls")
+    assert "certificate rejected" in failed
+    assert "entra.ca_bundle" in fix_after(lines, failed)
+    assert line(lines, "SKIP", "discovery")
+    assert lines[-1].startswith("check-connectivity: 1 of ")
+
+
+async def test_an_unreachable_host_fails_tcp(idp: DevIdentityProvider, tmp_path: Path) -> None:
+    closed = f"https://127.0.0.1:{free_port()}"
+    status, lines = await check(idp, tmp_path, authority_host=closed)
+    assert status == 1
+    failed = line(lines, "FAIL", "tcp")
+    assert "Connection refused" in failed
+    assert "firewall" in fix_after(lines, failed)
+    assert line(lines, "OK", "graph")  # Graph (the provider) is still reachable
+
+
+async def test_an_unknown_host_fails_dns_and_a_wrong_tenant_fails_discovery(
+        idp: DevIdentityProvider, tmp_path: Path) -> None:
+    status, lines = await check(idp, tmp_path, graph_url="https://graph.nonexistent.invalid",
+                                tenant_id="11111111-2222-3333-4444-555555555555")
+    assert status == 1
+    assert "cannot resolve" in line(lines, "FAIL", "dns")
+    failed = line(lines, "FAIL", "discovery")
+    assert "AADSTS90002" in fix_after(lines, failed)
+    assert "entra.tenant_id" in fix_after(lines, failed)
