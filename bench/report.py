@@ -47,7 +47,9 @@ def table(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python "
              f"{m['python']}, aiohttp {m['aiohttp']}; load client {m['load_client']} "
-             f"(1 thread); {r['mode']} run, {m['date']}", "",
+             f"(1 thread); {r['mode']} run, {m['date']}; 1-min load average "
+             f"{m['loadavg_at_start']:.2f} at start, {m['loadavg_at_end']:.2f} at end "
+             "(well above 0 means other work shared the cores)", "",
              "| measurement | result |", "|---|---|"]
     for name, row in r["auth_check"].items():
         lines.append(f"| /auth/check, 1 session, {name[1:]} conns | {_lat(row['agent'])} |")

@@ -44,7 +44,8 @@ def machine() -> dict[str, Any]:
 
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
             "python": platform.python_version(), "aiohttp": aio.__version__,
-            "load_client": client_name(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+            "load_client": client_name(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "loadavg_at_start": os.getloadavg()[0]}
 
 
 async def _wait_http(url: str, limit_s: float = 20.0, headers: dict[str, str] | None = None
@@ -183,6 +184,7 @@ async def run(smoke: bool) -> dict[str, Any]:
             agent.stop()
             await idp.stop()
     results["id_token"] = await idtoken.measure(p["token_seconds"])
+    results["machine"]["loadavg_at_end"] = os.getloadavg()[0]
     results["targets"] = evaluate(results)
     return results
 
