@@ -68,7 +68,7 @@ async def serve_demo(port: int, ready: asyncio.Event | None = None,
         idp = DevIdentityProvider(
             tenant_id=DEMO_TENANT, client_id=DEMO_CLIENT,
             redirect_uris=[f"http://127.0.0.1:{port}/auth/sso/callback"], users=users,
-            state_dir=Path(tmp) / "idp")
+            state_dir=Path(tmp) / "idp", pages_over_http=True)
         await idp.start()
         runner = web.AppRunner(create_app(demo_settings(idp, port, Path(tmp) / "agent"),
                                           console=True), access_log=None)
@@ -77,7 +77,8 @@ async def serve_demo(port: int, ready: asyncio.Event | None = None,
             await web.TCPSite(runner, "127.0.0.1", port).start()
             print(f"\nsensor-sso-agent demo\n"
                   f"  Open http://127.0.0.1:{port}/login in a browser on this machine.\n"
-                  f"  Identity provider (local, Entra-like): {idp.url}\n"
+                  f"  Identity provider (local, Entra-like): {idp.pages_url} for the browser, "
+                  f"{idp.url} for the agent\n"
                   f"  Every demo password: {DEMO_PASSWORD}\n\n"
                   f"  {'user':34} {'role groups':28} notes", flush=True)
             for user in users:

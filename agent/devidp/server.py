@@ -54,6 +54,7 @@ class DevIdentityProvider:
         app_name: str = "sensor-sso-agent",
         code_lifetime: float = 600.0,
         token_lifetime: int = 3600,
+        pages_over_http: bool = False,
     ) -> None:
         self.tenant_id = tenant_id
         self.client_id = client_id
@@ -69,6 +70,11 @@ class DevIdentityProvider:
         self.app_name = app_name
         self.code_lifetime = code_lifetime
         self.token_lifetime = token_lifetime
+        # Also serve the pages a person sees (authorize, sign-in, MFA, sign-out) over plain
+        # HTTP on loopback, which browsers treat as a secure origin: no certificate warning in
+        # the demo. Discovery then points the browser there; MSAL and the agent keep TLS.
+        self.pages_over_http = pages_over_http
+        self._http_port: int | None = None
         # Misbehaviour (see reset_misbehaviour).
         self.faults = FaultMap()
         self.token_tweaks: dict[str, Any] = tokens.TokenTweaks()
@@ -124,6 +130,12 @@ class DevIdentityProvider:
         )
         await site.start()
         self._runner = runner
+        if self.pages_over_http:
+            plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            plain.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            plain.bind(("127.0.0.1", 0))
+            self._http_port = plain.getsockname()[1]
+            await web.SockSite(runner, plain).start()
 
     async def stop(self) -> None:
         """Stop serving and delete temporary files."""
@@ -182,8 +194,15 @@ class DevIdentityProvider:
         return f"{self.issuer}/.well-known/openid-configuration"
 
     @property
+    def pages_url(self) -> str:
+        """Where a browser meets the provider: ``url``, or plain HTTP on loopback."""
+        if self.pages_over_http and self._http_port is not None:
+            return f"http://127.0.0.1:{self._http_port}"
+        return self.url
+
+    @property
     def authorization_endpoint(self) -> str:
-        return f"{self.authority}/oauth2/v2.0/authorize"
+        return f"{self.pages_url}/{self.tenant_id}/oauth2/v2.0/authorize"
 
     @property
     def token_endpoint(self) -> str:
@@ -195,7 +214,7 @@ class DevIdentityProvider:
 
     @property
     def end_session_endpoint(self) -> str:
-        return f"{self.authority}/oauth2/v2.0/logout"
+        return f"{self.pages_url}/{self.tenant_id}/oauth2/v2.0/logout"
 
     @property
     def ca_file(self) -> Path:

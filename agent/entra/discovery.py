@@ -149,10 +149,18 @@ class TenantDirectory:
         endpoints = {}
         for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
             value = doc.get(name)
-            if not isinstance(value, str) or urlsplit(value).scheme != "https":
+            # Pages a browser visits may be plain HTTP on loopback (a secure origin to
+            # browsers; the demo uses it); anything the agent itself calls must be https.
+            if not isinstance(value, str) or not (
+                urlsplit(value).scheme == "https"
+                or name == "authorization_endpoint" and _loopback_http(value)
+            ):
                 raise MetadataProblem(f"the discovery document has no https {name}")
             endpoints[name] = value
         end_session = doc.get("end_session_endpoint")
+        if isinstance(end_session, str) and not (
+                urlsplit(end_session).scheme == "https" or _loopback_http(end_session)):
+            end_session = None
         return ProviderMetadata(
             issuer=issuer, end_session_endpoint=end_session if isinstance(end_session, str)
             else None,
@@ -184,6 +192,11 @@ class TenantDirectory:
             raise MetadataProblem("the tenant's JWKS holds no usable RSA signing key")
         log.info("jwks_refreshed", keys=len(keys), kids=sorted(str(k) for k in keys))
         return _KeySet(keys=keys, fetched_at=self.clock())
+
+
+def _loopback_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def _aadsts(body: object) -> str:

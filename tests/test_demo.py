@@ -1,0 +1,51 @@
+"""The demo: the local provider and the agent together, walkable without certificate warnings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+import pytest
+
+from agent.demo import serve_demo
+from agent.devidp import DEMO_PASSWORD, complete_sign_in
+from tests.harness import free_port
+
+
+class TestDemo:
+    async def test_demo_sign_in_over_plain_loopback_pages(
+            self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The demo prints the URL and users; a browser meets only http://127.0.0.1 pages."""
+        port = free_port()
+        ready, stop = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(serve_demo(port, ready=ready, stop=stop))
+        try:
+            await asyncio.wait_for(ready.wait(), 10)
+            out = capsys.readouterr().out
+            assert f"http://127.0.0.1:{port}/login" in out
+            for user in ("admin@contoso.example", "mfa@contoso.example",
+                         "nogroup@contoso.example", "overage@contoso.example"):
+                assert user in out
+            base = f"http://127.0.0.1:{port}"
+            jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[base])
+            async with aiohttp.ClientSession(cookie_jar=jar) as http:
+                for _ in range(100):  # discovery and keys load in the background
+                    async with http.get(f"{base}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                    await asyncio.sleep(0.05)
+                async with http.get(f"{base}/auth/sso/start", allow_redirects=False) as resp:
+                    authorize = resp.headers["Location"]
+                assert authorize.startswith("http://127.0.0.1:")
+                back = await complete_sign_in(http, authorize, "admin@contoso.example",
+                                              DEMO_PASSWORD, None)  # type: ignore[arg-type]
+                async with http.get(back, allow_redirects=False) as resp:
+                    assert (302, "/") == (resp.status, resp.headers["Location"])
+                async with http.get(f"{base}/") as resp:
+                    page = await resp.text()
+                assert "Admin" in page and "admin@contoso.example" in page
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
