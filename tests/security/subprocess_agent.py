@@ -1,4 +1,4 @@
-"""The agent as a real process (``python -m agent serve --config FILE``) for kill -9 and log scans."""
+"""The agent as a real process (`python -m agent serve --config FILE`): kill -9, log scans."""
 
 from __future__ import annotations
 
