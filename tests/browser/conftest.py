@@ -26,8 +26,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 LAPTOP = {"width": 1366, "height": 768}
 
-pytestmark = pytest.mark.browser
-
 
 def unavailable(reason: str) -> None:
     """Skip locally; in CI a missing tool is a failure, never a silent skip."""

@@ -11,6 +11,8 @@ from tests.browser.conftest import Chromium, axe_check, passed, violations
 from tests.browser.pages import enter_credentials, open_sign_in, sign_in, submit_to_agent, text
 from tests.harness import Stack
 
+pytestmark = pytest.mark.browser
+
 
 async def assert_accessible(page: Page, axe: Path, name: str, form: bool = False) -> None:
     results = await axe_check(page, axe)

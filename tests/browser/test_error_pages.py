@@ -12,6 +12,8 @@ from tests.browser.conftest import Chromium
 from tests.browser.pages import enter_credentials, open_sign_in, submit_to_agent, text
 from tests.harness import Stack
 
+pytestmark = pytest.mark.browser
+
 AUDIT_EVENTS = {"sso_login_refused", "idp_error"}
 
 

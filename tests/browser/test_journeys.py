@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 import structlog
 from structlog.testing import capture_logs
 
@@ -16,6 +17,8 @@ from tests.browser.pages import (
     text,
 )
 from tests.harness import Stack
+
+pytestmark = pytest.mark.browser
 
 CONTEXT_LOGS = [structlog.contextvars.merge_contextvars]
 
