@@ -19,10 +19,15 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         _target("/auth/check vs bare handler, 64 conns", c64["ratio"], ">= 0.85",
                 (c64["ratio"] or 0) >= 0.85),
+        _target("/auth/check vs bare handler by server CPU per request, 64 conns",
+                c64["cpu_ratio"], ">= 0.85", (c64["cpu_ratio"] or 0) >= 0.85),
         _target("/auth/check p99 at 64 conns (ms)", c64["agent"]["p99_ms"], "<= 10",
                 (c64["agent"]["p99_ms"] or 1e9) <= 10),
         _target("many sessions vs one, 64 conns", many["c64"]["vs_one_session"], ">= 0.90",
                 (many["c64"]["vs_one_session"] or 0) >= 0.90),
+        _target("many sessions vs one by server CPU per request, 64 conns",
+                many["c64"]["vs_one_session_cpu"], ">= 0.90",
+                (many["c64"]["vs_one_session_cpu"] or 0) >= 0.90),
         _target("discovery + JWKS fetches during sign-ins",
                 sign["discovery_fetches"] + sign["jwks_fetches"], "== 0",
                 sign["discovery_fetches"] + sign["jwks_fetches"] == 0),
@@ -38,7 +43,8 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _lat(row: dict[str, Any]) -> str:
-    return f"{row['rps']:,.0f} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms" + (
+    return (f"{row['rps']:,.0f} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
+            f"{row['server_cpu_us_per_request']} µs server CPU/req") + (
         f" ({row['bad_responses']} bad, {row['errors']} errors)"
         if row["bad_responses"] or row["errors"] else "")
 
@@ -54,12 +60,14 @@ def table(r: dict[str, Any]) -> str:
     for name, row in r["auth_check"].items():
         lines.append(f"| /auth/check, 1 session, {name[1:]} conns | {_lat(row['agent'])} |")
         lines.append(f"| bare aiohttp handler, {name[1:]} conns | {_lat(row['ceiling'])} |")
-        lines.append(f"| ratio agent / bare, {name[1:]} conns | {row['ratio']} |")
+        lines.append(f"| ratio agent / bare, {name[1:]} conns | {row['ratio']} req/s, "
+                     f"{row['cpu_ratio']} by CPU per request |")
     many = r["auth_check_many_sessions"]
     for name in ("c8", "c64"):
         row = many[name]
         lines.append(f"| /auth/check, {many['sessions']:,} sessions, {name[1:]} conns | "
-                     f"{_lat(row['agent'])} ({row['vs_one_session']}× one session) |")
+                     f"{_lat(row['agent'])} ({row['vs_one_session']}× one session by req/s, "
+                     f"{row['vs_one_session_cpu']}× by CPU per request) |")
     s = r["sign_in"]
     h = s["healthz_during_sign_ins"]
     lines += [

@@ -21,7 +21,16 @@ import aiohttp
 from . import idtoken
 from .load import client_name, run_load
 from .report import evaluate, table
-from .stack import ROOT, AgentProcess, free_port, seed_sessions, sign_in, start_idp, write_config
+from .stack import (
+    ROOT,
+    AgentProcess,
+    cpu_seconds,
+    free_port,
+    seed_sessions,
+    sign_in,
+    start_idp,
+    write_config,
+)
 
 COOKIE = "__Host-sensor_session"
 FULL = {"seconds": 5.0, "warmup": 1.0, "sessions": 100_000, "sign_ins": 200,
@@ -62,21 +71,32 @@ async def _wait_http(url: str, limit_s: float = 20.0, headers: dict[str, str] | 
                 await asyncio.sleep(0.02)
 
 
-async def _check_pair(agent_url: str, ceiling_url: str, cookie: str, p: dict[str, Any],
-                      with_ceiling: bool) -> dict[str, Any]:
+async def _measure(url: str, headers: dict[str, str], conns: int, p: dict[str, Any],
+                   pid: int) -> dict[str, Any]:
+    """One load run, plus the server's own CPU time per request (robust to a busy machine)."""
+    if p["warmup"]:
+        await run_load(url, headers, conns, p["warmup"])
+    cpu0 = cpu_seconds(pid)
+    result = (await run_load(url, headers, conns, p["seconds"])).as_dict()
+    cpu = cpu_seconds(pid) - cpu0
+    result["server_cpu_us_per_request"] = (round(cpu * 1e6 / result["requests"], 1)
+                                           if result["requests"] else None)
+    return result
+
+
+async def _check_pair(agent_url: str, agent_pid: int, ceiling_url: str, ceiling_pid: int | None,
+                      cookie: str, p: dict[str, Any]) -> dict[str, Any]:
     headers = {"Cookie": f"{COOKIE}={cookie}"}
     out: dict[str, Any] = {}
     for conns in CONNECTIONS:
-        if p["warmup"]:
-            await run_load(agent_url, headers, conns, p["warmup"])
-        agent = await run_load(agent_url, headers, conns, p["seconds"])
-        row: dict[str, Any] = {"agent": agent.as_dict()}
-        if with_ceiling:
-            if p["warmup"]:
-                await run_load(ceiling_url, headers, conns, p["warmup"])
-            ceiling = await run_load(ceiling_url, headers, conns, p["seconds"])
-            row["ceiling"] = ceiling.as_dict()
-            row["ratio"] = round(agent.rps / ceiling.rps, 3) if ceiling.rps else None
+        agent = await _measure(agent_url, headers, conns, p, agent_pid)
+        row: dict[str, Any] = {"agent": agent}
+        if ceiling_pid is not None:
+            ceiling = await _measure(ceiling_url, headers, conns, p, ceiling_pid)
+            row["ceiling"] = ceiling
+            row["ratio"] = round(agent["rps"] / ceiling["rps"], 3) if ceiling["rps"] else None
+            a_cpu, c_cpu = agent["server_cpu_us_per_request"], ceiling["server_cpu_us_per_request"]
+            row["cpu_ratio"] = round(c_cpu / a_cpu, 3) if a_cpu and c_cpu else None
         out[f"c{conns}"] = row
     return out
 
@@ -149,7 +169,8 @@ async def run(smoke: bool) -> dict[str, Any]:
                 [sys.executable, "-m", "bench.ceiling", str(ceiling_port)], cwd=ROOT,
                 env={**os.environ, "BENCH_COOKIE": cookie})
             await _wait_http(ceiling_url)
-            results["auth_check"] = await _check_pair(agent_url, ceiling_url, cookie, p, True)
+            results["auth_check"] = await _check_pair(agent_url, agent.pid, ceiling_url,
+                                                      ceiling.pid, cookie, p)
             results["sign_in"] = await _sign_ins(agent, idp, tls, p)
             agent.stop()
 
@@ -163,10 +184,14 @@ async def run(smoke: bool) -> dict[str, Any]:
             cookie_b = await sign_in(agent.url, idp, tls)
             await asyncio.sleep(0.5)
             rss_loaded = agent.rss_mib()
-            many = await _check_pair(agent_url, ceiling_url, cookie_b, p, False)
+            many = await _check_pair(agent_url, agent.pid, ceiling_url, None, cookie_b, p)
             for name, row in many.items():
                 one = results["auth_check"][name]["agent"]["rps"]
                 row["vs_one_session"] = round(row["agent"]["rps"] / one, 3) if one else None
+                one_cpu = results["auth_check"][name]["agent"]["server_cpu_us_per_request"]
+                many_cpu = row["agent"]["server_cpu_us_per_request"]
+                row["vs_one_session_cpu"] = (round(one_cpu / many_cpu, 3)
+                                             if one_cpu and many_cpu else None)
             rss_after = agent.rss_mib()
             results["auth_check_many_sessions"] = {
                 "sessions": p["sessions"] + 1, "restored_by_agent": agent.restored_sessions(),

@@ -92,6 +92,12 @@ def seed_sessions(state_dir: Path, count: int) -> float:
     return time.perf_counter() - t0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
 class AgentProcess:
     """``python -m agent serve --config PATH`` with its logs in a file."""
 
@@ -105,6 +111,11 @@ class AgentProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -150,9 +161,7 @@ class AgentProcess:
     def cpu_seconds(self) -> float:
         """User + system CPU time of the agent process (all its threads)."""
         assert self.proc is not None
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
