@@ -54,6 +54,10 @@ class PendingSignIns:
         self._per_client[client] = count
         return count <= self.per_minute
 
+    def starts(self, client: str) -> int:
+        """How many starts ``client`` made in the current one-minute window."""
+        return self._per_client.get(client, 0)
+
     def add(self, state: str, pending: PendingSignIn) -> None:
         self._purge()
         while len(self._items) >= self.capacity:

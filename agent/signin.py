@@ -95,6 +95,9 @@ class SignIn:
             raise SignInRefused("sso_off", "single sign-on is off for this sensor: "
                                 + self.settings.sso_off)
         if not self.pending.admit(client):
+            if self.pending.starts(client) == self.pending.per_minute + 1:  # once a minute
+                audit.warning("sso_login_refused", reason="too_many_sign_ins", status=429,
+                              source_ip=client)
             raise SignInRejected("too_many_sign_ins",
                                  "too many sign-in attempts from this address; wait a minute")
         if not self.directory.ready:
