@@ -107,8 +107,7 @@ class TestGraph:
         assert 2 == stack.idp.requests["graph_me"]
 
     async def test_throttled_for_good_retries_are_bounded(self, stack: Stack) -> None:
-        """Graph keeps answering 429: three calls in all, then a 502; a huge Retry-After is
-        capped rather than holding the user's browser for minutes."""
+        """Graph keeps answering 429: three calls in all, then a 502 naming Graph."""
         stack.idp.faults["graph_me"] = Fault(status=429, headers={"Retry-After": "0"},
                                              body=b'{"error":{"code":"TooManyRequests"}}')
         outcome = await attempt(stack, GRAPH_USER)
