@@ -1,0 +1,149 @@
+"""The .deb: built from a clean checkout, lintian-clean, and installable offline."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import agent
+from tests.deploy.support import REPO
+
+NAME = "sensor-sso-agent"
+MINOR = f"{sys.version_info[0]}.{sys.version_info[1]}"
+pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
+
+
+def run(*argv: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in argv], text=True, capture_output=True,  # noqa: S603
+                          timeout=600, check=False, **kwargs)  # type: ignore[call-overload]
+
+
+def arch() -> str:
+    return run("dpkg", "--print-architecture").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build from a clean clone of the committed tree, as a release build would."""
+    work = tmp_path_factory.mktemp("deb")
+    clone = run("git", "clone", "--quiet", "--no-hardlinks", REPO, work / "src")
+    assert clone.returncode == 0, clone.stderr
+    env = {**os.environ, "PYTHON": sys.executable}
+    built = run(work / "src" / "packaging" / "build-deb.sh", work / "dist", env=env)
+    assert built.returncode == 0, built.stdout + built.stderr
+    path = Path(built.stdout.strip().splitlines()[-1])
+    assert path.name == f"{NAME}_{agent.__version__}_{arch()}.deb"
+    assert path.is_file()
+    return path
+
+
+@pytest.fixture(scope="module")
+def unpacked(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("root")
+    result = run("dpkg-deb", "-x", deb, root)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def test_control_fields(deb: Path) -> None:
+    fields = run("dpkg-deb", "-f", deb, "Package", "Version", "Architecture", "Depends").stdout
+    assert f"Package: {NAME}" in fields
+    assert f"Version: {agent.__version__}" in fields
+    # compiled wheels (cryptography, aiohttp, ...) tie the package to this architecture
+    assert f"Architecture: {arch()}" in fields
+    assert f"python3 (>= {MINOR})" in fields and "adduser" in fields
+
+
+def test_contents(deb: Path, unpacked: Path) -> None:
+    listing = run("dpkg-deb", "-c", deb).stdout.splitlines()
+    assert all(" root/root " in line for line in listing), "files must belong to root"
+    assert not any(" ./opt/" in line for line in listing), "the venv is built by postinst"
+    wheels = {p.name.split("-")[0].lower() for p in
+              (unpacked / "usr/lib" / NAME / "wheels").glob("*.whl")}
+    assert {"sensor_sso_agent", "aiohttp", "cryptography", "msal", "pyjwt", "structlog",
+            "jinja2", "requests", "pip"} <= wheels
+    unit = unpacked / "lib/systemd/system" / f"{NAME}.service"
+    assert unit.read_text() == (REPO / "systemd" / f"{NAME}.service").read_text()
+    assert (unpacked / "usr/share" / NAME / "agent.example.toml").is_file()
+    assert {p.name for p in (unpacked / "usr/share" / NAME / "nginx").iterdir()} == \
+        {"sensor-sso.conf", "sensor-sso-auth.conf", "sensor-sso-upstream.conf"}
+    assert os.readlink(unpacked / "usr/bin" / NAME) == f"/opt/{NAME}/venv/bin/{NAME}"
+
+
+def test_maintainer_scripts(deb: Path, tmp_path: Path) -> None:
+    assert run("dpkg-deb", "-e", deb, tmp_path / "control").returncode == 0
+    for script in ("postinst", "prerm", "postrm"):
+        path = tmp_path / "control" / script
+        assert path.stat().st_mode & 0o111, f"{script} is not executable"
+        assert run("sh", "-n", path).returncode == 0, script
+    postinst = (tmp_path / "control" / "postinst").read_text()
+    # the example config only when there is none, readable by root and the service group
+    assert 'if [ ! -e "/etc/$NAME/agent.toml" ]' in postinst
+    assert "install -m 0640 -o root -g \"$NAME\"" in postinst
+    # systemctl only where systemd runs: a chroot or container install must not fail
+    assert "[ -d /run/systemd/system ]" in postinst
+
+
+@pytest.mark.skipif(shutil.which("lintian") is None,
+                    reason="lintian is not installed (.ci/apt-packages.txt lists it)")
+def test_lintian_reports_no_errors(deb: Path) -> None:
+    result = run("lintian", "--fail-on", "error", deb)
+    errors = [ln for ln in result.stdout.splitlines() if ln.startswith("E:")]
+    assert errors == [] and result.returncode == 0, result.stdout + result.stderr
+
+
+def offline(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Run with networking blocked: a network namespace with no interfaces when the kernel
+    lets us make one, else proxies that lead nowhere; pip is --no-index either way."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PIP_") and "proxy" not in k.lower()}
+    dead = "http://127.0.0.1:9"
+    env.update(https_proxy=dead, http_proxy=dead, HTTPS_PROXY=dead, HTTP_PROXY=dead)
+    if shutil.which("unshare") and run("unshare", "-rn", "true").returncode == 0:
+        return ["unshare", "-rn", *argv], env
+    return argv, env
+
+
+def target_python() -> str:
+    """The sensor's interpreter (Debian's /usr/bin/python3) when it is this minor version."""
+    system = Path("/usr/bin/python3")
+    if system.exists():
+        version = run(system, "-c", "import sys; print(*sys.version_info[:2], sep='.')")
+        if version.stdout.strip() == MINOR:
+            return str(system)
+    return sys.executable
+
+
+def test_offline_install_into_a_temporary_prefix(unpacked: Path, tmp_path: Path) -> None:
+    prefix = tmp_path / "opt" / NAME
+    install = str(unpacked / "usr/lib" / NAME / "install-venv")
+    argv, env = offline([install, str(prefix), target_python()])
+    result = run(*argv, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    exe = prefix / "venv" / "bin" / NAME
+    version = run(exe, "--version")
+    assert version.stdout.strip() == f"{NAME} {agent.__version__}", version.stderr
+    example = unpacked / "usr/share" / NAME / "agent.example.toml"
+    checked = run(exe, "check-config", "--config", example)
+    assert checked.returncode == 0, checked.stderr
+    assert "configuration is valid" in checked.stdout
+    imports = run(prefix / "venv/bin/python", "-c",
+                  "import agent.web.app, agent.connectivity, agent.commands")
+    assert imports.returncode == 0, imports.stderr
+
+    # an upgrade builds a second venv and switches to it; pruning keeps only the one in use
+    first = os.readlink(prefix / "venv")
+    again = run(*offline([install, str(prefix), target_python()])[0], env=env)
+    assert again.returncode == 0, again.stderr
+    assert os.readlink(prefix / "venv") != first
+    assert run(install, "--prune", prefix).returncode == 0
+    assert [p.name for p in prefix.glob("venv-*")] == [os.readlink(prefix / "venv")]
+    assert re.fullmatch(r"venv-\d{14}-\d+", os.readlink(prefix / "venv"))
+    assert run(exe, "--version").returncode == 0
