@@ -99,7 +99,7 @@ class AgentProcess:
     """``python -m agent serve --config PATH``, as the unit's ExecStart runs it."""
 
     def __init__(self, config: Path, port: int, env: dict[str, str] | None = None,
-                 scheme: str = "http") -> None:
+                 scheme: str = "http", argv: list[str] | None = None) -> None:
         self.config, self.port, self.scheme = config, port, scheme
         self.log_path = config.with_suffix(f".{port}.log")
         environ = {k: v for k, v in os.environ.items()
@@ -108,7 +108,7 @@ class AgentProcess:
         environ.update(env or {})
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            [sys.executable, "-m", "agent", "serve", "--config", str(config)],
+            argv or [sys.executable, "-m", "agent", "serve", "--config", str(config)],
             cwd=REPO, env=environ, stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
