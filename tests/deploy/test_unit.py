@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -89,9 +90,15 @@ def test_systemd_analyze_verify_passes(tmp_path: Path) -> None:
     exe.chmod(0o755)
     (root / "bin").mkdir()
     shutil.copy(shutil.which("kill") or "/bin/kill", root / "bin/kill")
+    # Documentation=man:sensor-sso-agent(1): verify runs man; give it the packaged page.
+    man = tmp_path / "man" / "man1"
+    man.mkdir(parents=True)
+    shutil.copy(REPO / "packaging" / "sensor-sso-agent.1", man)
+    env = {**os.environ, "MANPATH": str(man.parent)}
     result = subprocess.run(  # noqa: S603
-        [ANALYZE, "verify", f"--root={root}", UNIT.name], capture_output=True, text=True,
-        timeout=60, check=False)
+        [ANALYZE, "verify", f"--man={'yes' if shutil.which('man') else 'no'}",
+         f"--root={root}", UNIT.name], capture_output=True, text=True, timeout=60,
+        check=False, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr.strip() == "", result.stderr  # no ignored or unknown directives
 
