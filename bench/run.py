@@ -33,9 +33,9 @@ from .stack import (
 )
 
 COOKIE = "__Host-sensor_session"
-FULL = {"seconds": 5.0, "warmup": 1.0, "sessions": 100_000, "sign_ins": 200,
+FULL = {"seconds": 3.0, "warmup": 0.5, "repeats": 3, "sessions": 100_000, "sign_ins": 200,
         "sign_in_concurrency": 4, "token_seconds": 2.0}
-SMOKE = {"seconds": 1.0, "warmup": 0.0, "sessions": 1_000, "sign_ins": 4,
+SMOKE = {"seconds": 1.0, "warmup": 0.0, "repeats": 1, "sessions": 1_000, "sign_ins": 4,
          "sign_in_concurrency": 2, "token_seconds": 0.2}
 CONNECTIONS = (8, 64)
 
@@ -84,15 +84,31 @@ async def _measure(url: str, headers: dict[str, str], conns: int, p: dict[str, A
     return result
 
 
+def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the most req/s, with the lowest CPU per request of all the runs."""
+    best = dict(max(runs, key=lambda r: r["rps"]))
+    cpus = [r["server_cpu_us_per_request"] for r in runs if r["server_cpu_us_per_request"]]
+    best["server_cpu_us_per_request"] = min(cpus) if cpus else None
+    best["runs"] = len(runs)
+    return best
+
+
 async def _check_pair(agent_url: str, agent_pid: int, ceiling_url: str, ceiling_pid: int | None,
                       cookie: str, p: dict[str, Any]) -> dict[str, Any]:
+    """Agent and ceiling runs alternate, ``repeats`` times each; the best of each is kept
+    (other work on a shared machine only ever makes a run slower)."""
     headers = {"Cookie": f"{COOKIE}={cookie}"}
     out: dict[str, Any] = {}
     for conns in CONNECTIONS:
-        agent = await _measure(agent_url, headers, conns, p, agent_pid)
+        agent_runs, ceiling_runs = [], []
+        for _ in range(p["repeats"]):
+            agent_runs.append(await _measure(agent_url, headers, conns, p, agent_pid))
+            if ceiling_pid is not None:
+                ceiling_runs.append(await _measure(ceiling_url, headers, conns, p, ceiling_pid))
+        agent = _best(agent_runs)
         row: dict[str, Any] = {"agent": agent}
         if ceiling_pid is not None:
-            ceiling = await _measure(ceiling_url, headers, conns, p, ceiling_pid)
+            ceiling = _best(ceiling_runs)
             row["ceiling"] = ceiling
             row["ratio"] = round(agent["rps"] / ceiling["rps"], 3) if ceiling["rps"] else None
             a_cpu, c_cpu = agent["server_cpu_us_per_request"], ceiling["server_cpu_us_per_request"]
