@@ -72,6 +72,28 @@ AADSTS: dict[str, Explanation] = {
                           "redirect URI under the Web platform."),
 }
 
+# The provider's ``error=`` values (OAuth 2.0 / OpenID Connect), when no AADSTS code says more.
+PROVIDER_ERRORS: dict[str, Explanation] = {
+    "access_denied": Explanation("Sign-in was declined",
+                                 "Entra ID did not let this sign-in through (it was cancelled, "
+                                 "declined or blocked by a policy).",
+                                 "Select Try again. If you did not cancel it, ask your Entra ID "
+                                 "administrator whether a policy blocks the sensor's app."),
+    "interaction_required": Explanation("Entra ID needs you to do something",
+                                        "Entra ID needs more from you before it signs you in "
+                                        "(for example multi-factor authentication or accepting "
+                                        "terms of use).",
+                                        "Select Try again and complete what Entra ID asks."),
+    "login_required": Explanation("Sign in again",
+                                  "Entra ID needs you to enter your account details again.",
+                                  "Select Try again and sign in."),
+    "consent_required": Explanation("Admin consent missing",
+                                    "The sensor's app registration lacks consent for the "
+                                    "permissions it needs.",
+                                    "Ask your Entra ID administrator to select 'Grant admin "
+                                    "consent' under the app registration's API permissions."),
+}
+
 _TRY_AGAIN = "Select Try again. If it happens again, tell your sensor administrator the " \
              "reference below."
 

@@ -9,7 +9,15 @@ import jinja2
 from aiohttp import web
 
 from ..errors import IdentityProviderUnavailable, SignInError, SignInRefused
-from ..explain import AADSTS, REASONS, REJECTED, ROLE_TOO_LOW, UNAVAILABLE, Explanation
+from ..explain import (
+    AADSTS,
+    PROVIDER_ERRORS,
+    REASONS,
+    REJECTED,
+    ROLE_TOO_LOW,
+    UNAVAILABLE,
+    Explanation,
+)
 from ..settings import Settings
 
 _env = jinja2.Environment(
@@ -45,6 +53,12 @@ def explain(error: SignInError, settings: Settings) -> tuple[Explanation, str | 
         return _fill(UNAVAILABLE, dependency=dependency), code
     if code and code in AADSTS:
         return AADSTS[code], code
+    provider_error = error.info.get("error")
+    if error.reason == "idp_error" and isinstance(provider_error, str) \
+            and provider_error in PROVIDER_ERRORS:
+        known = PROVIDER_ERRORS[provider_error]
+        return Explanation(known.title, f"{known.what} Entra ID answered: {provider_error}.",
+                           known.todo), code
     if error.reason in REASONS:
         missing = error.info.get("missing") or []
         return _fill(REASONS[error.reason], contact=settings.server.access_contact,

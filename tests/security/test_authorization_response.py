@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
+from agent import explain
 from agent.devidp import Fault
 from agent.devidp.faults import entra_error_body
 from agent.explain import AADSTS
@@ -172,6 +173,7 @@ class TestProviderErrors:
         outcome = await attempt(stack)
         assert_rejected(outcome, "idp_error", status=403)
         assert error in outcome.text
+        assert explain.PROVIDER_ERRORS[error].todo in html.unescape(outcome.text)
         assert [error] == [e["error"] for e in outcome.events("idp_error")]
 
     @pytest.mark.parametrize("code", sorted(AADSTS_CASES))
