@@ -278,18 +278,21 @@ async def run_service(settings: Settings, *, config_path: str | None = None,
     """Serve until SIGTERM/SIGINT; SIGHUP reloads the configuration file."""
     service = Service(settings, config_path=config_path,
                       notifier=notifier or Notifier.from_environ(), ready_grace=ready_grace)
-    await service.start()
     events: asyncio.Queue[str] = asyncio.Queue()
     loop = asyncio.get_running_loop()
+    # Handlers first: a SIGTERM or SIGHUP during start-up waits in the queue instead of
+    # killing the process with the default action.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, events.put_nowait, "stop")
     loop.add_signal_handler(signal.SIGHUP, events.put_nowait, "reload")
     try:
-        while (event := await events.get()) != "stop":
-            if event == "reload":
+        await service.start()
+        try:
+            while await events.get() != "stop":
                 log.info("config_reload_requested", config=service.config_path)
                 await service.reload()  # READY=1 follows from the new application
+        finally:
+            await service.stop()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        await service.stop()

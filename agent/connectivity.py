@@ -59,7 +59,7 @@ def effective_proxy(settings: EntraSettings, url: str) -> str | None:
         return settings.https_proxy
     proxies = urllib.request.getproxies_environment()
     host = urlsplit(url).hostname or ""
-    if "https" not in proxies or urllib.request.proxy_bypass_environment(host, proxies):
+    if "https" not in proxies or urllib.request.proxy_bypass(host):
         return None
     return proxies["https"]
 

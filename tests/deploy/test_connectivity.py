@@ -106,6 +106,20 @@ async def test_through_the_environment_proxy(idp: DevIdentityProvider, tmp_path:
     assert proxy.tunnels
 
 
+async def test_no_proxy_exempts_a_host_from_the_environment_proxy(
+        idp: DevIdentityProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    refusing = ConnectProxy(refuse=True)
+    await refusing.start()
+    monkeypatch.setenv("HTTPS_PROXY", refusing.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    try:
+        status, lines = await check(idp, tmp_path)
+    finally:
+        await refusing.stop()
+    assert status == 0, "\n".join(lines)
+    assert "via proxy" not in line(lines, "OK", "tls")
+
+
 async def test_a_proxy_that_refuses_the_tunnel(idp: DevIdentityProvider, tmp_path: Path) -> None:
     refusing = ConnectProxy(refuse=True)
     await refusing.start()

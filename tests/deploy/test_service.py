@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
 import ssl
 from pathlib import Path
 
@@ -186,9 +188,6 @@ async def test_notifier_is_silent_without_notify_socket_and_reaches_abstract_soc
     assert Notifier.from_environ({"WATCHDOG_USEC": "30000000"}).watchdog_interval == 15.0
     assert Notifier.from_environ({"WATCHDOG_USEC": "30000000",
                                   "WATCHDOG_PID": "1"}).watchdog_interval is None
-    import os
-    import socket
-
     name = f"sensor-sso-test-{os.getpid()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind("\0" + name)
@@ -219,3 +218,34 @@ async def test_check_config_warns_about_an_old_sensor_release(
     assert expect in out.out + out.err
     if expect.startswith("warning"):
         assert expect in out.err
+
+
+async def test_reload_moves_to_a_new_listen_address_and_refuses_a_busy_one(
+        tmp_path: Path, idp: DevIdentityProvider) -> None:
+    old_port, new_port = free_port(), free_port()
+    data = agent_config_for(idp, old_port, tmp_path / "state")
+    config = write_config(tmp_path / "agent.toml", data)
+    service = Service(settings_from_mapping(data, source=str(config)))
+    await service.start()
+    try:
+        data["server"]["listen"] = f"127.0.0.1:{new_port}"
+        write_config(config, data)
+        assert await service.reload() is True
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{new_port}/healthz") as resp:
+                assert resp.status == 200
+            with pytest.raises(aiohttp.ClientConnectionError):
+                async with http.get(f"http://127.0.0.1:{old_port}/healthz") as resp:
+                    await resp.read()
+
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            data["server"]["listen"] = f"127.0.0.1:{busy.getsockname()[1]}"
+            write_config(config, data)
+            assert await service.reload() is False  # rejected: still on new_port
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{new_port}/healthz") as resp:
+                assert resp.status == 200
+    finally:
+        await service.stop()
