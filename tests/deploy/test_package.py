@@ -32,8 +32,12 @@ def arch() -> str:
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build from a clean clone of the committed tree, as a release build would."""
     work = tmp_path_factory.mktemp("deb")
-    clone = run("git", "clone", "--quiet", "--no-hardlinks", REPO, work / "src")
-    assert clone.returncode == 0, clone.stderr
+    if (REPO / ".git").exists():
+        clone = run("git", "clone", "--quiet", "--no-hardlinks", REPO, work / "src")
+        assert clone.returncode == 0, clone.stderr
+    else:  # a source tree without history (an unpacked release archive)
+        shutil.copytree(REPO, work / "src", ignore=shutil.ignore_patterns(
+            "dist", "build", ".venv", "node_modules", "__pycache__", "*.egg-info"))
     env = {**os.environ, "PYTHON": sys.executable}
     built = run(work / "src" / "packaging" / "build-deb.sh", work / "dist", env=env)
     assert built.returncode == 0, built.stdout + built.stderr
