@@ -118,7 +118,7 @@ def check_blocks(blocks: object, problems: list[Problem]) -> list[Mapping[str, A
                                  "must be a list of names"))
                 ok = False
         if not block.get("sites"):
-            problems.append((f"{label}.sites", None, "required: the sites this setting applies "
+            problems.append((f"{label}.sites", "", "required: the sites this setting applies "
                              "to (narrow with zones and sensors)"))
             ok = False
         for table in ("entra", "roles"):
@@ -167,7 +167,7 @@ def effective_mapping(data: Mapping[str, Any]
         return rest, SINGLE, sensor, problems
     blocks = check_blocks(data["setting"], problems)
     if not (sensor.site or sensor.zone or sensor.name):
-        problems.append(("sensor", None, "required with [[setting]] blocks: this sensor's "
+        problems.append(("sensor", "", "required with [[setting]] blocks: this sensor's "
                          "name, site and zone"))
         return rest, FleetChoice(None, None, "no [sensor] identity"), sensor, problems
     block, choice = choose(blocks, sensor, problems)

@@ -209,7 +209,7 @@ class _Validator:
             return ""
         if not _is_guid(value):
             self.problem(f"{name}.{key}", value, f"must be a GUID ({what})")
-        return value.lower()
+        return str(value).lower()
 
     def url(self, sec: Mapping[str, Any], name: str, key: str, default: str | None,
             schemes: tuple[str, ...] = ("https",), allow_loopback_http: bool = False) -> str | None:
@@ -226,7 +226,7 @@ class _Validator:
             self.problem(f"{name}.{key}", value, "has no host name")
         elif parts.fragment or parts.username or parts.password:
             self.problem(f"{name}.{key}", value, "must not carry a fragment or credentials")
-        return value
+        return str(value)
 
     def file(self, sec: Mapping[str, Any], name: str, key: str) -> Path | None:
         value = self.get(sec, name, key, str, None)

@@ -73,7 +73,9 @@ class SignIn:
                 if now - when < window}
 
     def safe_next(self, next_path: object) -> str:
-        return next_path if is_local_path(next_path) else self.settings.server.post_login_path
+        if isinstance(next_path, str) and is_local_path(next_path):
+            return next_path
+        return self.settings.server.post_login_path
 
     def authorize_extras(self, login_hint: object = None) -> dict[str, Any]:
         """Hints and the auth-context claims request for MSAL's ``initiate_auth_code_flow``."""

@@ -162,7 +162,7 @@ class TenantDirectory:
                 urlsplit(end_session).scheme == "https" or _loopback_http(end_session)):
             end_session = None
         return ProviderMetadata(
-            issuer=issuer, end_session_endpoint=end_session if isinstance(end_session, str)
+            issuer=str(issuer), end_session_endpoint=end_session if isinstance(end_session, str)
             else None,
             iss_parameter_supported=doc.get("authorization_response_iss_parameter_supported")
             is True,

@@ -60,9 +60,10 @@ def explain(error: SignInError, settings: Settings) -> tuple[Explanation, str | 
         return Explanation(known.title, f"{known.what} Entra ID answered: {provider_error}.",
                            known.todo), code
     if error.reason in REASONS:
-        missing = error.info.get("missing") or []
+        missing = error.info.get("missing")
         return _fill(REASONS[error.reason], contact=settings.server.access_contact,
-                     missing=", ".join(str(m) for m in missing),
+                     missing=", ".join(str(m) for m in missing)
+                     if isinstance(missing, list | tuple) else "",
                      error=str(error.info.get("error") or "an error")), code
     if isinstance(error, SignInRefused):
         return _fill(REASONS["idp_error"], error=error.detail or error.reason), code
