@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 def main() -> None:
     url = urlsplit(sys.argv[1])
+    host = url.hostname or "127.0.0.1"
     stop = False
 
     def on_term(*_: object) -> None:
@@ -21,7 +22,7 @@ def main() -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, on_term)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn = http.client.HTTPConnection(host, url.port, timeout=10)
     samples: list[float] = []
     errors = 0
     while not stop:
@@ -33,7 +34,7 @@ def main() -> None:
         except (OSError, http.client.HTTPException):
             errors += 1
             conn.close()
-            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+            conn = http.client.HTTPConnection(host, url.port, timeout=10)
         time.sleep(0.005)
     samples.sort()
 

@@ -33,10 +33,10 @@ from .stack import (
 )
 
 COOKIE = "__Host-sensor_session"
-FULL = {"seconds": 3.0, "warmup": 0.5, "repeats": 3, "sessions": 100_000, "sign_ins": 200,
-        "sign_in_concurrency": 4, "token_seconds": 2.0}
-SMOKE = {"seconds": 1.0, "warmup": 0.0, "repeats": 1, "sessions": 1_000, "sign_ins": 4,
-         "sign_in_concurrency": 2, "token_seconds": 0.2}
+FULL: dict[str, Any] = {"seconds": 3.0, "warmup": 0.5, "repeats": 3, "sessions": 100_000,
+                        "sign_ins": 200, "sign_in_concurrency": 4, "token_seconds": 2.0}
+SMOKE: dict[str, Any] = {"seconds": 1.0, "warmup": 0.0, "repeats": 1, "sessions": 1_000,
+                         "sign_ins": 4, "sign_in_concurrency": 2, "token_seconds": 0.2}
 CONNECTIONS = (8, 64)
 
 
@@ -77,10 +77,11 @@ async def _measure(url: str, headers: dict[str, str], conns: int, p: dict[str, A
     if p["warmup"]:
         await run_load(url, headers, conns, p["warmup"])
     cpu0 = cpu_seconds(pid)
-    result = (await run_load(url, headers, conns, p["seconds"])).as_dict()
+    load = await run_load(url, headers, conns, p["seconds"])
     cpu = cpu_seconds(pid) - cpu0
-    result["server_cpu_us_per_request"] = (round(cpu * 1e6 / result["requests"], 1)
-                                           if result["requests"] else None)
+    result = load.as_dict()
+    result["server_cpu_us_per_request"] = (round(cpu * 1e6 / load.requests, 1)
+                                           if load.requests else None)
     return result
 
 

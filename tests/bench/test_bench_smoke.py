@@ -6,8 +6,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+Smoke = tuple[dict[str, Any], str]
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = {"mode", "parameters", "machine", "auth_check", "sign_in",
@@ -15,7 +18,7 @@ SECTIONS = {"mode", "parameters", "machine", "auth_check", "sign_in",
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Smoke:
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
     done = subprocess.run(  # noqa: S603 - our own module, fixed arguments
         [sys.executable, "-m", "bench", "--smoke", "--out", str(out)], cwd=ROOT,
@@ -25,11 +28,11 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
 
 
 class TestBenchmarkSmoke:
-    def test_json_has_every_section(self, smoke: tuple[dict, str]) -> None:
+    def test_json_has_every_section(self, smoke: Smoke) -> None:
         """The JSON carries every section the issue asks for."""
         assert SECTIONS == SECTIONS & set(smoke[0])
 
-    def test_auth_check_rows_beside_the_ceiling(self, smoke: tuple[dict, str]) -> None:
+    def test_auth_check_rows_beside_the_ceiling(self, smoke: Smoke) -> None:
         """Both connection counts are measured for the agent and the bare handler."""
         rows = smoke[0]["auth_check"]
         assert ["c64", "c8"] == sorted(rows)
@@ -37,24 +40,24 @@ class TestBenchmarkSmoke:
             assert {"agent", "ceiling", "ratio", "cpu_ratio"} == set(row)
             assert 0 == row["agent"]["bad_responses"]
 
-    def test_every_sign_in_succeeded(self, smoke: tuple[dict, str]) -> None:
+    def test_every_sign_in_succeeded(self, smoke: Smoke) -> None:
         """The real flow signed in every session it was asked for."""
         sign_in = smoke[0]["sign_in"]
         assert (0, smoke[0]["parameters"]["sign_ins"]) == (sign_in["failures"],
                                                             sign_in["sign_ins"])
 
-    def test_many_sessions_were_restored(self, smoke: tuple[dict, str]) -> None:
+    def test_many_sessions_were_restored(self, smoke: Smoke) -> None:
         """The agent restored every seeded session from the journal before serving."""
         many = smoke[0]["auth_check_many_sessions"]
         assert smoke[0]["parameters"]["sessions"] == many["restored_by_agent"]
         assert 0 == many["c64"]["agent"]["bad_responses"]
 
-    def test_every_target_is_judged(self, smoke: tuple[dict, str]) -> None:
+    def test_every_target_is_judged(self, smoke: Smoke) -> None:
         """Each of the issue's targets (two judged also by CPU) has a value and a verdict."""
         targets = smoke[0]["targets"]
         assert 11 == len(targets)
         assert all(t["met"] in (True, False) for t in targets)
 
-    def test_table_printed(self, smoke: tuple[dict, str]) -> None:
+    def test_table_printed(self, smoke: Smoke) -> None:
         """The printed table names the machine and the targets."""
         assert "Machine:" in smoke[1] and "| target |" in smoke[1]
