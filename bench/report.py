@@ -52,8 +52,9 @@ def _lat(row: dict[str, Any]) -> str:
 def table(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python "
-             f"{m['python']}, aiohttp {m['aiohttp']}; load client {m['load_client']} "
-             f"(1 thread); {r['mode']} run, best of {r['parameters']['repeats']} alternating "
+             f"{m['python']}, aiohttp {m['aiohttp']}; load client {m['load_client']}"
+             f"{' (1 thread)' if m['load_client'] == 'wrk' else ''}; {r['mode']} run, "
+             f"best of {r['parameters']['repeats']} alternating "
              f"{r['parameters']['seconds']:g} s runs, {m['date']}; 1-min load average "
              f"{m['loadavg_at_start']:.2f} at start, {m['loadavg_at_end']:.2f} at end "
              "(well above 0 means other work shared the cores)", "",
