@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,7 +26,10 @@ log = structlog.get_logger("agent.audit")
 COOKIE_NAME = "__Host-sensor_session"
 
 
-@dataclass
+_NOT_PERSISTED = ("persisted_seen", "check_headers")
+
+
+@dataclass(slots=True)
 class Session:
     key: str
     upn: str
@@ -41,15 +45,23 @@ class Session:
     amr: list[str] = field(default_factory=list)
     acrs: list[str] = field(default_factory=list)
     persisted_seen: float = 0.0
+    # What /auth/check answers for this session, built on first use (not persisted).
+    check_headers: dict[str, str] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Role and group ids repeat across thousands of sessions: keep one copy of each.
+        self.role = sys.intern(self.role)
+        self.groups = [sys.intern(g) for g in self.groups]
 
     def record(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("persisted_seen")
+        for name in _NOT_PERSISTED:
+            data.pop(name)
         return {"op": "put", "session": data}
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> Session:
-        names = {f.name for f in fields(cls)} - {"persisted_seen"}
+        names = {f.name for f in fields(cls)} - set(_NOT_PERSISTED)
         session = cls(**{k: data[k] for k in names if k in data})
         session.persisted_seen = session.last_seen
         return session

@@ -27,7 +27,7 @@ from ..sessions import SessionStore
 from ..settings import Settings
 from ..signin import SignIn
 from . import handlers, keys
-from .middlewares import never_a_stack_trace, request_context, security_headers
+from .middlewares import guarded, security_headers
 
 log = structlog.get_logger("agent.web")
 
@@ -42,11 +42,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     """Build the agent. ``console`` adds the demo's Overview page at ``post_login_path``
     and an admin-only ``/admin`` page (403 below Admin), as a console stand-in."""
     form_targets = settings.entra.authority_host
-    app = web.Application(middlewares=[
-        request_context,
-        security_headers(settings.server.tls_cert_file is not None, form_targets),
-        never_a_stack_trace,
-    ], client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024)  # no middleware chain: see middlewares.py
+    app.on_response_prepare.append(
+        security_headers(settings.server.tls_cert_file is not None, form_targets))
     app[keys.SETTINGS] = settings
     outbound = Outbound(settings.entra)
     directory = TenantDirectory(settings.entra, outbound, clock)
@@ -84,19 +82,19 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app.cleanup_ctx.append(resources)
 
     r = app.router
-    r.add_get("/login", handlers.login)
-    r.add_get("/auth/sso/start", handlers.sso_start)
-    r.add_get(settings.entra.redirect_path, handlers.sso_callback)
-    r.add_get("/auth/check", handlers.auth_check)
-    r.add_get("/auth/me", handlers.me)
-    r.add_post("/auth/logout", handlers.logout)
-    r.add_get("/healthz", handlers.healthz)
-    r.add_get("/readyz", handlers.readyz)
+    r.add_get("/auth/check", handlers.auth_check)  # the hot path: unwrapped, see middlewares.py
+    r.add_get("/login", guarded(handlers.login))
+    r.add_get("/auth/sso/start", guarded(handlers.sso_start))
+    r.add_get(settings.entra.redirect_path, guarded(handlers.sso_callback))
+    r.add_get("/auth/me", guarded(handlers.me))
+    r.add_post("/auth/logout", guarded(handlers.logout))
+    r.add_get("/healthz", guarded(handlers.healthz))
+    r.add_get("/readyz", guarded(handlers.readyz))
     r.add_static("/auth/static", STATIC, append_version=False)
     if console:
-        r.add_get(settings.server.post_login_path, handlers.overview)
+        r.add_get(settings.server.post_login_path, guarded(handlers.overview))
         if settings.server.post_login_path != "/admin":
-            r.add_get("/admin", handlers.admin_page)  # admin-only page of the stand-in
+            r.add_get("/admin", guarded(handlers.admin_page))  # admin-only page of the stand-in
     return app
 
 

@@ -105,11 +105,14 @@ async def auth_check(request: web.Request) -> web.Response:
         return web.Response(status=401)
     if wanted is not None and ROLES[session.role].rank < ROLES[wanted].rank:
         return web.Response(status=403)
-    return web.Response(status=200, headers={
-        "X-Auth-Request-User": session.upn,
-        "X-Auth-Request-Role": session.role,
-        "X-Auth-Request-Name": _header_safe(f"{session.given_name} {session.family_name}"),
-    })
+    headers = session.check_headers
+    if headers is None:
+        headers = session.check_headers = {
+            "X-Auth-Request-User": session.upn,
+            "X-Auth-Request-Role": session.role,
+            "X-Auth-Request-Name": _header_safe(f"{session.given_name} {session.family_name}"),
+        }
+    return web.Response(status=200, headers=headers)
 
 
 def _header_safe(text: str) -> str:

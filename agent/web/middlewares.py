@@ -1,7 +1,19 @@
-"""Request id, security headers on every answer, and no stack trace ever reaching a browser."""
+"""The edge around every handler: request id, security headers, no stack trace ever.
+
+Deliberately not aiohttp middlewares: a middleware chain costs every request (``/auth/check``
+runs on every console request) a few nested coroutines. Instead:
+
+* ``security_headers`` is an ``on_response_prepare`` receiver, so *every* answer — 404s,
+  405s, static files and ``/auth/check`` included — carries the headers;
+* ``guarded`` wraps each page handler once, at route registration: it binds the request id
+  (the pages' reference, on every log line of the request) and turns an unexpected exception
+  into a plain error page. ``/auth/check`` is too small to need it (no log line without a
+  session to expire, and aiohttp's own 500 carries no stack trace).
+"""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import traceback
 from collections.abc import Awaitable, Callable
@@ -15,61 +27,54 @@ from .pages import plain_error_page
 log = structlog.get_logger("agent.web")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PrepareHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
 
-@web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind a request id (the error pages' reference) to every log line of this request."""
-    request_id = secrets.token_hex(8)
-    request[keys.REQUEST_ID] = request_id
-    # No clear before binding: the previous request on this connection cleared on its way out
-    # (one copy-and-scan of the context less on every request, /auth/check included).
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    try:
-        return await handler(request)
-    finally:
-        structlog.contextvars.clear_contextvars()
+def guarded(handler: Handler) -> Handler:
+    """Bind a request id to the request's log lines; never let an exception show a trace."""
 
-
-def security_headers(tls: bool, form_targets: str) -> Callable[..., Awaitable[web.StreamResponse]]:
-    csp = ("default-src 'none'; style-src 'self'; img-src 'self' data:; "
-           f"form-action 'self' {form_targets}; frame-ancestors 'none'; base-uri 'none'")
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    @functools.wraps(handler)
+    async def guarded_handler(request: web.Request) -> web.StreamResponse:
+        request_id = secrets.token_hex(8)
+        request[keys.REQUEST_ID] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            response = exc
-        headers = response.headers
-        headers.setdefault("Content-Security-Policy", csp)
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["X-Frame-Options"] = "DENY"
-        headers["Referrer-Policy"] = "no-referrer"
-        headers.setdefault("Cache-Control", "no-store")
-        if tls:
-            headers["Strict-Transport-Security"] = "max-age=31536000"
-        if isinstance(response, web.HTTPException) and response.status >= 400:
-            raise response
-        return response
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence, logged below
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            # The message may echo secrets (MSAL puts state and nonce in its): type and place.
+            log.error("internal_error", error_type=type(exc).__name__,
+                      where=f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}",
+                      path=request.path)
+            return plain_error_page(
+                request.app[keys.SETTINGS], 500, "Something went wrong",
+                "The sign-in service hit an unexpected error.",
+                "Try again. If it happens again, tell your sensor administrator the reference "
+                "below.", request_id)
+        finally:
+            structlog.contextvars.clear_contextvars()
 
-    return middleware
+    return guarded_handler
 
 
-@web.middleware
-async def never_a_stack_trace(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the last line of defence, logged below
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        # The message may echo secrets (MSAL puts state and nonce in its): type and place only.
-        log.error("internal_error", error_type=type(exc).__name__,
-                  where=f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}",
-                  path=request.path)
-        return plain_error_page(
-            request.app[keys.SETTINGS], 500, "Something went wrong",
-            "The sign-in service hit an unexpected error.",
-            "Try again. If it happens again, tell your sensor administrator the reference below.",
-            request.get(keys.REQUEST_ID, "-"))
+def security_headers(tls: bool, form_targets: str) -> PrepareHook:
+    """An ``on_response_prepare`` receiver setting the security headers on every answer."""
+    # No handler sets any of these itself, so one update() covers every answer.
+    fixed = {
+        "Content-Security-Policy": (
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+            f"form-action 'self' {form_targets}; frame-ancestors 'none'; base-uri 'none'"),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
+    if tls:
+        fixed["Strict-Transport-Security"] = "max-age=31536000"
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(fixed)
+
+    return on_prepare
