@@ -108,7 +108,10 @@ class SessionStore:
                 log.error("session_record_unusable", op=str(op)[:16])
         now = self.clock()
         self._sessions = {k: s for k, s in sessions.items() if not self._expired(s, now)}
-        self.journal.rewrite(s.record() for s in self._sessions.values())
+        # Compact only when worth it (or to drop unreadable lines): a rewrite of 100,000
+        # sessions would double the time to ready.
+        if self.journal.unreadable or self.journal.lines > 2 * len(self._sessions) + 1000:
+            self.journal.rewrite(s.record() for s in self._sessions.values())
         log.info("sessions_restored", sessions=len(self._sessions))
 
     def _expired(self, s: Session, now: float) -> str | None:

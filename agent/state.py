@@ -36,6 +36,7 @@ class SessionJournal:
         self.path = self.dir / JOURNAL_FILE
         self._aead: AESGCM | None = None
         self.lines = 0
+        self.unreadable = 0
 
     def open(self) -> None:
         """Create the directory and key when missing (0700 / 0600); blocking."""
@@ -79,21 +80,24 @@ class SessionJournal:
 
     def replay(self) -> Iterator[dict[str, Any]]:
         """Every readable record in order; sets the file aside if any line was unreadable."""
+        self.lines = 0
+        self.unreadable = 0
         try:
-            data = self.path.read_bytes()
+            journal = open(self.path, "rb")  # noqa: SIM115 - closed below, streamed line by line
         except FileNotFoundError:
             return
         bad = 0
-        self.lines = 0
-        for line in data.splitlines():
-            if not line.strip():
-                continue
-            record = self._open_line(line)
-            if record is None:
-                bad += 1
-                continue
-            self.lines += 1
-            yield record
+        with journal:
+            for line in journal:  # streamed: 100,000 sessions never sit in memory twice
+                if not line.strip():
+                    continue
+                record = self._open_line(line)
+                if record is None:
+                    bad += 1
+                    continue
+                self.lines += 1
+                yield record
+        self.unreadable = bad
         if bad:
             aside = self._set_aside(self.path, copy=True)
             log.error("session_state_unreadable", unreadable_records=bad,
