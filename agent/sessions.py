@@ -37,13 +37,13 @@ class Session:
     family_name: str
     oid: str
     role: str
-    groups: list[str]
+    groups: tuple[str, ...]
     auth_time: float
     created: float
     last_seen: float
     csrf_token: str
-    amr: list[str] = field(default_factory=list)
-    acrs: list[str] = field(default_factory=list)
+    amr: tuple[str, ...] = ()
+    acrs: tuple[str, ...] = ()
     persisted_seen: float = 0.0
     # What /auth/check answers for this session, built on first use (not persisted).
     check_headers: dict[str, str] | None = field(default=None, repr=False, compare=False)
@@ -51,7 +51,10 @@ class Session:
     def __post_init__(self) -> None:
         # Role and group ids repeat across thousands of sessions: keep one copy of each.
         self.role = sys.intern(self.role)
-        self.groups = [sys.intern(g) for g in self.groups]
+        self.groups = tuple(sys.intern(g) for g in self.groups)
+        # Usually empty: the shared empty tuple costs nothing per session.
+        self.amr = tuple(self.amr) if self.amr else ()
+        self.acrs = tuple(self.acrs) if self.acrs else ()
 
     def record(self) -> dict[str, Any]:
         data = asdict(self)
@@ -129,9 +132,9 @@ class SessionStore:
         now = self.clock()
         session = Session(
             key=session_key(cookie_id), upn=upn, given_name=given_name,
-            family_name=family_name, oid=oid, role=role, groups=list(groups),
+            family_name=family_name, oid=oid, role=role, groups=tuple(groups),
             auth_time=auth_time, created=now, last_seen=now,
-            csrf_token=secrets.token_urlsafe(32), amr=list(amr or []), acrs=list(acrs or []),
+            csrf_token=secrets.token_urlsafe(32), amr=tuple(amr or ()), acrs=tuple(acrs or ()),
             persisted_seen=now,
         )
         return cookie_id, session

@@ -192,7 +192,7 @@ class SignIn:
         await self.sessions.put(session)
         audit.info("sso_login_succeeded", upn=session.upn, oid=session.oid, role=session.role,
                    groups_matched=list(decision.matched_groups), source_ip=client,
-                   amr=session.amr or None, acrs=session.acrs or None)
+                   amr=list(session.amr) or None, acrs=list(session.acrs) or None)
         return Completed(cookie_id=cookie_id, session=session, next_path=pending.next_path)
 
     def _check_step_up(self, claims: Mapping[str, Any]) -> None:

@@ -130,7 +130,7 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({
         "upn": session.upn, "given_name": session.given_name,
         "family_name": session.family_name, "role": session.role,
-        "role_name": role_name(session.role), "groups": session.groups,
+        "role_name": role_name(session.role), "groups": list(session.groups),
         "auth_time": session.auth_time,
         "expires_at": min(session.created + settings.session.absolute_timeout,
                           session.last_seen + settings.session.idle_timeout),
