@@ -7,6 +7,7 @@ signs in through the provider's real pages, as a person's browser would.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import ssl
 import time
@@ -34,6 +35,29 @@ ROLE_GROUPS = {
                   "cccccccc-0000-4000-8000-000000000004"],
 }
 PASSWORD = "Passw0rd!"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    """Write ``agent_config``-shaped data as the TOML file the agent reads."""
+    lines: list[str] = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
 
 
 def free_port() -> int:

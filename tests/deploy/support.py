@@ -27,31 +27,9 @@ from cryptography.x509.oid import NameOID
 
 from agent.devidp import DevIdentityProvider
 from agent.devidp.driver import complete_sign_in
-from tests.harness import PASSWORD, agent_config, free_port
+from tests.harness import PASSWORD, agent_config, free_port, write_config
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def write_config(path: Path, data: dict[str, dict[str, Any]]) -> Path:
-    lines: list[str] = []
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
-        lines.append("")
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
 
 
 def agent_config_for(idp: DevIdentityProvider, port: int, state_dir: Path,

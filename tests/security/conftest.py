@@ -14,6 +14,7 @@ from yarl import URL
 
 from agent.sessions import COOKIE_NAME
 from tests.harness import Browser, Stack, make_stack
+from tests.security.subprocess_agent import AgentProcess
 
 ADMIN = "admin@contoso.example"
 READER = "reader@contoso.example"
@@ -24,6 +25,18 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     s = await make_stack(tmp_path)
     yield s
     await s.close()
+
+
+@pytest.fixture
+async def proc_stack(tmp_path: Path) -> AsyncIterator[tuple[Stack, AgentProcess]]:
+    """The provider in-process, the agent as its own process (not started yet)."""
+    stack = await make_stack(tmp_path, start=False)
+    agent = AgentProcess(stack, tmp_path)
+    try:
+        yield stack, agent
+    finally:
+        await agent.stop()
+        await stack.close()
 
 
 @dataclass

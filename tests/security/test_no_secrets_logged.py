@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -111,17 +110,6 @@ async def test_structlog_events_hold_no_secret(tmp_path: Path,
     text = "\n".join(repr(e) for e in logs) + "\n" + caplog.text
     assert len(secrets.values) > 30
     assert [] == secrets.found_in(text)
-
-
-@pytest.fixture
-async def proc_stack(tmp_path: Path) -> AsyncIterator[tuple[Stack, AgentProcess]]:
-    stack = await make_stack(tmp_path, start=False)
-    agent = AgentProcess(stack, tmp_path)
-    try:
-        yield stack, agent
-    finally:
-        await agent.stop()
-        await stack.close()
 
 
 async def test_process_output_holds_no_secret(proc_stack: tuple[Stack, AgentProcess]) -> None:

@@ -18,17 +18,6 @@ from tests.security.conftest import ADMIN, READER, session_works
 from tests.security.subprocess_agent import AgentProcess
 
 
-@pytest.fixture
-async def proc_stack(tmp_path: Path) -> AsyncIterator[tuple[Stack, AgentProcess]]:
-    stack = await make_stack(tmp_path, start=False)
-    agent = AgentProcess(stack, tmp_path)
-    try:
-        yield stack, agent
-    finally:
-        await agent.stop()
-        await stack.close()
-
-
 class TestKillNine:
     async def test_sessions_survive_sigkill(self, proc_stack: tuple[Stack, AgentProcess]
                                             ) -> None:
