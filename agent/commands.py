@@ -54,9 +54,12 @@ def check_config(path: str) -> int:
             print(f"  {line}", file=sys.stderr)
         return 1
     groups = sum(len(g) for g in settings.roles.values())
-    print(f"{path}: configuration is valid (tenant {settings.entra.tenant_id}, "
-          f"{groups} group{'s' if groups != 1 else ''} mapped, callback "
-          f"{settings.entra.redirect_path})")
+    if settings.sso_off:
+        print(f"{path}: configuration is valid; SSO is off on this sensor: {settings.sso_off}")
+    else:
+        print(f"{path}: configuration is valid (tenant {settings.entra.tenant_id}, "
+              f"{groups} group{'s' if groups != 1 else ''} mapped, callback "
+              f"{settings.entra.redirect_path})")
     release = check_sensor_version(settings.server.sensor_version_file)
     if release.ok:
         print(f"note: {release.message}")

@@ -127,3 +127,34 @@ class TestThroughTheProvider:
             assert "SSO is off: no setting applies" in (await ready.json())["reason"]
         finally:
             await stack.close()
+
+
+class TestCheckConfigWhenSsoIsOff:
+    def test_check_config_says_sso_is_off(self, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+        """A valid fleet file with no setting for this sensor: check-config says SSO is off."""
+        from agent.__main__ import main
+
+        path = tmp_path / "agent.toml"
+        path.write_text(f'''
+[entra]
+tenant_id = "{TENANT}"
+redirect_uri = "https://s-07.example/auth/sso/callback"
+
+[sensor]
+name = "s-07"
+site = "hamburg"
+zone = "packaging"
+
+[[setting]]
+name = "US"
+sites = ["houston"]
+[setting.entra]
+client_id = "{CLIENT}"
+[setting.roles]
+admin = ["{ROLE_GROUPS['admin'][0]}"]
+''')
+        assert 0 == main(["check-config", "--config", str(path)])
+        out = capsys.readouterr().out
+        assert "SSO is off on this sensor" in out and "no setting applies" in out
+        assert "00000000" not in out
