@@ -113,9 +113,25 @@ class SessionStore:
         self._sessions = {k: s for k, s in sessions.items() if not self._expired(s, now)}
         # Compact only when worth it (or to drop unreadable lines): a rewrite of 100,000
         # sessions would double the time to ready.
-        if self.journal.unreadable or self.journal.lines > 2 * len(self._sessions) + 1000:
+        if self.journal.unreadable or self._journal_bloated():
             self.journal.rewrite(s.record() for s in self._sessions.values())
         log.info("sessions_restored", sessions=len(self._sessions))
+
+    def _journal_bloated(self) -> bool:
+        """More than twice as many journal lines as live sessions (plus slack)."""
+        return self.journal is not None and self.journal.lines > 2 * len(self._sessions) + 1000
+
+    async def _append(self, records: list[dict[str, Any]]) -> None:
+        assert self.journal is not None
+        async with self._io:
+            await asyncio.to_thread(self.journal.append, records)
+
+    def _expire(self, key: str, session: Session, reason: str) -> None:
+        """Drop an expired session now; its deletion is journalled by the next flush."""
+        del self._sessions[key]
+        self._touched.discard(key)
+        self._pending_deletes.append(key)
+        log.info("session_expired", upn=session.upn, reason=reason)
 
     def _expired(self, s: Session, now: float) -> str | None:
         if now - s.created >= self.absolute_timeout:
@@ -141,8 +157,7 @@ class SessionStore:
 
     async def put(self, session: Session) -> None:
         if self.journal is not None:
-            async with self._io:
-                await asyncio.to_thread(self.journal.append, [session.record()])
+            await self._append([session.record()])
         self._sessions[session.key] = session
 
     def get(self, cookie_id: str | None, touch: bool = True) -> Session | None:
@@ -156,10 +171,7 @@ class SessionStore:
         now = self.clock()
         reason = self._expired(session, now)
         if reason is not None:
-            del self._sessions[key]
-            self._touched.discard(key)
-            self._pending_deletes.append(key)
-            log.info("session_expired", upn=session.upn, reason=reason)
+            self._expire(key, session, reason)
             return None
         if touch:
             session.last_seen = now
@@ -172,8 +184,7 @@ class SessionStore:
         session = self._sessions.pop(key, None)
         self._touched.discard(key)
         if session is not None and self.journal is not None:
-            async with self._io:
-                await asyncio.to_thread(self.journal.append, [{"op": "del", "key": key}])
+            await self._append([{"op": "del", "key": key}])
         return session
 
     def sweep(self) -> int:
@@ -182,10 +193,7 @@ class SessionStore:
         gone = [(k, s, r) for k, s in self._sessions.items()
                 if (r := self._expired(s, now)) is not None]
         for key, session, reason in gone:
-            del self._sessions[key]
-            self._touched.discard(key)
-            self._pending_deletes.append(key)
-            log.info("session_expired", upn=session.upn, reason=reason)
+            self._expire(key, session, reason)
         return len(gone)
 
     async def flush(self) -> None:
@@ -205,7 +213,7 @@ class SessionStore:
         async with self._io:
             if records:
                 await asyncio.to_thread(self.journal.append, records)
-            if self.journal.lines > 2 * len(self._sessions) + 1000:
+            if self._journal_bloated():
                 snapshot = [s.record() for s in list(self._sessions.values())]
                 await asyncio.to_thread(self.journal.rewrite, snapshot)
 
