@@ -30,6 +30,11 @@ class RoleDecision:
     matched_groups: tuple[str, ...]
 
 
+def allows(role_id: str, needed: str) -> bool:
+    """Whether ``role_id`` ranks at or above ``needed`` (both known role ids)."""
+    return ROLES[role_id].rank >= ROLES[needed].rank
+
+
 def configured_groups(mapping: Mapping[str, Iterable[str]]) -> list[str]:
     """Every configured group id once, most privileged role first."""
     seen: list[str] = []

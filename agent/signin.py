@@ -24,7 +24,7 @@ from multidict import MultiMapping
 
 from .entra.client import EntraClient, aadsts_code, nonce_hash
 from .entra.discovery import TenantDirectory
-from .entra.graph import GraphClient
+from .entra.graph import GraphClient, text_or_none
 from .entra.tokens import validate_id_token
 from .errors import IdentityProviderUnavailable, SignInError, SignInRefused, SignInRejected
 from .pending import PendingSignIn, PendingSignIns, binding_hash
@@ -81,7 +81,7 @@ class SignIn:
         """Hints and the auth-context claims request for MSAL's ``initiate_auth_code_flow``."""
         entra = self.settings.entra
         extra: dict[str, Any] = {}
-        hint = login_hint if _hint_ok(login_hint) else entra.login_hint
+        hint = login_hint if hint_ok(login_hint) else entra.login_hint
         if hint:
             extra["login_hint"] = hint
         if entra.domain_hint:
@@ -213,13 +213,9 @@ class SignIn:
 
     async def _profile(self, claims: Mapping[str, Any], access_token: str | None
                        ) -> dict[str, str]:
-        found = {name: _text(claims.get(name)) for name in _ATTRIBUTE_NAMES}
+        found = {name: text_or_none(claims.get(name)) for name in _ATTRIBUTE_NAMES}
         if None in found.values():
-            if access_token is None:
-                raise IdentityProviderUnavailable(
-                    "graph_no_token", "Entra ID issued no token for Microsoft Graph",
-                    dependency="Microsoft Graph")
-            me = await self.graph.profile(access_token)
+            me = await self.graph.profile(_graph_token(access_token))
             found["given_name"] = found["given_name"] or me.given_name
             found["family_name"] = found["family_name"] or me.family_name
             found["upn"] = found["upn"] or me.upn
@@ -237,11 +233,16 @@ class SignIn:
         if not overage and isinstance(groups, list) and all(isinstance(g, str) for g in groups):
             return groups
         wanted = configured_groups(self.settings.roles)
-        if access_token is None:
-            raise IdentityProviderUnavailable(
-                "graph_no_token", "Entra ID issued no token for Microsoft Graph",
-                dependency="Microsoft Graph")
-        return await self.graph.member_groups(access_token, wanted)
+        return await self.graph.member_groups(_graph_token(access_token), wanted)
+
+
+def _graph_token(access_token: str | None) -> str:
+    """The access token for Graph; without one the sign-in cannot go on (fail closed)."""
+    if access_token is None:
+        raise IdentityProviderUnavailable(
+            "graph_no_token", "Entra ID issued no token for Microsoft Graph",
+            dependency="Microsoft Graph")
+    return access_token
 
 
 def single_valued(query: Mapping[str, str] | MultiMapping[str]) -> dict[str, str]:
@@ -263,11 +264,8 @@ def role_name(role_id: str) -> str:
     return role.name if role else role_id
 
 
-def _text(value: object) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _hint_ok(value: object) -> bool:
+def hint_ok(value: object) -> bool:
+    """A login hint worth passing on: a short printable string."""
     return isinstance(value, str) and 0 < len(value) <= 256 and value.isprintable()
 
 

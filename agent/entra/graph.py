@@ -40,8 +40,8 @@ class GraphClient:
     async def profile(self, access_token: str) -> Profile:
         url = f"{self.graph_url}/v1.0/me?$select=givenName,surname,userPrincipalName"
         body = await self._call("GET", url, access_token, None)
-        return Profile(_text(body.get("givenName")), _text(body.get("surname")),
-                       _text(body.get("userPrincipalName")))
+        return Profile(text_or_none(body.get("givenName")), text_or_none(body.get("surname")),
+                       text_or_none(body.get("userPrincipalName")))
 
     async def member_groups(self, access_token: str, group_ids: list[str]) -> list[str]:
         """Which of ``group_ids`` the user belongs to (transitively)."""
@@ -91,5 +91,6 @@ def _retry_after(resp: JsonResponse) -> float:
     return max(0.0, min(seconds, MAX_RETRY_AFTER))
 
 
-def _text(value: object) -> str | None:
+def text_or_none(value: object) -> str | None:
+    """A non-blank string, stripped; anything else is None (a missing attribute)."""
     return value.strip() if isinstance(value, str) and value.strip() else None

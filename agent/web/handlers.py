@@ -9,9 +9,9 @@ import structlog
 from aiohttp import web
 
 from ..errors import SignInError
-from ..roles import ROLES
+from ..roles import ROLES, allows
 from ..sessions import COOKIE_NAME, Session
-from ..signin import role_name
+from ..signin import hint_ok, role_name
 from . import keys
 from .pages import error_page, login_page, render, role_refused_page
 
@@ -48,6 +48,11 @@ def current_session(request: web.Request, touch: bool = True) -> Session | None:
     return request.app[keys.SESSIONS].get(request.cookies.get(COOKIE_NAME), touch=touch)
 
 
+def _to_sign_in(request: web.Request) -> web.Response:
+    """No session on a console page: to the sign-in page, coming back here afterwards."""
+    return redirect("/login?" + urlencode({"next": request.path_qs}))
+
+
 def _reference(request: web.Request) -> str:
     return str(request.get(keys.REQUEST_ID, "-"))
 
@@ -62,7 +67,7 @@ async def login(request: web.Request) -> web.Response:
     return login_page(settings, next_path, signed_out="signed_out" in request.query,
                       not_ready=None if directory.ready or settings.sso_off
                       else "the sensor cannot reach Entra ID",
-                      login_hint=hint if hint and len(hint) <= 256 else None)
+                      login_hint=hint if hint_ok(hint) else None)
 
 
 async def sso_start(request: web.Request) -> web.StreamResponse:
@@ -103,7 +108,7 @@ async def auth_check(request: web.Request) -> web.Response:
     session = current_session(request)
     if session is None:
         return web.Response(status=401)
-    if wanted is not None and ROLES[session.role].rank < ROLES[wanted].rank:
+    if wanted is not None and not allows(session.role, wanted):
         return web.Response(status=403)
     headers = session.check_headers
     if headers is None:
@@ -174,7 +179,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
     """The demo's console stand-in: who is signed in, and a sign-out button."""
     session = current_session(request)
     if session is None:
-        return redirect("/login?" + urlencode({"next": request.path_qs}))
+        return _to_sign_in(request)
     settings = request.app[keys.SETTINGS]
     return render("overview.html", title="Overview", sensor_name=settings.server.sensor_name,
                   name=f"{session.given_name} {session.family_name}", upn=session.upn,
@@ -185,9 +190,9 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
     """The demo console's admin-only page: the same rank check as ``/auth/check?role=admin``."""
     session = current_session(request)
     if session is None:
-        return redirect("/login?" + urlencode({"next": request.path_qs}))
+        return _to_sign_in(request)
     settings = request.app[keys.SETTINGS]
-    if ROLES[session.role].rank < ROLES["admin"].rank:
+    if not allows(session.role, "admin"):
         audit.warning("console_access_refused", upn=session.upn, role=session.role,
                       needed="admin", path=request.path)
         return role_refused_page(settings, role_name(session.role), role_name("admin"),
