@@ -16,18 +16,13 @@ from pathlib import Path
 
 import aiohttp
 
+from agent.demo import DEMO_CLIENT, DEMO_GROUPS, DEMO_TENANT
 from agent.devidp import DEMO_PASSWORD, DevIdentityProvider, demo_users
 from agent.devidp.driver import complete_sign_in
 from agent.sessions import COOKIE_NAME, Session, session_key
 from agent.state import SessionJournal
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-CLIENT = "0b5b0b4e-3c8b-4bfb-8f0e-6c0f1c2d3e4f"
-ROLE_GROUPS = {
-    "admin": ["aaaaaaaa-0000-4000-8000-000000000001"],
-    "security_analyst": ["bbbbbbbb-0000-4000-8000-000000000002"],
-    "read_only": ["cccccccc-0000-4000-8000-000000000003"],
-}
+TENANT, CLIENT, ROLE_GROUPS = DEMO_TENANT, DEMO_CLIENT, DEMO_GROUPS  # the demo's tenant
 USER = "admin@contoso.example"
 ROOT = Path(__file__).resolve().parent.parent
 _CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,6 @@ from agent.web import keys
 from tests.harness import PASSWORD, ROLE_GROUPS, Stack, make_stack
 
 BINDING = "__Host-sso_signin"
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = await make_stack(tmp_path)
-    yield s
-    await s.close()
 
 
 async def check(stack: Stack, browser: object, role: str | None = None) -> tuple[int, dict]:

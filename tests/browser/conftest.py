@@ -17,8 +17,6 @@ from typing import Any
 import pytest
 from playwright.async_api import BrowserContext, Page, Playwright, async_playwright
 
-from tests.harness import Stack, make_stack
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
@@ -88,15 +86,6 @@ async def chromium(pw: Playwright, tmp_path: Path) -> AsyncIterator[Chromium]:
         yield browser
     finally:
         await browser.close()
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = await make_stack(tmp_path)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 @pytest.fixture

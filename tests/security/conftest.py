@@ -21,13 +21,6 @@ READER = "reader@contoso.example"
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = await make_stack(tmp_path)
-    yield s
-    await s.close()
-
-
-@pytest.fixture
 async def proc_stack(tmp_path: Path) -> AsyncIterator[tuple[Stack, AgentProcess]]:
     """The provider in-process, the agent as its own process (not started yet)."""
     stack = await make_stack(tmp_path, start=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from structlog.testing import capture_logs
 from agent.sessions import COOKIE_NAME
 from agent.state import JOURNAL_FILE, KEY_FILE
 from agent.web import keys
-from tests.harness import Stack, make_stack
+from tests.harness import Stack
 from tests.security.conftest import ADMIN, READER, session_works
 from tests.security.subprocess_agent import AgentProcess
 
@@ -54,13 +53,6 @@ class TestKillNine:
         cookie = browser.cookie(COOKIE_NAME) or "-"
         for clear in (ADMIN.encode(), cookie.encode(), b"admin", b"given_name"):
             assert clear not in journal
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = await make_stack(tmp_path)
-    yield s
-    await s.close()
 
 
 def state_dir(stack: Stack) -> Path:
