@@ -9,7 +9,6 @@ Screenshots of every page go to ``tmp_path / "screenshots"``.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,19 +16,14 @@ from typing import Any
 import pytest
 from playwright.async_api import BrowserContext, Page, Playwright, async_playwright
 
+from tests.needs import unavailable
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 LAPTOP = {"width": 1366, "height": 768}
-
-
-def unavailable(reason: str) -> None:
-    """Skip locally; in CI a missing tool is a failure, never a silent skip."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: browser tests must run)")
-    pytest.skip(reason)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from agent.devidp import DevIdentityProvider
 from agent.settings import settings_from_mapping
 from agent.web.app import create_app
 from tests.deploy.support import REPO, SignInClient, agent_config_for, free_port
+from tests.needs import need
 
 SHIPPED = REPO / "config" / "nginx"
 
@@ -32,8 +33,12 @@ def find_nginx() -> str | None:
 
 
 NGINX = find_nginx()
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (Debian package "
-                                                      "nginx-light; .ci/run installs it)")
+
+
+@pytest.fixture(autouse=True)
+def _nginx_installed() -> None:
+    need(NGINX, "nginx is not installed (Debian package nginx-light; .ci/run installs it)")
+
 
 SITE = """
 daemon off;

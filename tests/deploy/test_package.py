@@ -13,10 +13,15 @@ import pytest
 
 import agent
 from tests.deploy.support import REPO
+from tests.needs import need
 
 NAME = "sensor-sso-agent"
 MINOR = f"{sys.version_info[0]}.{sys.version_info[1]}"
-pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
+
+
+@pytest.fixture(autouse=True)
+def _dpkg_deb_installed() -> None:
+    need(shutil.which("dpkg-deb"), "needs dpkg-deb (Debian package dpkg)")
 
 
 def run(*argv: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -94,9 +99,8 @@ def test_maintainer_scripts(deb: Path, tmp_path: Path) -> None:
     assert "[ -d /run/systemd/system ]" in postinst
 
 
-@pytest.mark.skipif(shutil.which("lintian") is None,
-                    reason="lintian is not installed (.ci/apt-packages.txt lists it)")
 def test_lintian_reports_no_errors(deb: Path) -> None:
+    need(shutil.which("lintian"), "lintian is not installed (.ci/apt-packages.txt lists it)")
     result = run("lintian", "--fail-on", "error", deb)
     errors = [ln for ln in result.stdout.splitlines() if ln.startswith("E:")]
     assert errors == [] and result.returncode == 0, result.stdout + result.stderr

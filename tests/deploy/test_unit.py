@@ -20,13 +20,21 @@ from tests.deploy.support import (
     free_port,
     write_config,
 )
+from tests.needs import unavailable
 
 UNIT = REPO / "systemd" / "sensor-sso-agent.service"
 EXE = "/opt/sensor-sso-agent/venv/bin/sensor-sso-agent"
 CONFIG = "/etc/sensor-sso-agent/agent.toml"
-ANALYZE = shutil.which("systemd-analyze")
-needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed "
-                                   "(Debian package systemd; .ci/apt-packages.txt lists it)")
+
+
+@pytest.fixture
+def analyze() -> str:
+    """The path of systemd-analyze (Debian package systemd; .ci/apt-packages.txt lists it)."""
+    path = shutil.which("systemd-analyze")
+    if path is None:
+        unavailable("systemd-analyze is not installed "
+                    "(Debian package systemd; .ci/apt-packages.txt lists it)")
+    return path
 
 
 def directives() -> list[tuple[str, str]]:
@@ -61,11 +69,9 @@ def test_the_unit_runs_what_the_package_installs() -> None:
     assert values("RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
 
 
-@needs_analyze
-def test_systemd_analyze_security_rates_it_1_5_or_lower() -> None:
-    assert ANALYZE is not None
+def test_systemd_analyze_security_rates_it_1_5_or_lower(analyze: str) -> None:
     result = subprocess.run(  # noqa: S603
-        [ANALYZE, "security", "--offline=yes", str(UNIT)], capture_output=True, text=True,
+        [analyze, "security", "--offline=yes", str(UNIT)], capture_output=True, text=True,
         timeout=60, check=False)
     match = re.search(r"Overall exposure level for sensor-sso-agent\.service: (\d+\.\d+)",
                       result.stdout)
@@ -73,11 +79,9 @@ def test_systemd_analyze_security_rates_it_1_5_or_lower() -> None:
     assert float(match.group(1)) <= 1.5, result.stdout
 
 
-@needs_analyze
-def test_systemd_analyze_verify_passes(tmp_path: Path) -> None:
+def test_systemd_analyze_verify_passes(tmp_path: Path, analyze: str) -> None:
     """Verify in a root holding the unit, the system's units and the unit's executables
     (a stand-in for the venv's entry point, which the package builds at install time)."""
-    assert ANALYZE is not None
     root = tmp_path / "root"
     (root / "etc/systemd/system").mkdir(parents=True)
     shutil.copy(UNIT, root / "etc/systemd/system" / UNIT.name)
@@ -96,7 +100,7 @@ def test_systemd_analyze_verify_passes(tmp_path: Path) -> None:
     shutil.copy(REPO / "packaging" / "sensor-sso-agent.1", man)
     env = {**os.environ, "MANPATH": str(man.parent)}
     result = subprocess.run(  # noqa: S603
-        [ANALYZE, "verify", f"--man={'yes' if shutil.which('man') else 'no'}",
+        [analyze, "verify", f"--man={'yes' if shutil.which('man') else 'no'}",
          f"--root={root}", UNIT.name], capture_output=True, text=True, timeout=60,
         check=False, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -125,7 +129,7 @@ async def test_the_agent_signs_users_in_without_writable_executable_memory(
     """MemoryDenyWriteExecute=yes: Python, cryptography (cffi), aiohttp and MSAL must not
     need W+X mappings. The kernel's equivalent (prctl PR_SET_MDWE) stands in for systemd."""
     if not mdwe_supported():
-        pytest.skip("the kernel has no PR_SET_MDWE (Linux 6.3 or later)")
+        unavailable("the kernel has no PR_SET_MDWE (Linux 6.3 or later)")
     port = free_port()
     config = write_config(tmp_path / "agent.toml",
                           agent_config_for(idp, port, tmp_path / "state"))
