@@ -56,6 +56,7 @@ def check_config(path: str) -> int:
     groups = sum(len(g) for g in settings.roles.values())
     if settings.sso_off:
         print(f"{path}: configuration is valid; SSO is off on this sensor: {settings.sso_off}")
+        _warn_sso_off(settings)
     else:
         print(f"{path}: configuration is valid (tenant {settings.entra.tenant_id}, "
               f"{groups} group{'s' if groups != 1 else ''} mapped, callback "
@@ -66,6 +67,16 @@ def check_config(path: str) -> int:
     else:
         print(f"warning: {release.message}", file=sys.stderr)
     return 0
+
+
+def _warn_sso_off(settings: Settings) -> None:
+    """No [[setting]] applies: say so loudly, with the names the file does know."""
+    known = settings.fleet.known if settings.fleet is not None else ()
+    print("warning: no [[setting]] applies to this sensor, so the sign-in page offers no SSO; "
+          "check [sensor] name, site and zone against the settings' scopes", file=sys.stderr)
+    for scope, names in known:
+        listed = ", ".join(repr(n) for n in names) if names else "(none)"
+        print(f"  {scope} named in [[setting]] blocks: {listed}", file=sys.stderr)
 
 
 def check_connectivity(path: str) -> int:

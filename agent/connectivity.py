@@ -196,22 +196,35 @@ class Checker:
 
     # ----- HTTP, as the agent's own clients do it --------------------------------------
 
-    async def get_json(self, outbound: Outbound, url: str, dependency: str) -> Any:
+    async def get_json(self, outbound: Outbound, url: str, dependency: str,
+                       wrong_url: str) -> Any:
+        """GET ``url`` as the agent does; a failure names the URL and a fix that fits it."""
         try:
             return await outbound.request_json("GET", url, dependency=dependency)
         except IdentityProviderUnavailable as exc:
-            raise Failed(exc.detail, "see the failed dns/tcp/tls checks above, or the fix "
-                         f"for {urlsplit(url).hostname}") from None
+            if exc.reason.endswith("_bad_response"):  # something answered, not with JSON
+                raise Failed(f"{url}: {exc.detail}", wrong_url) from None
+            if not self._passed.get(("tls", "{}:{}".format(*_endpoint(url))), False):
+                fix = "see the failed dns/tcp/tls checks above"
+            else:  # the host took TLS; this request failed on its way or timed out
+                fix = ("the host accepts TLS but this request failed: check the proxy's "
+                       f"rules for {url}, or raise entra.timeout on a slow link")
+            raise Failed(f"{url}: {exc.detail}", fix) from None
+
+    def _authority_fix(self) -> str:
+        host = self.entra.authority_host
+        return (f"check entra.tenant_id and entra.cloud; entra.authority_host ({host}) is the "
+                "scheme and host only, e.g. https://login.microsoftonline.com (the tenant "
+                "goes in entra.tenant_id)")
 
     async def discovery(self, outbound: Outbound) -> tuple[Any, str]:
         url = f"{self.entra.authority}/v2.0/.well-known/openid-configuration"
-        resp = await self.get_json(outbound, url, "discovery")
+        resp = await self.get_json(outbound, url, "discovery", self._authority_fix())
         body = resp.body if isinstance(resp.body, dict) else {}
         if resp.status != 200:
             aadsts = " ".join(str(c) for c in body.get("error_codes", [])[:1])
             hint = (f"the tenant is not known there (AADSTS{aadsts}): check entra.tenant_id "
-                    "and entra.cloud" if aadsts else "check entra.tenant_id, entra.cloud and "
-                    "entra.authority_host")
+                    "and entra.cloud" if aadsts else self._authority_fix())
             raise Failed(f"{url} answered HTTP {resp.status}", hint)
         if not body.get("jwks_uri") or not body.get("issuer"):
             raise Failed(f"{url} is not an OpenID configuration (no jwks_uri or issuer)",
@@ -220,7 +233,8 @@ class Checker:
         return body, f"issuer {body['issuer']}"
 
     async def jwks(self, outbound: Outbound, url: str) -> tuple[None, str]:
-        resp = await self.get_json(outbound, url, "jwks")
+        resp = await self.get_json(outbound, url, "jwks", "the discovery document names "
+                                   "this jwks_uri: check the proxy, which answers instead")
         keys = resp.body.get("keys") if isinstance(resp.body, dict) else None
         if resp.status != 200 or not keys:
             raise Failed(f"{url} answered HTTP {resp.status} without signing keys",
@@ -248,7 +262,9 @@ class Checker:
 
     async def graph(self, outbound: Outbound) -> tuple[None, str]:
         url = f"{self.entra.graph_url}/v1.0/me"
-        resp = await self.get_json(outbound, url, "graph")
+        resp = await self.get_json(outbound, url, "graph", "check entra.graph_url (scheme "
+                                   "and host only, e.g. https://graph.microsoft.com) and "
+                                   "entra.cloud")
         if resp.status != 401:
             raise Failed(f"{url} answered HTTP {resp.status}, not 401 as Graph does without "
                          "a token", "check entra.graph_url and the proxy")

@@ -38,6 +38,8 @@ class FleetChoice:
     level: str | None  # "sensor" | "zone" | "site" | "single" | None
     why: str
     candidates: tuple[str, ...] = ()
+    # When none applies: the sites, zones and sensors the [[setting]] blocks name.
+    known: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def sso_off(self) -> bool:
@@ -154,7 +156,16 @@ def choose(blocks: list[Mapping[str, Any]], sensor: SensorIdentity,
             return block, FleetChoice(str(block["name"]), level, why, others)
     return None, FleetChoice(
         None, None, f"no setting applies to sensor {sensor.name!r} (site {sensor.site!r}, "
-        f"zone {sensor.zone!r})")
+        f"zone {sensor.zone!r})", known=known_scopes(blocks))
+
+
+def known_scopes(blocks: list[Mapping[str, Any]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(scope, names) for sites, zones and sensors, as the blocks name them, sorted."""
+    out = []
+    for scope in ("sites", "zones", "sensors"):
+        names = sorted({str(n) for b in blocks for n in (b.get(scope) or ())})
+        out.append((scope, tuple(names)))
+    return tuple(out)
 
 
 def effective_mapping(data: Mapping[str, Any]

@@ -116,6 +116,26 @@ def parse_duration(text: str) -> float:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
+# Keys written as durations in the file ("30m"); show-config prints them the same way.
+DURATION_KEYS = frozenset({"timeout", "clock_skew", "jwks_refetch_interval", "max_age",
+                           "idle_timeout", "absolute_timeout", "sign_in_timeout"})
+
+
+def format_duration(seconds: float) -> str:
+    """1800.0 → ``"30m"``: the largest unit that divides it (inverse of parse_duration)."""
+    millis = round(seconds * 1000)
+    for unit in ("d", "h", "m", "s"):
+        size = round(_UNITS[unit] * 1000)
+        if millis and millis % size == 0:
+            return f"{millis // size}{unit}"
+    return f"{millis}ms"
+
+
+def listen_text(host: str, port: int) -> str:
+    """``server.listen`` as the file writes it: host:port, IPv6 hosts in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def default_config_path() -> str:
     return os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
 
@@ -299,6 +319,10 @@ class _Validator:
         hosts = CLOUDS[cloud]
         authority = self.url(e, "entra", "authority_host", hosts.authority_host) or \
             hosts.authority_host
+        if "authority_host" in e and urlsplit(authority).path.strip("/"):
+            self.problem("entra.authority_host", authority, "must be the scheme and host only, "
+                         "e.g. https://login.microsoftonline.com: the tenant goes in "
+                         "entra.tenant_id")
         graph = self.url(e, "entra", "graph_url", hosts.graph_url) or hosts.graph_url
         ca = self.file(e, "entra", "ca_bundle")
         if ca is not None and ca.is_file():

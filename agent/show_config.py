@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
-from .settings import Settings, load_settings
+from .settings import DURATION_KEYS, Settings, format_duration, listen_text, load_settings
 
 MASK = "******"
 _SECRET_KEYS = {"client_secret_file"}
@@ -38,8 +38,17 @@ def describe(settings: Settings) -> list[str]:
         lines.append(f"why: {choice.why}")
     for section in ("server", "entra", "session"):
         lines.append(f"[{section}]")
-        for f in dataclasses.fields(getattr(settings, section)):
-            value = getattr(getattr(settings, section), f.name)
+        values = getattr(settings, section)
+        for f in dataclasses.fields(values):
+            if f.name == "listen_port":
+                continue
+            if f.name == "listen_host":  # the file's key: listen = "host:port"
+                lines.append(f"listen = {listen_text(values.listen_host, values.listen_port)!r}")
+                continue
+            value = getattr(values, f.name)
+            if f.name in DURATION_KEYS and isinstance(value, int | float):
+                lines.append(f"{f.name} = {format_duration(value)!r}")
+                continue
             lines.append(f"{f.name} = {_show(f.name, value)}")
     lines.append("[roles]")
     for role, groups in settings.roles.items():

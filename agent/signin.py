@@ -134,8 +134,9 @@ class SignIn:
             if exc.info.get("aadsts") or exc.reason == "idp_error":
                 audit.warning("idp_error", reason=exc.reason, aadsts=exc.info.get("aadsts"),
                               error=exc.info.get("error"), source_ip=client)
+            fields = {k: exc.info[k] for k in ("oid", "missing") if exc.info.get(k)}
             audit.warning("sso_login_refused", reason=exc.reason, status=exc.status,
-                          source_ip=client, upn=exc.info.get("upn"))
+                          source_ip=client, upn=exc.info.get("upn"), **fields)
             raise
         self._unavailable.clear()  # every dependency answered this sign-in
         return done
@@ -176,13 +177,17 @@ class SignIn:
             client_id=self.settings.entra.client_id, tenant_id=self.settings.entra.tenant_id,
             nonce_hash=nonce_hash(pending.flow), now=self.clock(),
             leeway=self.settings.entra.clock_skew)
-        self._check_step_up(claims)
-        profile = await self._profile(claims, redemption.access_token)
-        groups = await self._groups(claims, redemption.access_token)
+        try:
+            self._check_step_up(claims)
+            profile = await self._profile(claims, redemption.access_token)
+            groups = await self._groups(claims, redemption.access_token)
+        except SignInRefused as exc:  # a genuine identity: the audit line names its object id
+            exc.info.setdefault("oid", claims.get("oid"))
+            raise
         decision = decide_role(groups, self.settings.roles)
         if decision.role is None:
             raise SignInRefused("no_role", "the account is in none of the groups mapped to a "
-                                "sensor role", upn=profile["upn"])
+                                "sensor role", upn=profile["upn"], oid=claims.get("oid"))
         cookie_id, session = self.sessions.new_session(
             upn=profile["upn"], given_name=profile["given_name"],
             family_name=profile["family_name"], oid=str(claims.get("oid", claims["sub"])),

@@ -52,6 +52,7 @@ done
 install -m 0755 "$here/install-venv" "$lib/install-venv"
 install -m 0644 "$src/systemd/$name.service" "$root/lib/systemd/system/$name.service"
 install -m 0644 "$src/config/agent.example.toml" "$share/agent.example.toml"
+install -m 0644 "$src/config/agent.multi-site.example.toml" "$share/agent.multi-site.example.toml"
 for conf in "$src"/config/nginx/*.conf; do
     install -m 0644 "$conf" "$share/nginx/$(basename "$conf")"
 done
@@ -74,10 +75,10 @@ printf '%s (%s) stable; urgency=medium\n\n  * Release %s.\n\n -- %s  %s\n' \
     "$name" "$version" "$version" "$(sed -n 's/^Maintainer: //p' "$here/debian/control")" \
     "$date" | gzip -9n > "$doc/changelog.gz"
 chmod 0644 "$doc/changelog.gz"
-if [ -f "$src/docs/install.md" ]; then
-    gzip -9nc "$src/docs/install.md" > "$doc/install.md.gz"
-    chmod 0644 "$doc/install.md.gz"
-fi
+for page in "$src"/docs/*.md; do
+    gzip -9nc "$page" > "$doc/$(basename "$page").gz"
+    chmod 0644 "$doc/$(basename "$page").gz"
+done
 
 for script in postinst prerm postrm; do
     install -m 0755 "$here/debian/$script" "$root/DEBIAN/$script"

@@ -80,6 +80,10 @@ def test_contents(deb: Path, unpacked: Path) -> None:
     unit = unpacked / "lib/systemd/system" / f"{NAME}.service"
     assert unit.read_text() == (REPO / "systemd" / f"{NAME}.service").read_text()
     assert (unpacked / "usr/share" / NAME / "agent.example.toml").is_file()
+    # what the example and the man page point to
+    assert (unpacked / "usr/share" / NAME / "agent.multi-site.example.toml").is_file()
+    docs = {p.name for p in (unpacked / "usr/share/doc" / NAME).iterdir()}
+    assert {"install.md.gz", "fleet.md.gz", "security.md.gz"} <= docs
     assert {p.name for p in (unpacked / "usr/share" / NAME / "nginx").iterdir()} == \
         {"sensor-sso.conf", "sensor-sso-auth.conf", "sensor-sso-upstream.conf"}
     assert os.readlink(unpacked / "usr/bin" / NAME) == f"/opt/{NAME}/venv/bin/{NAME}"
