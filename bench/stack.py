@@ -18,9 +18,9 @@ import aiohttp
 
 from agent.demo import DEMO_CLIENT, DEMO_GROUPS, DEMO_TENANT
 from agent.devidp import DEMO_PASSWORD, DevIdentityProvider, demo_users
-from agent.devidp.driver import complete_sign_in
 from agent.sessions import COOKIE_NAME, Session, session_key
 from agent.state import SessionJournal
+from tests.devidp_driver import complete_sign_in
 
 TENANT, CLIENT, ROLE_GROUPS = DEMO_TENANT, DEMO_CLIENT, DEMO_GROUPS  # the demo's tenant
 USER = "admin@contoso.example"

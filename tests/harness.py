@@ -21,10 +21,10 @@ import aiohttp
 from aiohttp import web
 
 from agent.devidp import DevIdentityProvider, DevUser, demo_users
-from agent.devidp.driver import complete_sign_in
 from agent.settings import Settings, settings_from_mapping
 from agent.web.app import create_app
 from tests.clock import Clock
+from tests.devidp_driver import complete_sign_in
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "0b5b0b4e-3c8b-4bfb-8f0e-6c0f1c2d3e4f"

@@ -9,7 +9,8 @@ import aiohttp
 import pytest
 
 from agent.demo import serve_demo
-from agent.devidp import DEMO_PASSWORD, complete_sign_in
+from agent.devidp import DEMO_PASSWORD
+from tests.devidp_driver import complete_sign_in
 from tests.harness import free_port
 
 

@@ -341,7 +341,7 @@ class TestMsalTraps:
 
     async def test_token_without_sub_is_rejected_cleanly(self, stack: Stack) -> None:
         """An ID token without sub (KeyError inside MSAL) is a 400 page, not a 500."""
-        stack.idp.token_tweaks["claims"] = {"sub": DELETE}
+        stack.idp.token_tweaks.claims = {"sub": DELETE}
         resp = await stack.browser().sign_in("admin@contoso.example")
         assert 400 == resp.status
         assert "Sign-in response rejected" in await resp.text()

@@ -20,7 +20,8 @@ Endpoints (``{t}`` = the tenant id; another tenant gets AADSTS90002):
 * Graph: ``GET /v1.0/me[?$select=...]``, ``POST /v1.0/me/checkMemberGroups`` (<= 20 ids),
   ``POST /v1.0/me/getMemberObjects`` and ``/v1.0/users/{id}/...``, ``GET /oidc/userinfo``
 
-Signing in without a browser (``driver.complete_sign_in`` does exactly this):
+Signing in without a browser (``tests/devidp_driver.py``'s ``complete_sign_in`` does exactly
+this; it is test support and not shipped):
 
 1. ``GET`` the authorize URL without following redirects. 302 -> done (SSO or error).
    200 -> a page with ``<form id="signin-form" method="post" action="/{t}/login">`` holding
@@ -45,24 +46,31 @@ Misbehaviour (``idp.reset_misbehaviour()`` clears it all):
   ``graph_check_member_groups``, ``authorize_response`` (the final redirect), ...
 * ``idp.authorize_error = ("access_denied", "AADSTS50105: ...")``: after the sign-in the
   client gets this error instead of a code. ``idp.iss_override``: wrong ``iss`` there.
-* ``idp.token_tweaks``: ``claims`` / ``header`` (merged; ``DELETE`` removes), ``signing``
-  (``normal``, ``bad_signature``, ``alg_none``, ``hs256_public_key``, ``foreign_key``,
-  ``unknown_kid_in_jwks_later``), ``discovery_issuer``, ``jwks_without_kid``. ``acrs`` or
-  ``amr`` claims can be added through ``claims``.
+* ``idp.token_tweaks`` (a ``TokenTweaks``): ``.claims`` / ``.header`` (merged; ``DELETE``
+  removes), ``.signing`` (``normal``, ``bad_signature``, ``alg_none``, ``hs256_public_key``,
+  ``foreign_key``, ``unknown_kid_in_jwks_later``), ``.discovery_issuer``,
+  ``.jwks_without_kid``. ``acrs`` or ``amr`` claims can be added through ``claims``.
 * ``idp.auth_contexts = {"c1"}``: the users satisfy these Conditional Access authentication
   contexts; an ID token carries ``acrs`` with those of them that the authorize request's
   ``claims`` parameter asks for (``{"id_token": {"acrs": {"value": "c1"}}}``). Empty: none.
 * ``idp.rotate_keys(keep_old=False)``; the injected ``clock`` drives token times and code
   expiry; ``idp.requests`` counts hits per endpoint name.
 
+Layout: ``state.py`` holds what the endpoints share (``ProviderState``: configuration, the
+knobs above, pending requests, codes, SSO sessions, keys, addresses). Each endpoint module
+(``metadata``, ``authorize``, ``tokens``, ``signout``, ``graph``) offers ``routes(state)`` and
+writes its handlers as ``async def handler(state, request)`` under ``@endpoint(name)``
+(``endpoint.py``: count the request, apply a fault, refuse another tenant). ``server.py``'s
+``DevIdentityProvider`` is that state plus serving it; no endpoint module imports it.
+
 AADSTS codes follow Entra where known (90002, 700016, 50011, 9002327, 9002326, 7000218,
 54005, 501481, 500112, 70008, 50058); the rest are plausible approximations.
 """
 
-from .driver import SignInDriverError, complete_sign_in
-from .faults import ENDPOINTS, Fault
+from .faults import ENDPOINTS, Fault, TokenTweaks
 from .keys import DELETE, SIGNING_MODES
 from .server import DevIdentityProvider
+from .state import ProviderState
 from .tokens import GRAPH_APP_ID
 from .users import DEMO_PASSWORD, DevUser, demo_users
 
@@ -75,7 +83,7 @@ __all__ = [
     "DevIdentityProvider",
     "DevUser",
     "Fault",
-    "SignInDriverError",
-    "complete_sign_in",
+    "ProviderState",
+    "TokenTweaks",
     "demo_users",
 ]

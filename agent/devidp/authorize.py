@@ -6,18 +6,15 @@ import hmac
 import json
 import secrets
 import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from aiohttp import web
 
+from .endpoint import bind, endpoint
 from .faults import entra_error_body
 from .keys import b64url
-
-if TYPE_CHECKING:
-    from .server import DevIdentityProvider
-    from .users import DevUser
+from .state import AuthRequest, IssuedCode, ProviderState, SsoSession
+from .users import DevUser
 
 SSO_COOKIE = "devidp_sso"
 _PENDING_LIFETIME = 3600.0
@@ -28,60 +25,12 @@ _BAD_PASSWORD = (
 )
 
 
-@dataclass
-class AuthRequest:
-    """One authorization request, from the authorize call until the code is issued."""
-
-    client_id: str
-    redirect_uri: str
-    response_mode: str
-    scope: str
-    state: str | None
-    nonce: str | None
-    code_challenge: str | None
-    code_challenge_method: str | None
-    login_hint: str | None
-    prompt: str | None
-    max_age: int | None
-    client_info: bool
-    created: float
-    oid: str | None = None  # set once the password was right (MFA pending)
-    claims: str | None = None  # the OIDC ``claims`` request parameter (JSON), as sent
-    mfa_number: str | None = None
-
-
-@dataclass
-class IssuedCode:
-    request: AuthRequest
-    oid: str
-    issued_at: float
-    auth_time: float
-    session_state: str
-    redeemed: bool = False
-
-
-@dataclass
-class SsoSession:
-    oid: str
-    auth_time: float
-    session_state: str
-
-
-def routes(idp: DevIdentityProvider) -> list[web.RouteDef]:
-    async def authorize_handler(request: web.Request) -> web.StreamResponse:
-        return await authorize(idp, request)
-
-    async def login_handler(request: web.Request) -> web.StreamResponse:
-        return await login(idp, request)
-
-    async def mfa_handler(request: web.Request) -> web.StreamResponse:
-        return await mfa(idp, request)
-
+def routes(state: ProviderState) -> list[web.RouteDef]:
     return [
-        web.get("/{tenant}/oauth2/v2.0/authorize", authorize_handler),
-        web.post("/{tenant}/oauth2/v2.0/authorize", authorize_handler),
-        web.post("/{tenant}/login", login_handler),
-        web.post("/{tenant}/mfa", mfa_handler),
+        bind(state, "GET", "/{tenant}/oauth2/v2.0/authorize", authorize),
+        bind(state, "POST", "/{tenant}/oauth2/v2.0/authorize", authorize),
+        bind(state, "POST", "/{tenant}/login", login),
+        bind(state, "POST", "/{tenant}/mfa", mfa),
     ]
 
 
@@ -89,14 +38,14 @@ def _description(code: int, message: str, now: float) -> str:
     return str(entra_error_body(code, message, "", now)["error_description"])
 
 
-def _respond(idp: DevIdentityProvider, req: AuthRequest, params: dict[str, str]) -> web.Response:
+def _respond(state: ProviderState, req: AuthRequest, params: dict[str, str]) -> web.Response:
     """Send ``params`` to the client's redirect URI in the request's response mode."""
-    if idp.iss_override is not None:
-        params["iss"] = idp.iss_override
-    elif idp.iss_parameter_supported:
-        params["iss"] = idp.issuer
+    if state.iss_override is not None:
+        params["iss"] = state.iss_override
+    elif state.iss_parameter_supported:
+        params["iss"] = state.issuer
     if req.response_mode == "form_post":
-        return idp.render("form_post.html", action=req.redirect_uri, fields=list(params.items()))
+        return state.render("form_post.html", action=req.redirect_uri, fields=list(params.items()))
     if req.response_mode == "fragment":
         location = f"{req.redirect_uri}#{urlencode(params)}"
     else:
@@ -105,19 +54,19 @@ def _respond(idp: DevIdentityProvider, req: AuthRequest, params: dict[str, str])
     return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
 
 
-def _error_redirect(idp: DevIdentityProvider, req: AuthRequest, error: str, description: str
+def _error_redirect(state: ProviderState, req: AuthRequest, error: str, description: str
                     ) -> web.Response:
     params = {"error": error, "error_description": description}
     if req.state is not None:
         params["state"] = req.state
-    return _respond(idp, req, params)
+    return _respond(state, req, params)
 
 
-def _prune(idp: DevIdentityProvider, now: float) -> None:
-    for rid in [r for r, p in idp.pending.items() if now - p.created > _PENDING_LIFETIME]:
-        del idp.pending[rid]
-    for code in [c for c, i in idp.codes.items() if now - i.issued_at > _CODE_MEMORY]:
-        del idp.codes[code]
+def _prune(state: ProviderState, now: float) -> None:
+    for rid in [r for r, p in state.pending.items() if now - p.created > _PENDING_LIFETIME]:
+        del state.pending[rid]
+    for code in [c for c, i in state.codes.items() if now - i.issued_at > _CODE_MEMORY]:
+        del state.codes[code]
 
 
 async def _params(request: web.Request) -> dict[str, str]:
@@ -127,38 +76,34 @@ async def _params(request: web.Request) -> dict[str, str]:
     return params
 
 
-async def authorize(idp: DevIdentityProvider, request: web.Request) -> web.StreamResponse:
-    idp.requests["authorize"] += 1
-    if (faulted := await idp.faults.apply("authorize")) is not None:
-        return faulted
-    if (wrong := idp.wrong_tenant(request, html=True)) is not None:
-        return wrong
-    now = idp.clock()
-    _prune(idp, now)
+@endpoint("authorize", tenant="html")
+async def authorize(state: ProviderState, request: web.Request) -> web.StreamResponse:
+    now = state.clock()
+    _prune(state, now)
     p = await _params(request)
     client_id = p.get("client_id", "")
     if not client_id:
-        return idp.error_page(
+        return state.error_page(
             900144, "The request body must contain the following parameter: 'client_id'.")
-    if client_id != idp.client_id:
-        return idp.error_page(700016, (
+    if client_id != state.client_id:
+        return state.error_page(700016, (
             f"Application with identifier '{client_id}' was not found in the directory "
-            f"'{idp.tenant_id}'. This can happen if the application has not been installed by "
+            f"'{state.tenant_id}'. This can happen if the application has not been installed by "
             "the administrator of the tenant or consented to by any user in the tenant. You may "
             "have sent your authentication request to the wrong tenant."))
     redirect_uri = p.get("redirect_uri", "")
     if not redirect_uri:
-        return idp.error_page(
+        return state.error_page(
             900144, "The request body must contain the following parameter: 'redirect_uri'.")
-    if redirect_uri not in idp.redirect_uris:
-        return idp.error_page(50011, (
+    if redirect_uri not in state.redirect_uris:
+        return state.error_page(50011, (
             f"The redirect URI '{redirect_uri}' specified in the request does not match the "
             f"redirect URIs configured for the application '{client_id}'. Make sure the "
             "redirect URI sent in the request matches one added to your application in the "
             "Azure portal."))
     response_mode = p.get("response_mode", "query")
     if response_mode not in _RESPONSE_MODES:
-        return idp.error_page(None, f"The response_mode '{response_mode}' is not supported.")
+        return state.error_page(None, f"The response_mode '{response_mode}' is not supported.")
     max_age = p.get("max_age")
     req = AuthRequest(
         client_id=client_id, redirect_uri=redirect_uri, response_mode=response_mode,
@@ -169,153 +114,145 @@ async def authorize(idp: DevIdentityProvider, request: web.Request) -> web.Strea
         max_age=int(max_age) if max_age and max_age.isdigit() else None,
         client_info=p.get("client_info") == "1", created=now, claims=p.get("claims"),
     )
-    if (refusal := _check_request(idp, req, p, now)) is not None:
+    if (refusal := _check_request(state, req, p, now)) is not None:
         return refusal
-    session = idp.sso_sessions.get(request.cookies.get(SSO_COOKIE, ""))
-    if session is not None and _sso_usable(idp, req, session, now):
-        user = idp.user_by_oid(session.oid)
+    session = state.sso_sessions.get(request.cookies.get(SSO_COOKIE, ""))
+    if session is not None and _sso_usable(state, req, session, now):
+        user = state.user_by_oid(session.oid)
         if user is not None:
-            return await _complete(idp, req, user, session.auth_time, session.session_state, None)
+            return await _complete(state, req, user, session.auth_time, session.session_state, None)
     if req.prompt == "none":
-        return _error_redirect(idp, req, "login_required", _description(
+        return _error_redirect(state, req, "login_required", _description(
             50058, "A silent sign-in request was sent but no user is signed in.", now))
     request_id = secrets.token_urlsafe(24)
-    idp.pending[request_id] = req
-    return _sign_in_form(idp, request_id, req.login_hint or "", None)
+    state.pending[request_id] = req
+    return _sign_in_form(state, request_id, req.login_hint or "", None)
 
 
-def _check_request(idp: DevIdentityProvider, req: AuthRequest, p: dict[str, str], now: float
+def _check_request(state: ProviderState, req: AuthRequest, p: dict[str, str], now: float
                    ) -> web.Response | None:
     response_type = p.get("response_type")
     if not response_type:
-        return _error_redirect(idp, req, "invalid_request", _description(
+        return _error_redirect(state, req, "invalid_request", _description(
             900144, "The request body must contain the following parameter: 'response_type'.",
             now))
     if response_type != "code":
-        return _error_redirect(idp, req, "unsupported_response_type", _description(
+        return _error_redirect(state, req, "unsupported_response_type", _description(
             700054, f"response_type '{response_type}' is not enabled for the application.", now))
     if not req.scope:
-        return _error_redirect(idp, req, "invalid_request", _description(
+        return _error_redirect(state, req, "invalid_request", _description(
             900144, "The request body must contain the following parameter: 'scope'.", now))
-    if idp.spa and (not req.code_challenge or req.code_challenge_method != "S256"):
-        return _error_redirect(idp, req, "invalid_request", _description(
+    if state.spa and (not req.code_challenge or req.code_challenge_method != "S256"):
+        return _error_redirect(state, req, "invalid_request", _description(
             9002325, "Proof Key for Code Exchange (code_challenge with code_challenge_method "
             "'S256') is required for cross-origin authorization code redemption.", now))
     if req.code_challenge and not 43 <= len(req.code_challenge) <= 128:
-        return _error_redirect(idp, req, "invalid_request", _description(
+        return _error_redirect(state, req, "invalid_request", _description(
             501491, "Invalid size of Code_Challenge parameter.", now))
     if req.code_challenge_method not in (None, "S256", "plain"):
-        return _error_redirect(idp, req, "invalid_request", _description(
+        return _error_redirect(state, req, "invalid_request", _description(
             501491, f"Unsupported code_challenge_method '{req.code_challenge_method}'.", now))
     return None
 
 
-def _sso_usable(idp: DevIdentityProvider, req: AuthRequest, session: SsoSession, now: float
+def _sso_usable(state: ProviderState, req: AuthRequest, session: SsoSession, now: float
                 ) -> bool:
     if req.prompt in ("login", "select_account"):
         return False
     if req.max_age is not None and now - session.auth_time > req.max_age:
         return False
     if req.login_hint:
-        hinted = idp.user_by_username(req.login_hint)
+        hinted = state.user_by_username(req.login_hint)
         return hinted is not None and hinted.oid == session.oid
     return True
 
 
-def _sign_in_form(idp: DevIdentityProvider, request_id: str,
+def _sign_in_form(state: ProviderState, request_id: str,
                   username: str, error: str | None) -> web.Response:
-    return idp.render(
-        "signin.html", action=f"/{idp.tenant_id}/login", request_id=request_id,
-        username=username, error=error, app_name=idp.app_name,
+    return state.render(
+        "signin.html", action=f"/{state.tenant_id}/login", request_id=request_id,
+        username=username, error=error, app_name=state.app_name,
     )
 
 
-async def login(idp: DevIdentityProvider, request: web.Request) -> web.StreamResponse:
+@endpoint("login", tenant="html")
+async def login(state: ProviderState, request: web.Request) -> web.StreamResponse:
     """POST of the sign-in form: ``request_id``, ``username``, ``password``."""
-    idp.requests["login"] += 1
-    if (faulted := await idp.faults.apply("login")) is not None:
-        return faulted
-    if (wrong := idp.wrong_tenant(request, html=True)) is not None:
-        return wrong
     form = await request.post()
     request_id, username, password = (str(form.get(k, "")) for k in
                                       ("request_id", "username", "password"))
-    req = idp.pending.get(request_id)
+    req = state.pending.get(request_id)
     if req is None:
-        return _expired(idp)
-    user = idp.user_by_username(username)
+        return _expired(state)
+    user = state.user_by_username(username)
     if user is None or not hmac.compare_digest(user.password.encode(), password.encode()):
-        return _sign_in_form(idp, request_id, username, _BAD_PASSWORD)
-    now = idp.clock()
+        return _sign_in_form(state, request_id, username, _BAD_PASSWORD)
+    now = state.clock()
     if user.mfa:
         req.oid = user.oid
         req.mfa_number = str(10 + secrets.randbelow(90))
-        return idp.render(
-            "mfa.html", action=f"/{idp.tenant_id}/mfa", request_id=request_id,
+        return state.render(
+            "mfa.html", action=f"/{state.tenant_id}/mfa", request_id=request_id,
             number=req.mfa_number, username=user.username,
         )
-    del idp.pending[request_id]
-    return await _complete(idp, req, user, now, str(uuid.uuid4()), secrets.token_urlsafe(32))
+    del state.pending[request_id]
+    return await _complete(state, req, user, now, str(uuid.uuid4()), secrets.token_urlsafe(32))
 
 
-async def mfa(idp: DevIdentityProvider, request: web.Request) -> web.StreamResponse:
+@endpoint("mfa", tenant="html")
+async def mfa(state: ProviderState, request: web.Request) -> web.StreamResponse:
     """POST of the number-matching form: ``request_id``, ``number``."""
-    idp.requests["mfa"] += 1
-    if (faulted := await idp.faults.apply("mfa")) is not None:
-        return faulted
-    if (wrong := idp.wrong_tenant(request, html=True)) is not None:
-        return wrong
     form = await request.post()
     request_id, number = str(form.get("request_id", "")), str(form.get("number", "")).strip()
-    req = idp.pending.get(request_id)
+    req = state.pending.get(request_id)
     if req is None or req.oid is None or req.mfa_number is None:
-        return _expired(idp)
-    del idp.pending[request_id]
-    user = idp.user_by_oid(req.oid)
+        return _expired(state)
+    del state.pending[request_id]
+    user = state.user_by_oid(req.oid)
     if user is None or not hmac.compare_digest(number.encode(), req.mfa_number.encode()):
-        return idp.error_page(
+        return state.error_page(
             500121, "Authentication failed during strong authentication request. "
             "The number entered did not match.", status=400, title="Request denied")
-    return await _complete(idp, req, user, idp.clock(), str(uuid.uuid4()),
+    return await _complete(state, req, user, state.clock(), str(uuid.uuid4()),
                            secrets.token_urlsafe(32))
 
 
-def _expired(idp: DevIdentityProvider) -> web.Response:
-    return idp.error_page(
+def _expired(state: ProviderState) -> web.Response:
+    return state.error_page(
         None, "This sign-in request is unknown or has expired. Go back to the application "
         "and sign in again.", status=400)
 
 
-async def _complete(idp: DevIdentityProvider, req: AuthRequest, user: DevUser, auth_time: float,
+async def _complete(state: ProviderState, req: AuthRequest, user: DevUser, auth_time: float,
                     session_state: str, new_cookie: str | None) -> web.StreamResponse:
     """Issue the code (or the configured error) and redirect back to the client."""
-    idp.requests["authorize_response"] += 1
-    faulted = await idp.faults.apply("authorize_response")
+    state.requests["authorize_response"] += 1
+    faulted = await state.faults.apply("authorize_response")
     if faulted is None:
-        faulted = _redirect_back(idp, req, user, auth_time, session_state)
+        faulted = _redirect_back(state, req, user, auth_time, session_state)
     if new_cookie is not None:
-        idp.sso_sessions[new_cookie] = SsoSession(user.oid, auth_time, session_state)
+        state.sso_sessions[new_cookie] = SsoSession(user.oid, auth_time, session_state)
         faulted.set_cookie(
             SSO_COOKIE, new_cookie, path="/", secure=True, httponly=True, samesite="None")
     return faulted
 
 
-def _redirect_back(idp: DevIdentityProvider, req: AuthRequest, user: DevUser, auth_time: float,
+def _redirect_back(state: ProviderState, req: AuthRequest, user: DevUser, auth_time: float,
                    session_state: str) -> web.Response:
-    if idp.authorize_error is not None:
-        error, description = idp.authorize_error
-        return _error_redirect(idp, req, error, description)
+    if state.authorize_error is not None:
+        error, description = state.authorize_error
+        return _error_redirect(state, req, error, description)
     code = secrets.token_urlsafe(64)
-    idp.codes[code] = IssuedCode(req, user.oid, idp.clock(), auth_time, session_state)
+    state.codes[code] = IssuedCode(req, user.oid, state.clock(), auth_time, session_state)
     params = {"code": code}
     if req.client_info:
-        params["client_info"] = client_info(idp, user)
+        params["client_info"] = client_info(state, user)
     if req.state is not None:
         params["state"] = req.state
     params["session_state"] = session_state
-    return _respond(idp, req, params)
+    return _respond(state, req, params)
 
 
-def client_info(idp: DevIdentityProvider, user: DevUser) -> str:
+def client_info(state: ProviderState, user: DevUser) -> str:
     """``base64url({"uid": oid, "utid": tid})``, as MSAL expects."""
-    return b64url(json.dumps({"uid": user.oid, "utid": idp.tenant_id}).encode())
+    return b64url(json.dumps({"uid": user.oid, "utid": state.tenant_id}).encode())

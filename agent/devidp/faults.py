@@ -1,4 +1,4 @@
-"""Misbehaviour on demand: per-endpoint faults and Entra/Graph-shaped error bodies."""
+"""Misbehaviour on demand: per-endpoint faults, ID token tweaks, Entra/Graph-shaped errors."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from .keys import SIGNING_MODES, SigningMode
 
 ENDPOINTS = frozenset(
     {
@@ -72,6 +74,40 @@ class FaultMap(dict[str, Fault]):
             body=fault.body or b"",
             headers={"Content-Type": fault.content_type, **fault.headers},
         )
+
+
+@dataclass(slots=True)
+class TokenTweaks:
+    """How the next ID tokens (and discovery, JWKS) misbehave; ``clear()`` makes them honest.
+
+    ``claims`` / ``header``: merged into the ID token's claims / JOSE header (a ``DELETE``
+    value removes the entry); ``signing``: one of ``SIGNING_MODES``; ``discovery_issuer``:
+    the ``issuer`` discovery announces instead of the real one; ``jwks_without_kid``: keys
+    and tokens carry no ``kid``. An unknown name raises ``AttributeError``, an unknown
+    signing mode ``ValueError``.
+    """
+
+    claims: dict[str, Any] = field(default_factory=dict)
+    header: dict[str, Any] = field(default_factory=dict)
+    signing: SigningMode = "normal"
+    discovery_issuer: str | None = None
+    jwks_without_kid: bool = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "signing" and value not in SIGNING_MODES:
+            raise ValueError(f"unknown signing mode {value!r}; one of {sorted(SIGNING_MODES)}")
+        object.__setattr__(self, name, value)
+
+    def update(self, **changes: Any) -> None:
+        """Set several tweaks at once."""
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+    def clear(self) -> None:
+        """Back to honest tokens."""
+        honest = TokenTweaks()
+        for name in self.__slots__:
+            setattr(self, name, getattr(honest, name))
 
 
 def _timestamp(now: float) -> str:

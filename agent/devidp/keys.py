@@ -9,17 +9,16 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-SIGNING_MODES = frozenset(
-    {"normal", "bad_signature", "alg_none", "hs256_public_key", "foreign_key",
-     "unknown_kid_in_jwks_later"}
-)
+SigningMode = Literal["normal", "bad_signature", "alg_none", "hs256_public_key", "foreign_key",
+                      "unknown_kid_in_jwks_later"]
+SIGNING_MODES: frozenset[str] = frozenset(get_args(SigningMode))
 
 
 class _Sentinel(enum.Enum):
@@ -116,7 +115,7 @@ def build_jws(
     claims: dict[str, Any],
     key: SigningKey,
     *,
-    mode: str = "normal",
+    mode: SigningMode = "normal",
     header_changes: dict[str, Any] | None = None,
     with_kid: bool = True,
     foreign_key: SigningKey | None = None,

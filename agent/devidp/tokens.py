@@ -8,7 +8,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote_plus
 
 import jwt
@@ -16,46 +16,26 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .authorize import IssuedCode, client_info
+from .authorize import client_info
+from .endpoint import bind, endpoint
 from .faults import entra_error
-from .keys import SIGNING_MODES, b64url, build_jws, merge
-
-if TYPE_CHECKING:
-    from .server import DevIdentityProvider
-    from .users import DevUser
+from .keys import b64url, build_jws, merge
+from .state import IssuedCode, ProviderState
+from .users import DevUser
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 OIDC_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
 _DEFAULT_GRAPH_SCOPES = ("User.Read", "GroupMember.Read.All")
 _ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-TWEAK_KEYS = frozenset({"claims", "header", "signing", "discovery_issuer", "jwks_without_kid"})
 
 
-class TokenTweaks(dict[str, Any]):
-    """``dict`` of ID token misbehaviour that refuses unknown keys and signing modes."""
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key not in TWEAK_KEYS:
-            raise KeyError(f"unknown token tweak {key!r}; one of {sorted(TWEAK_KEYS)}")
-        if key == "signing" and value not in SIGNING_MODES:
-            raise ValueError(f"unknown signing mode {value!r}; one of {sorted(SIGNING_MODES)}")
-        super().__setitem__(key, value)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
+def routes(state: ProviderState) -> list[web.RouteDef]:
+    return [bind(state, "POST", "/{tenant}/oauth2/v2.0/token", token)]
 
 
-def routes(idp: DevIdentityProvider) -> list[web.RouteDef]:
-    async def token_handler(request: web.Request) -> web.StreamResponse:
-        return await token(idp, request)
-
-    return [web.post("/{tenant}/oauth2/v2.0/token", token_handler)]
-
-
-def pairwise_sub(idp: DevIdentityProvider, oid: str) -> str:
+def pairwise_sub(state: ProviderState, oid: str) -> str:
     """An opaque, per-application subject like Entra's ``sub``."""
-    return b64url(hashlib.sha256(f"{idp.tenant_id}:{idp.client_id}:{oid}".encode()).digest())
+    return b64url(hashlib.sha256(f"{state.tenant_id}:{state.client_id}:{oid}".encode()).digest())
 
 
 def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
@@ -69,16 +49,12 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
     return unquote_plus(user), unquote_plus(password)
 
 
-async def token(idp: DevIdentityProvider, request: web.Request) -> web.StreamResponse:
-    idp.requests["token"] += 1
-    if (faulted := await idp.faults.apply("token")) is not None:
-        return faulted
-    if (wrong := idp.wrong_tenant(request)) is not None:
-        return wrong
-    now = idp.clock()
+@endpoint("token")
+async def token(state: ProviderState, request: web.Request) -> web.StreamResponse:
+    now = state.clock()
     form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
     basic = _basic_credentials(request)
-    idp.last_token_origin = request.headers.get("Origin")
+    state.last_token_origin = request.headers.get("Origin")
 
     def fail(status: int, error: str, code: int, message: str) -> web.Response:
         return entra_error(request, status, error, code, message, now)
@@ -96,16 +72,16 @@ async def token(idp: DevIdentityProvider, request: web.Request) -> web.StreamRes
     client_id = form.get("client_id") or (basic[0] if basic else "")
     if not client_id:
         return missing("client_id")
-    if client_id != idp.client_id:
+    if client_id != state.client_id:
         return fail(400, "unauthorized_client", 700016, (
             f"Application with identifier '{client_id}' was not found in the directory "
-            f"'{idp.tenant_id}'."))
+            f"'{state.tenant_id}'."))
     code = form.get("code")
     if not code:
         return missing("code")
-    if (refused := _authenticate_client(idp, request, form, basic, now, fail)) is not None:
+    if (refused := _authenticate_client(state, request, form, basic, now, fail)) is not None:
         return refused
-    issued = idp.codes.get(code)
+    issued = state.codes.get(code)
     if issued is None or issued.request.client_id != client_id:
         return fail(400, "invalid_grant", 9002313, "Invalid request. Request is malformed or "
                     "invalid.")
@@ -113,7 +89,7 @@ async def token(idp: DevIdentityProvider, request: web.Request) -> web.StreamRes
         return fail(400, "invalid_grant", 54005, "OAuth2 Authorization code was already "
                     "redeemed, please retry with a new valid code or use an existing refresh "
                     "token.")
-    if now > issued.issued_at + idp.code_lifetime:
+    if now > issued.issued_at + state.code_lifetime:
         return fail(400, "invalid_grant", 70008, "The provided authorization code or refresh "
                     "token has expired due to inactivity. Send a new interactive authorization "
                     "request for this user and resource.")
@@ -123,18 +99,17 @@ async def token(idp: DevIdentityProvider, request: web.Request) -> web.StreamRes
             f"The reply address '{redirect_uri}' does not match the reply address "
             f"'{issued.request.redirect_uri}' provided when requesting Authorization code."))
     pkce_ok = _pkce_ok(issued, form.get("code_verifier"))
-    idp.last_token_pkce_ok = pkce_ok
+    state.last_token_pkce_ok = pkce_ok
     if not pkce_ok:
         return fail(400, "invalid_grant", 501481, "The Code_Verifier does not match the "
                     "code_challenge supplied in the authorization request.")
-    user = idp.user_by_oid(issued.oid)
+    user = state.user_by_oid(issued.oid)
     if user is None:
         return fail(400, "invalid_grant", 50034, "The user account does not exist in the "
-                    f"{idp.tenant_id} directory.")
+                    f"{state.tenant_id} directory.")
     issued.redeemed = True
-    return web.json_response(
-        issue_tokens(idp, issued, user), headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
-    )
+    return web.json_response(issue_tokens(state, issued, user),
+                             headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
 def _pkce_ok(issued: IssuedCode, verifier: str | None) -> bool:
@@ -150,7 +125,7 @@ def _pkce_ok(issued: IssuedCode, verifier: str | None) -> bool:
     return hmac.compare_digest(computed.encode(), challenge.encode())
 
 
-def _authenticate_client(idp: DevIdentityProvider, request: web.Request, form: dict[str, str],
+def _authenticate_client(state: ProviderState, request: web.Request, form: dict[str, str],
                          basic: tuple[str, str] | None, now: float,
                          fail: Callable[[int, str, int, str], web.Response]
                          ) -> web.Response | None:
@@ -158,7 +133,7 @@ def _authenticate_client(idp: DevIdentityProvider, request: web.Request, form: d
     origin = request.headers.get("Origin")
     secret = form.get("client_secret") or (basic[1] if basic else None)
     assertion = form.get("client_assertion")
-    if idp.spa:
+    if state.spa:
         if secret or assertion:
             return fail(401, "invalid_client", 700025, "Client is public so neither "
                         "'client_assertion' nor 'client_secret' should be presented.")
@@ -172,29 +147,29 @@ def _authenticate_client(idp: DevIdentityProvider, request: web.Request, form: d
                     "permitted only for the 'Single-Page Application' client-type. Request "
                     f"origin: '{origin}'.")
     if assertion:
-        problem = _assertion_problem(idp, form, assertion, now)
+        problem = _assertion_problem(state, form, assertion, now)
         if problem is not None:
             return fail(401, "invalid_client", problem[0], problem[1])
         return None
     if secret:
-        if idp.client_secret is None or not hmac.compare_digest(
-                secret.encode(), idp.client_secret.encode()):
+        if state.client_secret is None or not hmac.compare_digest(
+                secret.encode(), state.client_secret.encode()):
             return fail(401, "invalid_client", 7000215, "Invalid client secret provided. "
                         "Ensure the secret being sent in the request is the client secret "
                         f"value, not the client secret ID, for a secret added to app "
-                        f"'{idp.client_id}'.")
+                        f"'{state.client_id}'.")
         return None
     return fail(401, "invalid_client", 7000218, "The request body must contain the following "
                 "parameter: 'client_assertion' or 'client_secret'.")
 
 
-def _assertion_problem(idp: DevIdentityProvider, form: dict[str, str], assertion: str,
+def _assertion_problem(state: ProviderState, form: dict[str, str], assertion: str,
                        now: float) -> tuple[int, str] | None:
     if form.get("client_assertion_type") != _ASSERTION_TYPE:
         return 70002, f"client_assertion_type must be '{_ASSERTION_TYPE}'."
-    if not idp.client_certificate_pem:
+    if not state.client_certificate_pem:
         return 700027, "Client assertion failed signature validation (no certificate registered)."
-    pem = idp.client_certificate_pem
+    pem = state.client_certificate_pem
     public_key: Any
     if b"CERTIFICATE" in pem:
         public_key = x509.load_pem_x509_certificate(pem).public_key()
@@ -202,15 +177,16 @@ def _assertion_problem(idp: DevIdentityProvider, form: dict[str, str], assertion
         public_key = serialization.load_pem_public_key(pem)
     try:
         claims = jwt.decode(
-            assertion, public_key, algorithms=["RS256", "PS256"], audience=idp.token_endpoint,
+            assertion, public_key, algorithms=["RS256", "PS256"], audience=state.token_endpoint,
             options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
                      "require": ["aud", "iss", "sub", "exp"]},
         )
     except jwt.InvalidAudienceError:
-        return 70002, f"Client assertion audience must be the token endpoint {idp.token_endpoint}."
+        return 70002, ("Client assertion audience must be the token endpoint "
+                       f"{state.token_endpoint}.")
     except jwt.PyJWTError as exc:
         return 700027, f"Client assertion failed signature validation. ({exc})"
-    if claims.get("iss") != idp.client_id or claims.get("sub") != idp.client_id:
+    if claims.get("iss") != state.client_id or claims.get("sub") != state.client_id:
         return 70002, "Client assertion iss and sub must both be the client id."
     if not isinstance(claims.get("exp"), int | float) or now >= claims["exp"] or (
             isinstance(claims.get("nbf"), int | float) and claims["nbf"] > now + 300):
@@ -231,15 +207,15 @@ def _granted_scopes(requested: str) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(graph or ["User.Read"])), oidc
 
 
-def issue_tokens(idp: DevIdentityProvider, issued: IssuedCode, user: DevUser) -> dict[str, Any]:
+def issue_tokens(state: ProviderState, issued: IssuedCode, user: DevUser) -> dict[str, Any]:
     """The successful token response body."""
-    now = int(idp.clock())
+    now = int(state.clock())
     graph_scopes, oidc_scopes = _granted_scopes(issued.request.scope)
     access_claims = {
-        "aud": GRAPH_APP_ID, "iss": f"{idp.url}/{idp.tenant_id}/", "iat": now, "nbf": now,
-        "exp": now + idp.token_lifetime, "appid": idp.client_id, "idtyp": "user",
+        "aud": GRAPH_APP_ID, "iss": f"{state.url}/{state.tenant_id}/", "iat": now, "nbf": now,
+        "exp": now + state.token_lifetime, "appid": state.client_id, "idtyp": "user",
         "name": user.name, "oid": user.oid, "scp": " ".join(graph_scopes),
-        "sub": pairwise_sub(idp, user.oid), "tid": idp.tenant_id,
+        "sub": pairwise_sub(state, user.oid), "tid": state.tenant_id,
         "unique_name": user.username, "uti": secrets.token_urlsafe(16), "ver": "1.0",
     }
     if user.upn is not None:
@@ -247,33 +223,33 @@ def issue_tokens(idp: DevIdentityProvider, issued: IssuedCode, user: DevUser) ->
     body: dict[str, Any] = {
         "token_type": "Bearer",
         "scope": " ".join(graph_scopes + [s for s in oidc_scopes if s != "offline_access"]),
-        "expires_in": idp.token_lifetime - 1,
-        "ext_expires_in": idp.token_lifetime - 1,
-        "access_token": build_jws(access_claims, idp.signing_key),
+        "expires_in": state.token_lifetime - 1,
+        "ext_expires_in": state.token_lifetime - 1,
+        "access_token": build_jws(access_claims, state.signing_key),
     }
     if "openid" in oidc_scopes:
-        body["id_token"] = build_id_token(idp, issued, user, now)
-    body["client_info"] = client_info(idp, user)
+        body["id_token"] = build_id_token(state, issued, user, now)
+    body["client_info"] = client_info(state, user)
     return body
 
 
-def id_token_claims(idp: DevIdentityProvider, issued: IssuedCode, user: DevUser, now: int
+def id_token_claims(state: ProviderState, issued: IssuedCode, user: DevUser, now: int
                     ) -> dict[str, Any]:
     """The v2.0 ID token claims before tweaks."""
     claims: dict[str, Any] = {
-        "aud": idp.client_id, "iss": idp.issuer, "iat": now, "nbf": now,
-        "exp": now + idp.token_lifetime, "name": user.name,
+        "aud": state.client_id, "iss": state.issuer, "iat": now, "nbf": now,
+        "exp": now + state.token_lifetime, "name": user.name,
     }
     if issued.request.nonce is not None:
         claims["nonce"] = issued.request.nonce
     claims.update(
-        oid=user.oid, preferred_username=user.username, rh="0.dev-idp.",
-        sid=issued.session_state, sub=pairwise_sub(idp, user.oid), tid=idp.tenant_id,
+        oid=user.oid, preferred_username=user.username, rh="0.dev-state.",
+        sid=issued.session_state, sub=pairwise_sub(state, user.oid), tid=state.tenant_id,
         uti=secrets.token_urlsafe(16), ver="2.0",
     )
     if issued.request.max_age is not None:
         claims["auth_time"] = int(issued.auth_time)
-    if acrs := requested_acrs(issued.request.claims) & idp.auth_contexts:
+    if acrs := requested_acrs(issued.request.claims) & state.auth_contexts:
         claims["acrs"] = sorted(acrs)
     if user.optional_claims:
         for claim, value in (("given_name", user.given_name), ("family_name", user.family_name),
@@ -283,7 +259,7 @@ def id_token_claims(idp: DevIdentityProvider, issued: IssuedCode, user: DevUser,
     if user.overage:
         claims["_claim_names"] = {"groups": "src1"}
         claims["_claim_sources"] = {
-            "src1": {"endpoint": f"{idp.graph_url}/v1.0/users/{user.oid}/getMemberObjects"}
+            "src1": {"endpoint": f"{state.graph_url}/v1.0/users/{user.oid}/getMemberObjects"}
         }
     elif user.optional_claims and user.groups:
         claims["groups"] = list(user.groups)
@@ -302,16 +278,16 @@ def requested_acrs(claims_parameter: str | None) -> set[str]:
     return {v for v in values if isinstance(v, str)} if isinstance(values, list) else set()
 
 
-def build_id_token(idp: DevIdentityProvider, issued: IssuedCode, user: DevUser, now: int) -> str:
-    """Sign the ID token, applying ``idp.token_tweaks``."""
-    tweaks = idp.token_tweaks
-    claims = merge(id_token_claims(idp, issued, user, now), tweaks.get("claims"))
-    mode = tweaks.get("signing", "normal")
+def build_id_token(state: ProviderState, issued: IssuedCode, user: DevUser, now: int) -> str:
+    """Sign the ID token, applying ``state.token_tweaks``."""
+    tweaks = state.token_tweaks
+    claims = merge(id_token_claims(state, issued, user, now), tweaks.claims)
+    mode = tweaks.signing
     if mode == "unknown_kid_in_jwks_later":
-        idp.rotate_keys(keep_old=True)  # a kid the client's cached JWKS cannot know yet
+        state.rotate_keys(keep_old=True)  # a kid the client's cached JWKS cannot know yet
         mode = "normal"
     return build_jws(
-        claims, idp.signing_key, mode=mode, header_changes=tweaks.get("header"),
-        with_kid=not tweaks.get("jwks_without_kid", False),
-        foreign_key=idp.foreign_key if mode == "foreign_key" else None,
+        claims, state.signing_key, mode=mode, header_changes=tweaks.header,
+        with_kid=not tweaks.jwks_without_kid,
+        foreign_key=state.foreign_key if mode == "foreign_key" else None,
     )

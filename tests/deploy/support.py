@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.devidp import DevIdentityProvider
-from agent.devidp.driver import complete_sign_in
+from tests.devidp_driver import complete_sign_in
 from tests.harness import PASSWORD, agent_config, free_port, write_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -34,11 +34,9 @@ from agent.devidp import (
     DevIdentityProvider,
     DevUser,
     Fault,
-    SignInDriverError,
-    complete_sign_in,
     demo_users,
 )
-from agent.devidp.driver import parse_page
+from tests.devidp_driver import SignInDriverError, complete_sign_in, parse_page
 
 TENANT = "72f988bf-0000-4000-8000-000000000001"
 CLIENT = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
@@ -526,22 +524,22 @@ async def test_authorize_response_misbehaviour(idp: DevIdentityProvider,
 
 async def test_claim_and_header_tweaks(idp: DevIdentityProvider,
                                        http: aiohttp.ClientSession) -> None:
-    idp.token_tweaks["claims"] = {"aud": "someone-else", "tid": DELETE, "amr": ["pwd"]}
-    idp.token_tweaks["header"] = {"jku": "https://evil.example/keys", "kid": DELETE}
+    idp.token_tweaks.claims = {"aud": "someone-else", "tid": DELETE, "amr": ["pwd"]}
+    idp.token_tweaks.header = {"jku": "https://evil.example/keys", "kid": DELETE}
     token = (await tokens_for(idp, http))["id_token"]
     claims, header = claims_of(token), header_of(token)
     assert claims["aud"] == "someone-else" and "tid" not in claims and claims["amr"] == ["pwd"]
     assert header["jku"] == "https://evil.example/keys" and "kid" not in header
     idp.reset_misbehaviour()
-    idp.token_tweaks["discovery_issuer"] = "https://evil.example/v2.0"
-    idp.token_tweaks["jwks_without_kid"] = True
+    idp.token_tweaks.discovery_issuer = "https://evil.example/v2.0"
+    idp.token_tweaks.jwks_without_kid = True
     assert (await get(idp, http, idp.discovery_url))[1]["issuer"] == "https://evil.example/v2.0"
     assert "kid" not in (await get(idp, http, idp.jwks_uri))[1]["keys"][0]
     assert "kid" not in header_of((await tokens_for(idp, http))["id_token"])
-    with pytest.raises(KeyError):
-        idp.token_tweaks["claimz"] = {}
+    with pytest.raises(AttributeError):
+        idp.token_tweaks.claimz = {}  # type: ignore[attr-defined]
     with pytest.raises(ValueError):
-        idp.token_tweaks["signing"] = "whatever"
+        idp.token_tweaks.signing = "whatever"
 
 
 @pytest.mark.parametrize("mode", ["bad_signature", "alg_none", "hs256_public_key",
@@ -552,7 +550,7 @@ async def test_signing_tweaks_defeat_honest_verification(
     keys = await jwks_keys(idp, http)
     key = keys[header_of(honest)["kid"]].key
     jwt.decode(honest, key, algorithms=["RS256"], audience=CLIENT)
-    idp.token_tweaks["signing"] = mode
+    idp.token_tweaks.signing = mode
     token = (await tokens_for(idp, http))["id_token"]
     assert claims_of(token)["aud"] == CLIENT
     with pytest.raises(jwt.PyJWTError):
@@ -582,7 +580,7 @@ async def test_rotate_keys_and_unknown_kid_later(idp: DevIdentityProvider,
                              headers={"Authorization": f"Bearer {first['access_token']}"})
     assert status == 200  # access tokens signed by retired keys stay good
     before = set(await jwks_keys(idp, http))
-    idp.token_tweaks["signing"] = "unknown_kid_in_jwks_later"
+    idp.token_tweaks.signing = "unknown_kid_in_jwks_later"
     token = (await tokens_for(idp, http))["id_token"]
     kid = header_of(token)["kid"]
     assert kid not in before

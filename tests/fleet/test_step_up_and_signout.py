@@ -53,11 +53,11 @@ class TestStepUp:
             ok = await browser.get(await browser.authenticate(authorize_url,
                                                               "admin@contoso.example"))
             assert 302 == ok.status
-            stack.idp.token_tweaks["claims"] = {"auth_time": int(stack.clock() - 7200)}
+            stack.idp.token_tweaks.claims = {"auth_time": int(stack.clock() - 7200)}
             stale = await browser.sign_in("admin@contoso.example")
             assert 403 == stale.status
             assert "Sign in again" in await stale.text()
-            stack.idp.token_tweaks["claims"] = {"auth_time": DELETE}
+            stack.idp.token_tweaks.claims = {"auth_time": DELETE}
             assert 403 == (await browser.sign_in("admin@contoso.example")).status
         finally:
             await stack.close()

@@ -38,7 +38,7 @@ async def test_foreign_issuer_means_not_ready(tmp_path: Path, issuer: str) -> No
     stack = await make_stack(tmp_path, start=False)
     try:
         host = stack.idp.url.removeprefix("https://")
-        stack.idp.token_tweaks["discovery_issuer"] = issuer.format(
+        stack.idp.token_tweaks.discovery_issuer = issuer.format(
             host=host, tenant=stack.settings.entra.tenant_id)
         await stack.start_agent(wait_ready=False)
         await wait_for_discovery(stack)

@@ -28,35 +28,35 @@ def assert_refused(outcome: Outcome, status: int, reason: str) -> None:
 
 
 def claims(stack: Stack, **changes: object) -> None:
-    stack.idp.token_tweaks["claims"] = changes
+    stack.idp.token_tweaks.claims = changes
 
 
 class TestSignature:
     async def test_invalid_signature(self, stack: Stack) -> None:
         """A token whose RS256 signature does not verify is rejected."""
-        stack.idp.token_tweaks["signing"] = "bad_signature"
+        stack.idp.token_tweaks.signing = "bad_signature"
         assert_refused(await attempt(stack), 400, "id_token_bad_signature")
 
     async def test_alg_none(self, stack: Stack) -> None:
         """An unsigned token (alg none) is rejected."""
-        stack.idp.token_tweaks["signing"] = "alg_none"
+        stack.idp.token_tweaks.signing = "alg_none"
         assert_refused(await attempt(stack), 400, "id_token_bad_algorithm")
 
     async def test_hs256_with_the_public_key_as_secret(self, stack: Stack) -> None:
         """Algorithm confusion: HS256 keyed with the tenant's public key is rejected."""
-        stack.idp.token_tweaks["signing"] = "hs256_public_key"
+        stack.idp.token_tweaks.signing = "hs256_public_key"
         assert_refused(await attempt(stack), 400, "id_token_bad_algorithm")
 
     async def test_unknown_kid_not_in_the_refetched_jwks(self, stack: Stack) -> None:
         """A kid the tenant never published: one JWKS refetch, then rejected."""
-        stack.idp.token_tweaks["signing"] = "foreign_key"
+        stack.idp.token_tweaks.signing = "foreign_key"
         before = stack.idp.requests["jwks"]
         assert_refused(await attempt(stack), 400, "id_token_unknown_key")
         assert 1 == stack.idp.requests["jwks"] - before
 
     async def test_unknown_kid_refetch_is_rate_limited(self, stack: Stack) -> None:
         """A second forged kid right after the first does not make the agent refetch again."""
-        stack.idp.token_tweaks["signing"] = "foreign_key"
+        stack.idp.token_tweaks.signing = "foreign_key"
         await attempt(stack)
         before = stack.idp.requests["jwks"]
         assert_refused(await attempt(stack), 400, "id_token_unknown_key")
@@ -68,14 +68,14 @@ class TestSignature:
         try:
             stack.idp.rotate_keys(keep_old=True)
             await stack.start_agent()
-            stack.idp.token_tweaks["header"] = {"kid": DELETE}
+            stack.idp.token_tweaks.header = {"kid": DELETE}
             assert_refused(await attempt(stack), 400, "id_token_unknown_key")
         finally:
             await stack.close()
 
     async def test_kid_of_wrong_type(self, stack: Stack) -> None:
         """A non-string kid is a malformed token, not a crash."""
-        stack.idp.token_tweaks["header"] = {"kid": ["a", "b"]}
+        stack.idp.token_tweaks.header = {"kid": ["a", "b"]}
         assert_refused(await attempt(stack), 400, "id_token_malformed")
 
 
@@ -120,15 +120,15 @@ class TestKeyLocationHeaders:
     async def test_url_header_is_refused_and_never_followed(
             self, stack: Stack, key_server: KeyServer, header: str) -> None:
         """A jku/x5u header pointing elsewhere: rejected, and the URL is never fetched."""
-        stack.idp.token_tweaks["header"] = {header: key_server.url}
+        stack.idp.token_tweaks.header = {header: key_server.url}
         assert_refused(await attempt(stack), 400, "id_token_foreign_key_reference")
         assert 0 == key_server.hits
 
     async def test_embedded_jwk_is_refused(self, stack: Stack) -> None:
         """A token carrying its own (attacker's) public key in a jwk header is rejected."""
-        stack.idp.token_tweaks["signing"] = "foreign_key"
+        stack.idp.token_tweaks.signing = "foreign_key"
         foreign = stack.idp.foreign_key.jwk("https://attacker.example")
-        stack.idp.token_tweaks["header"] = {"jwk": foreign}
+        stack.idp.token_tweaks.header = {"jwk": foreign}
         assert_refused(await attempt(stack), 400, "id_token_foreign_key_reference")
 
 
@@ -279,7 +279,7 @@ class TestAcceptedKeys:
         """A JWKS without kids and a token without kid: the single key is used."""
         stack = await make_stack(tmp_path, start=False)
         try:
-            stack.idp.token_tweaks["jwks_without_kid"] = True
+            stack.idp.token_tweaks.jwks_without_kid = True
             await stack.start_agent()
             outcome = await attempt(stack)
             assert (302, True) == (outcome.status, outcome.has_session), outcome.text

@@ -1,4 +1,7 @@
-"""Drive the dev IdP's sign-in pages with plain HTTP, as a browser would (for tests)."""
+"""Drive the local identity provider's sign-in pages with plain HTTP, as a browser would.
+
+Test support (tests, the benchmark), not shipped with the agent.
+"""
 
 from __future__ import annotations
 
