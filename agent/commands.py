@@ -27,6 +27,7 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
+from .config_checks import warnings as config_warnings
 from .entra.discovery import TenantDirectory
 from .errors import ConfigError
 from .logging import configure_logging
@@ -61,6 +62,8 @@ def check_config(path: str) -> int:
         print(f"{path}: configuration is valid (tenant {settings.entra.tenant_id}, "
               f"{groups} group{'s' if groups != 1 else ''} mapped, callback "
               f"{settings.entra.redirect_path})")
+    for warning in config_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     release = check_sensor_version(settings.server.sensor_version_file)
     if release.ok:
         print(f"note: {release.message}")
@@ -97,6 +100,8 @@ def serve(path: str) -> int:
             print(line, file=sys.stderr)
         return 1
     configure_logging()
+    for warning in config_warnings(settings):
+        log.warning("config_warning", config=path, warning=warning)
     try:
         asyncio.run(run_service(settings, config_path=path))
     except OSError as exc:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .clientaddr import DEFAULT_TRUSTED_PROXIES, trusted_proxies_setting
 from .clouds import CLOUDS, DEFAULT_CLOUD
+from .config_checks import mask_credentials, placeholder_problems
 from .errors import ConfigError
 from .fleet import FleetChoice, SensorIdentity, effective_mapping
 from .roles import ROLES
@@ -39,7 +41,8 @@ class ServerSettings:
     post_login_path: str = "/"
     sensor_name: str = "OT sensor"
     access_contact: str = "your sensor administrator"
-    trust_forwarded_for: bool = False
+    trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES  # X-Forwarded-For from these
+    trust_forwarded_for: bool | None = None  # deprecated alias; None: not in the file
     sensor_version_file: Path | None = None  # check-config warns below the first SSO release
 
 
@@ -157,18 +160,19 @@ def settings_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") ->
     effective, choice, sensor, fleet_problems = effective_mapping(data)
     v = _Validator(effective, sso_off=choice.sso_off)
     settings = v.build(source)
+    assert settings is not None
+    settings = replace(settings, sensor=sensor, fleet=choice)
     problems = fleet_problems + [p for p in v.problems if p not in fleet_problems]
+    problems += placeholder_problems(settings)  # the example's ids: no one could sign in
     if problems:
         raise ConfigError(problems)
-    assert settings is not None
-    return replace(settings, sensor=sensor, fleet=choice)
-    assert settings is not None
     return settings
 
 
 _SECTIONS: dict[str, set[str]] = {
     "server": {"listen", "tls_cert_file", "tls_key_file", "post_login_path", "sensor_name",
-               "access_contact", "trust_forwarded_for", "sensor_version_file"},
+               "access_contact", "trust_forwarded_for", "sensor_version_file",
+               "trusted_proxies"},
     "entra": {"tenant_id", "client_id", "redirect_uri", "authority_host", "graph_url",
               "ca_bundle", "https_proxy", "timeout", "clock_skew", "jwks_refetch_interval",
               "signout_from_entra", "post_logout_redirect_uri", "cloud", "platform",
@@ -236,16 +240,22 @@ class _Validator:
         value = self.get(sec, name, key, str, default)
         if value is None:
             return None
-        parts = urlsplit(value)
+        shown = mask_credentials(value)  # a proxy's password never reaches the journal
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            self.problem(f"{name}.{key}", shown, "is not a URL")
+            return str(value)
         loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
         if parts.scheme not in schemes and not (
             allow_loopback_http and parts.scheme == "http" and loopback
         ):
-            self.problem(f"{name}.{key}", value, f"must be an {' or '.join(schemes)} URL")
+            self.problem(f"{name}.{key}", shown, f"must be an {' or '.join(schemes)} URL")
         elif not parts.hostname:
-            self.problem(f"{name}.{key}", value, "has no host name")
+            self.problem(f"{name}.{key}", shown, "has no host name")
         elif parts.fragment or parts.username or parts.password:
-            self.problem(f"{name}.{key}", value, "must not carry a fragment or credentials")
+            self.problem(f"{name}.{key}", shown, "must not carry a fragment or credentials")
         return str(value)
 
     def file(self, sec: Mapping[str, Any], name: str, key: str) -> Path | None:
@@ -292,8 +302,8 @@ class _Validator:
             post_login_path=path,
             sensor_name=self.get(s, "server", "sensor_name", str, d.sensor_name),
             access_contact=self.get(s, "server", "access_contact", str, d.access_contact),
-            trust_forwarded_for=self.get(s, "server", "trust_forwarded_for", bool,
-                                         d.trust_forwarded_for),
+            trusted_proxies=trusted_proxies_setting(self, s),
+            trust_forwarded_for=self.get(s, "server", "trust_forwarded_for", bool, None),
             sensor_version_file=Path(version_file) if version_file else None,
         )
 

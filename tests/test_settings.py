@@ -14,6 +14,22 @@ TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "0b5b0b4e-3c8b-4bfb-8f0e-6c0f1c2d3e4f"
 GROUP = "6e2f3c4d-1a2b-4c5d-8e9f-0a1b2c3d4e5f"
 EXAMPLE = Path(__file__).parent.parent / "config" / "agent.example.toml"
+PLACEHOLDERS = {"tenant_id = \"00000000-0000-0000-0000-000000000000\"": f"tenant_id = \"{TENANT}\"",
+                "client_id = \"00000000-0000-0000-0000-000000000000\"": f"client_id = \"{CLIENT}\"",
+                "11111111-1111-1111-1111-111111111111": "6e2f3c4d-1a2b-4c5d-8e9f-0a1b2c3d4e51",
+                "22222222-2222-2222-2222-222222222222": "6e2f3c4d-1a2b-4c5d-8e9f-0a1b2c3d4e52",
+                "33333333-3333-3333-3333-333333333333": "6e2f3c4d-1a2b-4c5d-8e9f-0a1b2c3d4e53"}
+
+
+def filled_example(tmp_path: Path) -> Path:
+    """The shipped example with the values an operator must set filled in."""
+    text = EXAMPLE.read_text()
+    for placeholder, value in PLACEHOLDERS.items():
+        assert placeholder in text
+        text = text.replace(placeholder, value)
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
 
 
 def minimal(**entra: object) -> dict[str, object]:
@@ -24,9 +40,9 @@ def minimal(**entra: object) -> dict[str, object]:
 
 
 class TestLoad:
-    def test_example_config_is_valid(self) -> None:
-        """The shipped example documents a valid configuration."""
-        settings = load_settings(EXAMPLE)
+    def test_example_config_is_valid(self, tmp_path: Path) -> None:
+        """The shipped example, its placeholders replaced, is a valid configuration."""
+        settings = load_settings(filled_example(tmp_path))
         assert settings.session.idle_timeout == 1800
         assert settings.entra.redirect_path == "/auth/sso/callback"
 
@@ -90,10 +106,25 @@ class TestLoad:
 
 
 class TestCheckConfigCommand:
-    def test_valid_exit_0(self, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_valid_exit_0(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """check-config prints that the configuration is valid and exits 0."""
-        assert 0 == main(["check-config", "--config", str(EXAMPLE)])
+        assert 0 == main(["check-config", "--config", str(filled_example(tmp_path))])
         assert "configuration is valid" in capsys.readouterr().out
+
+    def test_example_placeholders_named(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The example as shipped names every placeholder left and exits 1."""
+        assert 1 == main(["check-config", "--config", str(EXAMPLE)])
+        err = capsys.readouterr().err
+        for key in ("entra.tenant_id", "entra.client_id", "roles.admin",
+                    "roles.security_analyst", "roles.read_only"):
+            assert f"{key} = " in err and "placeholder" in err, key
+        assert "configuration is valid" not in err
+
+    def test_example_host_warned(self, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+        """The example's redirect_uri host is a warning: valid, but named."""
+        assert 0 == main(["check-config", "--config", str(filled_example(tmp_path))])
+        assert "still the example's host sensor-01.plant.example" in capsys.readouterr().err
 
     def test_invalid_exit_1(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """check-config lists every problem with the key and exits 1; the file is untouched."""
@@ -105,10 +136,10 @@ class TestCheckConfigCommand:
         assert "entra.tenant_id" in err and "entra.client_id" in err and "roles" in err
         assert text == path.read_text()
 
-    def test_env_variable_names_the_file(self, monkeypatch: pytest.MonkeyPatch,
+    def test_env_variable_names_the_file(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
         """$SENSOR_SSO_AGENT_CONFIG is the default config path."""
-        monkeypatch.setenv("SENSOR_SSO_AGENT_CONFIG", str(EXAMPLE))
+        monkeypatch.setenv("SENSOR_SSO_AGENT_CONFIG", str(filled_example(tmp_path)))
         assert 0 == main(["check-config"])
 
 
@@ -134,3 +165,10 @@ class TestServeRefusesBadConfig:
         path.write_text('[entra]\ntenant_id = "nope"\n')
         assert 1 == main(["serve", "--config", str(path)])
         assert "entra.tenant_id" in capsys.readouterr().err
+
+    def test_serve_refuses_the_example_as_shipped(self,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+        """serve does not start a service that could never sign anyone in."""
+        assert 1 == main(["serve", "--config", str(EXAMPLE)])
+        err = capsys.readouterr().err
+        assert "entra.tenant_id" in err and "placeholder" in err

@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from ..clientaddr import ProxyTrust
 from ..entra.client import EntraClient
 from ..entra.discovery import MetadataProblem, TenantDirectory
 from ..entra.graph import GraphClient
@@ -46,6 +47,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app.on_response_prepare.append(
         security_headers(settings.server.tls_cert_file is not None, form_targets))
     app[keys.SETTINGS] = settings
+    app[keys.PROXY_TRUST] = ProxyTrust(settings.server.trusted_proxies)
     outbound = Outbound(settings.entra)
     directory = TenantDirectory(settings.entra, outbound, clock)
     sessions = SessionStore(settings.session.state_dir if persist else None,

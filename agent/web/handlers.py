@@ -21,13 +21,10 @@ BINDING_COOKIE = "__Host-sso_signin"
 
 
 def client_address(request: web.Request) -> str:
-    settings = request.app[keys.SETTINGS]
-    if settings.server.trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        last = forwarded.rsplit(",", 1)[-1].strip()
-        if last:
-            return last[:64]
-    return request.remote or "-"
+    """The TCP peer, or the address a trusted proxy forwarded (see agent/clientaddr.py)."""
+    forwarded = request.headers.getall("X-Forwarded-For", None)
+    return request.app[keys.PROXY_TRUST].client(
+        request.remote, ",".join(forwarded) if forwarded else None)
 
 
 def redirect(location: str, status: int = 302) -> web.Response:

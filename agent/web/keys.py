@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..clientaddr import ProxyTrust
 from ..entra.discovery import TenantDirectory
 from ..sessions import SessionStore
 from ..settings import Settings
@@ -13,4 +14,5 @@ SETTINGS = web.AppKey("settings", Settings)
 SIGN_IN = web.AppKey("sign_in", SignIn)
 SESSIONS = web.AppKey("sessions", SessionStore)
 DIRECTORY = web.AppKey("directory", TenantDirectory)
+PROXY_TRUST = web.AppKey("proxy_trust", ProxyTrust)
 REQUEST_ID = web.RequestKey("request_id", str)

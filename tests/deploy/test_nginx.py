@@ -118,7 +118,6 @@ async def front(tmp_path: Path, idp: DevIdentityProvider) -> AsyncIterator[Front
     port, agent_port = free_port(), free_port()
     data = agent_config_for(idp, agent_port, tmp_path / "state",
                             public_url=f"http://127.0.0.1:{port}")
-    data["server"]["trust_forwarded_for"] = True
     app = create_app(settings_from_mapping(data))
     agent = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await agent.setup()

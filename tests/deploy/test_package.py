@@ -122,6 +122,15 @@ def offline(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     return argv, env
 
 
+def filled_in(example: str) -> str:
+    """The example with the operator's own tenant, application and group ids."""
+    for placeholder in ("00000000-0000-0000-0000-", "11111111-1111-1111-1111-",
+                        "22222222-2222-2222-2222-", "33333333-3333-3333-3333-"):
+        assert placeholder in example
+        example = example.replace(placeholder, "6e2f3c4d-1a2b-4c5d-8e9f-")
+    return example
+
+
 def target_python() -> str:
     """The sensor's interpreter (Debian's /usr/bin/python3) when it is this minor version."""
     system = Path("/usr/bin/python3")
@@ -143,7 +152,12 @@ def test_offline_install_into_a_temporary_prefix(unpacked: Path, tmp_path: Path)
     version = run(exe, "--version")
     assert version.stdout.strip() == f"{NAME} {agent.__version__}", version.stderr
     example = unpacked / "usr/share" / NAME / "agent.example.toml"
-    checked = run(exe, "check-config", "--config", example)
+    checked = run(exe, "check-config", "--config", example)  # as postinst installs it
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "entra.tenant_id" in checked.stderr and "placeholder" in checked.stderr
+    filled = tmp_path / "agent.toml"
+    filled.write_text(filled_in(example.read_text()))
+    checked = run(exe, "check-config", "--config", filled)
     assert checked.returncode == 0, checked.stderr
     assert "configuration is valid" in checked.stdout
     imports = run(prefix / "venv/bin/python", "-c",

@@ -27,7 +27,7 @@ PLATEAU_MB = 12  # growth allowed between the first and the second half of the f
 def limits(pending: int = 10_000, per_minute: int = 30, trust_xff: bool = True
            ) -> Any:
     def apply(data: dict[str, Any]) -> None:
-        data["server"]["trust_forwarded_for"] = trust_xff
+        data["server"]["trusted_proxies"] = ["127.0.0.1"] if trust_xff else []
         data["session"].update(max_pending_sign_ins=pending,
                                sign_ins_per_minute_per_client=per_minute)
     return apply
@@ -98,7 +98,7 @@ class TestRateLimit:
         assert 302 == (await browser.sign_in(ADMIN)).status
 
     async def test_forwarded_for_ignored_unless_trusted(self, tmp_path: Path) -> None:
-        """Without trust_forwarded_for a spoofed X-Forwarded-For does not buy a new budget."""
+        """With no trusted proxy a spoofed X-Forwarded-For does not buy a new budget."""
         stack = await make_stack(tmp_path, config=limits(per_minute=3, trust_xff=False))
         try:
             statuses = []
@@ -159,7 +159,7 @@ async def test_flood_of_sign_in_starts(tmp_path: Path) -> None:
     """100,000 starts from 20,000 addresses: RSS stays under a ceiling, plateaus, and a real
     user still signs in during and after the flood."""
     stack = await make_stack(tmp_path, start=False)
-    agent = AgentProcess(stack, tmp_path, server={"trust_forwarded_for": True})
+    agent = AgentProcess(stack, tmp_path)  # 127.0.0.1 is a trusted proxy by default
     try:
         agent.start()
         await agent.ready()
