@@ -100,7 +100,12 @@ class TestWrongAuthority:
         assert "entra.tenant_id" in fix and "entra.authority_host" in fix
 
 
-EXAMPLE = (REPO / "config" / "agent.example.toml").read_text()
+# The example with the ids an operator fills in (check-config and serve refuse its placeholders)
+EXAMPLE = (REPO / "config" / "agent.example.toml").read_text().replace(
+    "00000000-0000-0000-0000-", "6e2f3c4d-1a2b-4c5d-8e9f-").replace(
+    "11111111-1111-1111-1111-", "6e2f3c4d-1a2b-4c5d-8e9f-").replace(
+    "22222222-2222-2222-2222-", "7e2f3c4d-1a2b-4c5d-8e9f-").replace(
+    "33333333-3333-3333-3333-", "8e2f3c4d-1a2b-4c5d-8e9f-")
 
 FLEET = """
 [sensor]
