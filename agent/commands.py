@@ -32,6 +32,7 @@ from .entra.discovery import TenantDirectory
 from .errors import ConfigError
 from .logging import configure_logging
 from .settings import Settings, load_settings
+from .state import StateDirUnsafe, state_dir_problems
 from .systemd import Notifier
 from .version_check import check_sensor_version
 
@@ -52,6 +53,13 @@ def check_config(path: str) -> int:
         print(f"{path}: configuration is invalid ({len(exc.problems)} problem"
               f"{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
         for line in _problem_lines(exc):
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    unsafe = state_dir_problems(settings.session.state_dir)
+    if unsafe:
+        print(f"{path}: session.state_dir = {settings.session.state_dir} is unsafe "
+              f"({len(unsafe)} problem{'s' if len(unsafe) != 1 else ''}):", file=sys.stderr)
+        for line in unsafe:
             print(f"  {line}", file=sys.stderr)
         return 1
     groups = sum(len(g) for g in settings.roles.values())
@@ -104,6 +112,10 @@ def serve(path: str) -> int:
         log.warning("config_warning", config=path, warning=warning)
     try:
         asyncio.run(run_service(settings, config_path=path))
+    except StateDirUnsafe as exc:
+        log.error("state_dir_unsafe", problem=str(exc), directory=str(settings.session.state_dir),
+                  why="whoever can change it can forge sessions with a planted key")
+        return 1
     except OSError as exc:
         log.error("serve_failed", error=exc.strerror or str(exc), listen=_listen(settings))
         return 1

@@ -7,6 +7,8 @@
   changes something in Entra ID or in the sensor setting.
 * ``IdentityProviderUnavailable``: Entra ID or Microsoft Graph unreachable, too slow or
   erroring (HTTP 502); try again later, existing sessions keep working.
+* ``StateUnavailable``: the session could not be written to ``state_dir`` (HTTP 503: a full
+  or read-only disk); existing sessions keep working.
 
 ``SignInRejected`` and ``SignInRefused`` carry a ``reason`` code shared by the error page and
 the audit log.
@@ -55,3 +57,9 @@ class IdentityProviderUnavailable(SignInError):
     """Entra ID or Microsoft Graph is unreachable, too slow or erroring."""
 
     status = 502
+
+
+class StateUnavailable(SignInError):
+    """The new session could not be written to ``state_dir``; it was not created."""
+
+    status = 503

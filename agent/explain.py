@@ -138,6 +138,12 @@ REASONS: dict[str, Explanation] = {
         "Sign in again",
         "Your Entra ID sign-in is older than this sensor allows.",
         "Select Try again and enter your credentials again."),
+    "state_unwritable": Explanation("Sign-in could not be completed",
+                                    "Your account was accepted, but the sensor cannot save "
+                                    "new sessions right now: its disk is full or read-only. "
+                                    "Users already signed in keep working.",
+                                    "Tell the sensor's administrator (the agent's state "
+                                    "directory cannot be written), then select Try again."),
     "too_many_sign_ins": Explanation("Too many sign-in attempts",
                                      "Too many sign-ins were started from your address.",
                                      "Wait a minute, then select Try again."),

@@ -2,8 +2,16 @@
 
 The cookie carries a random id only; the store keys sessions by ``sha256(id)`` so neither
 memory dumps of the index nor the journal hold a usable cookie value. Lookups are one dict
-access. Creations and deletions are journalled (fsync) before the caller answers; idle-timer
-refreshes are journalled in batches, at most once per session every ``touch_interval``.
+access.
+
+What survives what: a new session is on disk (fsync) before its cookie is sent, or it is
+refused (``StateUnwritable``: the sign-in answers 503). A revocation — sign-out, the per-user
+cap, an administrator's revoke — is on disk before the session stops working in memory, so a
+restart never brings a revoked session back; if it cannot be written the session lives on and
+the caller says so. Expiry needs no such care (a restarted agent computes it again from the
+same timestamps); idle-timer refreshes and expiries are journalled in batches by ``flush``,
+at most once per session every ``touch_interval``, and kept for the next flush when a write
+fails.
 """
 
 from __future__ import annotations
@@ -19,11 +27,13 @@ from typing import Any
 
 import structlog
 
-from .state import SessionJournal
+from .state import SessionJournal, StateUnwritable
 
 log = structlog.get_logger("agent.audit")
 
 COOKIE_NAME = "__Host-sensor_session"
+
+__all__ = ["COOKIE_NAME", "Session", "SessionStore", "StateUnwritable", "session_key"]
 
 
 _NOT_PERSISTED = ("persisted_seen", "check_headers")
@@ -76,12 +86,16 @@ def session_key(cookie_id: str) -> str:
 
 class SessionStore:
     def __init__(self, state_dir: Path | None, idle_timeout: float, absolute_timeout: float,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], max_per_user: int = 10) -> None:
         self.idle_timeout = idle_timeout
         self.absolute_timeout = absolute_timeout
         self.clock = clock
+        self.max_per_user = max_per_user
         self.journal = SessionJournal(state_dir) if state_dir is not None else None
+        self._loaded = self.journal is None
         self._sessions: dict[str, Session] = {}
+        # upn -> its session key, or its keys oldest first (a bare str for the usual one).
+        self._by_user: dict[str, str | list[str]] = {}
         self._touched: set[str] = set()
         self._pending_deletes: list[str] = []
         self._io = asyncio.Lock()  # one journal operation at a time (append vs. rewrite)
@@ -90,11 +104,29 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    @property
+    def state_problem(self) -> str | None:
+        """Why new sessions cannot be written now (None when they can, or without state)."""
+        if self.journal is None or (self._loaded and self.journal.writable):
+            return None
+        if not self._loaded and self.journal.problem is None:
+            return f"{self.journal.dir} is not open yet"
+        return self.journal.problem or f"cannot write to {self.journal.dir}: the space kept " \
+            "for sign-outs is in use (file system full)"
+
     def load(self) -> None:
-        """Open the journal and replay it, dropping expired sessions (blocking)."""
+        """Open the journal and replay it, dropping expired sessions (blocking).
+
+        Raises ``StateDirUnsafe`` for a state_dir others could change. On a full or
+        read-only file system the agent still starts: sessions already on disk are
+        restored when their key can be read, and new ones are refused until state can be
+        written (``flush`` keeps trying)."""
         if self.journal is None:
             return
-        self.journal.open()
+        try:
+            self.journal.open()
+        except OSError:
+            return  # logged by the journal; flush() calls load() again
         sessions: dict[str, Session] = {}
         for record in self.journal.replay():
             op = record.get("op")
@@ -110,26 +142,65 @@ class SessionStore:
             except (KeyError, TypeError, ValueError):
                 log.error("session_record_unusable", op=str(op)[:16])
         now = self.clock()
-        self._sessions = {k: s for k, s in sessions.items() if not self._expired(s, now)}
-        # Compact only when worth it (or to drop unreadable lines): a rewrite of 100,000
-        # sessions would double the time to ready.
+        self._sessions = {}
+        self._by_user = {}
+        for s in sessions.values():  # journal order: oldest first
+            if not self._expired(s, now):
+                self._add(s)
+        self._loaded = True
+        # Compact only when worth it (or to set unreadable lines aside): a rewrite of 100,000
+        # sessions would double the time to ready. On a full disk it waits for a later flush.
         if self.journal.unreadable or self._journal_bloated():
-            self.journal.rewrite(s.record() for s in self._sessions.values())
+            try:
+                aside = self.journal.rewrite((s.record() for s in self._sessions.values()),
+                                             set_aside=bool(self.journal.unreadable))
+            except OSError:
+                pass  # logged by the journal; unreadable lines are skipped again next time
+            else:
+                if aside is not None:
+                    log.warning("session_state_set_aside", path=str(aside),
+                                readable_records_kept=len(self._sessions))
         log.info("sessions_restored", sessions=len(self._sessions))
 
     def _journal_bloated(self) -> bool:
         """More than twice as many journal lines as live sessions (plus slack)."""
         return self.journal is not None and self.journal.lines > 2 * len(self._sessions) + 1000
 
-    async def _append(self, records: list[dict[str, Any]]) -> None:
-        assert self.journal is not None
-        async with self._io:
-            await asyncio.to_thread(self.journal.append, records)
+    # -- memory: the session dict and the per-user index --------------------------------
+
+    def _add(self, session: Session) -> None:
+        self._sessions[session.key] = session
+        keys = self._by_user.get(session.upn)
+        if keys is None:
+            self._by_user[session.upn] = session.key
+        elif isinstance(keys, str):
+            self._by_user[session.upn] = [keys, session.key]
+        else:
+            keys.append(session.key)
+
+    def _drop(self, key: str) -> Session | None:
+        session = self._sessions.pop(key, None)
+        if session is None:
+            return None
+        self._touched.discard(key)
+        keys = self._by_user.get(session.upn)
+        if keys == key:
+            del self._by_user[session.upn]
+        elif isinstance(keys, list):
+            if key in keys:
+                keys.remove(key)
+            if len(keys) == 1:
+                self._by_user[session.upn] = keys[0]
+        return session
+
+    def keys_of(self, upn: str) -> list[str]:
+        """The keys of ``upn``'s live sessions, oldest first."""
+        keys = self._by_user.get(upn)
+        return [] if keys is None else [keys] if isinstance(keys, str) else list(keys)
 
     def _expire(self, key: str, session: Session, reason: str) -> None:
         """Drop an expired session now; its deletion is journalled by the next flush."""
-        del self._sessions[key]
-        self._touched.discard(key)
+        self._drop(key)
         self._pending_deletes.append(key)
         log.info("session_expired", upn=session.upn, reason=reason)
 
@@ -156,9 +227,30 @@ class SessionStore:
         return cookie_id, session
 
     async def put(self, session: Session) -> None:
-        if self.journal is not None:
-            await self._append([session.record()])
-        self._sessions[session.key] = session
+        """Store a new session, ending the user's oldest beyond ``max_per_user`` in the same
+        write. Raises ``StateUnwritable`` (nothing stored, nothing ended) when state cannot
+        be written."""
+        async with self._io:
+            now = self.clock()
+            live = sorted((s for k in self.keys_of(session.upn)
+                           if not self._expired(s := self._sessions[k], now)),
+                          key=lambda s: s.created)
+            evicted = [s.key for s in live[:max(0, len(live) - self.max_per_user + 1)]]
+            if self.journal is not None:
+                if not self._loaded or not self.journal.writable:
+                    raise StateUnwritable(self.state_problem or "state_dir is not open")
+                records = [{"op": "del", "key": k} for k in evicted] + [session.record()]
+                try:
+                    await asyncio.to_thread(self.journal.append, records)
+                except OSError as exc:
+                    raise StateUnwritable(self.state_problem or str(exc)) from exc
+            for key in evicted:
+                gone = self._drop(key)
+                if gone is not None:
+                    log.info("session_revoked", reason="max_sessions_per_user", upn=gone.upn,
+                             role=gone.role, max_sessions_per_user=self.max_per_user,
+                             created=gone.created)
+            self._add(session)
 
     def get(self, cookie_id: str | None, touch: bool = True) -> Session | None:
         """The live session for a cookie id; expired ones are removed (journalled later)."""
@@ -179,13 +271,27 @@ class SessionStore:
                 self._touched.add(key)
         return session
 
+    async def revoke(self, keys: list[str]) -> list[Session]:
+        """End these sessions: their deletion is on disk before they stop working. Raises
+        ``StateUnwritable`` (and they keep working) when it cannot be written; the caller
+        audits with its reason."""
+        async with self._io:
+            present = [k for k in keys if k in self._sessions]
+            if not present:
+                return []
+            if self.journal is not None:
+                try:
+                    await asyncio.to_thread(self.journal.append,
+                                            [{"op": "del", "key": k} for k in present],
+                                            revocation=True)
+                except OSError as exc:
+                    raise StateUnwritable(self.state_problem or str(exc)) from exc
+            return [s for k in present if (s := self._drop(k)) is not None]
+
     async def delete(self, cookie_id: str) -> Session | None:
-        key = session_key(cookie_id)
-        session = self._sessions.pop(key, None)
-        self._touched.discard(key)
-        if session is not None and self.journal is not None:
-            await self._append([{"op": "del", "key": key}])
-        return session
+        """Sign-out: ``revoke`` of the cookie's session (``StateUnwritable`` as there)."""
+        gone = await self.revoke([session_key(cookie_id)])
+        return gone[0] if gone else None
 
     def sweep(self) -> int:
         """Remove expired sessions; returns how many (the next flush journals them)."""
@@ -197,23 +303,42 @@ class SessionStore:
         return len(gone)
 
     async def flush(self) -> None:
-        """Journal batched idle-timer refreshes and expiries; compact when the journal bloats."""
+        """Journal batched idle-timer refreshes and expiries; compact when the journal bloats.
+        Never raises for a write that fails: what was not written is kept for the next one,
+        and a state_dir that could not be opened, or a missing reserve, is tried again."""
         if self.journal is None:
             self._touched.clear()
             self._pending_deletes.clear()
             return
-        records: list[dict[str, Any]] = [{"op": "del", "key": k} for k in self._pending_deletes]
-        self._pending_deletes.clear()
-        for key in self._touched:
-            session = self._sessions.get(key)
-            if session is not None:
-                records.append({"op": "touch", "key": key, "last_seen": session.last_seen})
-                session.persisted_seen = session.last_seen
-        self._touched.clear()
+        if not self._loaded:
+            await asyncio.to_thread(self.load)
+            return
+        if self.journal.problem is not None:
+            await asyncio.to_thread(self.journal.probe)
+        deletes = self._pending_deletes
+        self._pending_deletes = []
+        touched = [(k, s, s.last_seen) for k in self._touched
+                   if (s := self._sessions.get(k)) is not None]
+        self._touched = set()
+        records: list[dict[str, Any]] = [{"op": "del", "key": k} for k in deletes]
+        records += [{"op": "touch", "key": k, "last_seen": seen} for k, _, seen in touched]
         async with self._io:
             if records:
-                await asyncio.to_thread(self.journal.append, records)
+                try:
+                    await asyncio.to_thread(self.journal.append, records)
+                except OSError:
+                    self._pending_deletes[:0] = deletes
+                    self._touched.update(k for k, s, _ in touched if k in self._sessions)
+                    return
+                for _, session, seen in touched:
+                    session.persisted_seen = max(session.persisted_seen, seen)
             if self._journal_bloated():
                 snapshot = [s.record() for s in list(self._sessions.values())]
-                await asyncio.to_thread(self.journal.rewrite, snapshot)
+                try:
+                    await asyncio.to_thread(self.journal.rewrite, snapshot)
+                except OSError:
+                    pass  # logged by the journal; the appended journal stays valid
 
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()

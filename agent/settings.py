@@ -93,6 +93,7 @@ class SessionSettings:
     sign_in_timeout: float = 600.0
     max_pending_sign_ins: int = 10000
     sign_ins_per_minute_per_client: int = 30
+    max_sessions_per_user: int = 10
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,8 @@ _SECTIONS: dict[str, set[str]] = {
               "require_auth_context", "max_age", "login_hint", "domain_hint"},
     "roles": set(ROLES),
     "session": {"idle_timeout", "absolute_timeout", "state_dir", "sign_in_timeout",
-                "max_pending_sign_ins", "sign_ins_per_minute_per_client"},
+                "max_pending_sign_ins", "sign_ins_per_minute_per_client",
+                "max_sessions_per_user"},
 }
 
 
@@ -397,14 +399,17 @@ class _Validator:
         max_pending = self.get(s, "session", "max_pending_sign_ins", int, d.max_pending_sign_ins)
         per_client = self.get(s, "session", "sign_ins_per_minute_per_client", int,
                               d.sign_ins_per_minute_per_client)
+        per_user = self.get(s, "session", "max_sessions_per_user", int, d.max_sessions_per_user)
         for key, value in (("max_pending_sign_ins", max_pending),
-                           ("sign_ins_per_minute_per_client", per_client)):
+                           ("sign_ins_per_minute_per_client", per_client),
+                           ("max_sessions_per_user", per_user)):
             if value < 1:
                 self.problem(f"session.{key}", value, "must be at least 1")
         return SessionSettings(
             idle_timeout=idle, absolute_timeout=absolute, state_dir=Path(state_dir),
             sign_in_timeout=self.duration(s, "session", "sign_in_timeout", d.sign_in_timeout),
             max_pending_sign_ins=max_pending, sign_ins_per_minute_per_client=per_client,
+            max_sessions_per_user=per_user,
         )
 
 

@@ -26,10 +26,16 @@ from .entra.client import EntraClient, aadsts_code, nonce_hash
 from .entra.discovery import TenantDirectory
 from .entra.graph import GraphClient, text_or_none
 from .entra.tokens import validate_id_token
-from .errors import IdentityProviderUnavailable, SignInError, SignInRefused, SignInRejected
+from .errors import (
+    IdentityProviderUnavailable,
+    SignInError,
+    SignInRefused,
+    SignInRejected,
+    StateUnavailable,
+)
 from .pending import PendingSignIn, PendingSignIns, binding_hash
 from .roles import ROLES, configured_groups, decide_role
-from .sessions import Session, SessionStore
+from .sessions import Session, SessionStore, StateUnwritable
 from .settings import Settings, is_local_path
 
 audit = structlog.get_logger("agent.audit")
@@ -194,7 +200,10 @@ class SignIn:
             role=decision.role.id, groups=list(decision.matched_groups),
             auth_time=float(claims.get("auth_time", claims["iat"])),
             amr=_strings(claims.get("amr")), acrs=_strings(claims.get("acrs")))
-        await self.sessions.put(session)
+        try:
+            await self.sessions.put(session)
+        except StateUnwritable as exc:
+            raise StateUnavailable("state_unwritable", str(exc), upn=session.upn) from exc
         audit.info("sso_login_succeeded", upn=session.upn, oid=session.oid, role=session.role,
                    groups_matched=list(decision.matched_groups), source_ip=client,
                    amr=list(session.amr) or None, acrs=list(session.acrs) or None)

@@ -74,18 +74,45 @@ class TestSessionStore:
         clock.advance(1801)
         assert new_store(tmp_path, clock).get(cookie) is None
 
-    async def test_torn_last_line_keeps_the_rest(self, tmp_path: Path) -> None:
-        """A write torn by a crash loses only that record; the file is copied aside."""
+    async def test_torn_tail_is_dropped_and_later_records_kept(self, tmp_path: Path) -> None:
+        """A write torn by a crash (no newline) is dropped with a warning and truncated away,
+        so the records written after the restart are not swallowed by the broken line."""
         clock = Clock()
         store = new_store(tmp_path, clock)
         cookie = await add(store)
+        size = (tmp_path / JOURNAL_FILE).stat().st_size
         with open(tmp_path / JOURNAL_FILE, "ab") as f:
             f.write(b"QUJD")  # half a record, no newline
         with capture_logs() as logs:
             again = new_store(tmp_path, clock)
         assert again.get(cookie) is not None
-        assert any(e["event"] == "session_state_unreadable" for e in logs)
-        assert list(tmp_path.glob(JOURNAL_FILE + ".unreadable-*"))
+        assert ["session_state_torn_tail"] == [e["event"] for e in logs
+                                               if e["event"].startswith("session_state")]
+        assert size == (tmp_path / JOURNAL_FILE).stat().st_size
+        later = await add(again, "bo@contoso.example")
+        third = new_store(tmp_path, clock)
+        assert third.get(cookie) is not None and third.get(later) is not None
+
+    async def test_unreadable_lines_set_aside_by_rename(self, tmp_path: Path) -> None:
+        """Whole lines that do not decrypt: the readable records are kept, the old file is
+        renamed aside (the same inode: no copy, which a full disk could not hold)."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        first = await add(store)
+        with open(tmp_path / JOURNAL_FILE, "ab") as f:
+            f.write(b"not a record\n")
+        second = await add(store, "bo@contoso.example")
+        inode = (tmp_path / JOURNAL_FILE).stat().st_ino
+        with capture_logs() as logs:
+            again = new_store(tmp_path, clock)
+        assert again.get(first) is not None and again.get(second) is not None
+        bad = [e for e in logs if e["event"] == "session_state_unreadable"]
+        assert 1 == len(bad) and 1 == bad[0]["unreadable_records"]
+        [aside] = tmp_path.glob(JOURNAL_FILE + ".unreadable-*")
+        assert inode == aside.stat().st_ino != (tmp_path / JOURNAL_FILE).stat().st_ino
+        with capture_logs() as logs:
+            new_store(tmp_path, clock)
+        assert not [e for e in logs if e["event"] == "session_state_unreadable"]
 
     async def test_foreign_state_file_is_set_aside(self, tmp_path: Path) -> None:
         """A journal written with another key is set aside; the agent starts empty."""

@@ -27,6 +27,7 @@ from ..pending import PendingSignIns
 from ..sessions import SessionStore
 from ..settings import Settings
 from ..signin import SignIn
+from ..state import StateDirUnsafe
 from . import handlers, keys
 from .middlewares import guarded, security_headers
 
@@ -52,7 +53,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     directory = TenantDirectory(settings.entra, outbound, clock)
     sessions = SessionStore(settings.session.state_dir if persist else None,
                             settings.session.idle_timeout, settings.session.absolute_timeout,
-                            clock)
+                            clock, settings.session.max_sessions_per_user)
     pending = PendingSignIns(settings.session.sign_in_timeout,
                              settings.session.max_pending_sign_ins,
                              settings.session.sign_ins_per_minute_per_client, clock)
@@ -63,8 +64,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         outbound, settings.entra.graph_url), pending, sessions, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        await asyncio.to_thread(sessions.load)  # StateDirUnsafe: refuse before anything runs
         await outbound.start()
-        await asyncio.to_thread(sessions.load)
         tasks = [asyncio.create_task(_keep_sessions(sessions))]
         if not settings.sso_off:  # no [[setting]] applies: no tenant to talk to
             tasks.append(asyncio.create_task(_keep_directory(directory, client)))
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                     await task
             sessions.sweep()
             await sessions.flush()
+            sessions.close()
             await outbound.close()
             client.http.close()
 
@@ -131,6 +133,6 @@ async def _keep_sessions(sessions: SessionStore) -> None:
             if rounds % SWEEP_EVERY == 0:
                 sessions.sweep()
             await sessions.flush()
-        except OSError as exc:
-            log.error("session_state_write_failed", error=exc.strerror,
+        except (OSError, StateDirUnsafe) as exc:  # flush logs write failures itself
+            log.error("session_state_write_failed", error=str(exc),
                       fix="check that state_dir is writable by the service user")

@@ -10,10 +10,10 @@ from aiohttp import web
 
 from ..errors import SignInError
 from ..roles import ROLES, allows
-from ..sessions import COOKIE_NAME, Session
+from ..sessions import COOKIE_NAME, Session, StateUnwritable
 from ..signin import hint_ok, role_name
 from . import keys
-from .pages import error_page, login_page, render, role_refused_page
+from .pages import error_page, login_page, plain_error_page, render, role_refused_page
 
 audit = structlog.get_logger("agent.audit")
 
@@ -91,7 +91,11 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
         return error_page(exc, settings, _reference(request))
     old = request.cookies.get(COOKIE_NAME)
     if old:  # session fixation: whatever session this browser had is over
-        await request.app[keys.SESSIONS].delete(old)
+        try:
+            await request.app[keys.SESSIONS].delete(old)
+        except StateUnwritable:  # it lives on unreachable (the browser gets the new cookie)
+            audit.warning("session_revoke_failed", reason="replaced_by_sign_in",
+                          why="session state cannot be written")
     response = redirect(done.next_path)
     _set_cookie(response, COOKIE_NAME, done.cookie_id)
     _clear_cookie(response, BINDING_COOKIE)
@@ -155,7 +159,18 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if not supplied or not hmac.compare_digest(supplied.encode(), session.csrf_token.encode()):
         audit.warning("sso_logout_refused", reason="csrf_token_invalid", upn=session.upn)
         return web.Response(status=403, text="Sign-out needs the session's CSRF token.\n")
-    await request.app[keys.SESSIONS].delete(request.cookies[COOKIE_NAME])
+    try:
+        await request.app[keys.SESSIONS].delete(request.cookies[COOKIE_NAME])
+    except StateUnwritable:
+        # Never "signed out" in memory only: a restart would bring the session back.
+        audit.error("sso_logout_refused", reason="state_unwritable", upn=session.upn)
+        return plain_error_page(
+            request.app[keys.SETTINGS], 503, "Sign-out could not be recorded",
+            "The sensor cannot write its session state (its disk is full or read-only), so "
+            "your session could not be ended and is still signed in.",
+            "Try signing out again in a minute. If it keeps failing, tell the sensor's "
+            "administrator that the agent's state directory cannot be written; closing the "
+            "browser ends the session after the idle timeout.", _reference(request))
     audit.info("sso_logout", upn=session.upn, role=session.role)
     settings = request.app[keys.SETTINGS]
     target = "/login?signed_out=1"
@@ -204,10 +219,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """503 until discovery and keys are loaded; ``degraded`` names recently failing deps."""
+    """503 until discovery and keys are loaded, or while session state cannot be written
+    (no new sign-in could be kept); ``degraded`` names recently failing deps."""
     directory = request.app[keys.DIRECTORY]
     degraded = request.app[keys.SIGN_IN].degraded()
     extra = {"degraded": degraded} if degraded else {}
+    if (state := request.app[keys.SESSIONS].state_problem) is not None:
+        return web.json_response({"status": "not ready", "reason": f"session state cannot be "
+                                  f"written ({state}): new sign-ins are refused, signed-in "
+                                  "users keep working", **extra}, status=503)
     if directory.ready:
         return web.json_response({"status": "ready", **extra})
     if (off := request.app[keys.SETTINGS].sso_off) is not None:

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from agent.sessions import COOKIE_NAME
 from agent.state import JOURNAL_FILE, KEY_FILE
 from agent.web import keys
-from tests.harness import Stack
+from tests.harness import Stack, make_stack
 from tests.security.conftest import ADMIN, READER, session_works
 from tests.security.subprocess_agent import AgentProcess
 
@@ -68,7 +68,8 @@ async def restart(stack: Stack) -> list[dict[str, object]]:
 
 class TestBadStateFiles:
     async def test_corrupted_journal_lines(self, stack: Stack) -> None:
-        """Garbage and a torn last line: readable sessions kept, the file set aside, logged."""
+        """Garbage lines and a torn last line: readable sessions kept, the garbage counted and
+        the file set aside, the torn tail dropped with its own warning."""
         browser = stack.browser()
         await browser.sign_in(ADMIN)
         with (state_dir(stack) / JOURNAL_FILE).open("ab") as f:
@@ -76,7 +77,8 @@ class TestBadStateFiles:
         logs = await restart(stack)
         assert await session_works(browser)
         unreadable = [e for e in logs if e["event"] == "session_state_unreadable"]
-        assert 1 == len(unreadable) and 3 == unreadable[0]["unreadable_records"]
+        assert 1 == len(unreadable) and 2 == unreadable[0]["unreadable_records"]
+        assert any(e["event"] == "session_state_torn_tail" for e in logs)
         assert list(state_dir(stack).glob(f"{JOURNAL_FILE}.unreadable-*"))
 
     async def test_foreign_journal(self, stack: Stack) -> None:
@@ -121,3 +123,31 @@ class TestBadStateFiles:
         logs = await restart(stack)
         assert await session_works(browser)
         assert any(e["event"] == "session_record_unusable" for e in logs)
+
+
+class TestPerUserCap:
+    async def test_oldest_session_ends_first_and_stays_ended(self, tmp_path: Path) -> None:
+        """With max_sessions_per_user = 3, a fourth sign-in of the same user ends that user's
+        oldest session (audited as session_revoked, reason max_sessions_per_user), other
+        users' sessions are untouched, and a restart does not bring the ended one back."""
+        stack = await make_stack(tmp_path, config=lambda data: data["session"].update(
+            max_sessions_per_user=3))
+        try:
+            reader = stack.browser()
+            assert 302 == (await reader.sign_in(READER)).status
+            admins = [stack.browser() for _ in range(4)]
+            with capture_logs() as logs:
+                for browser in admins:
+                    assert 302 == (await browser.sign_in(ADMIN)).status
+            assert [False, True, True, True] == [await session_works(b) for b in admins]
+            assert await session_works(reader)
+            revoked = [e for e in logs if e["event"] == "session_revoked"]
+            assert [("max_sessions_per_user", ADMIN)] == [(e["reason"], e["upn"])
+                                                          for e in revoked]
+            await restart(stack)
+            assert [False, True, True, True] == [await session_works(b) for b in admins]
+            fifth = stack.browser()
+            assert 302 == (await fifth.sign_in(ADMIN)).status
+            assert [False, False, True, True] == [await session_works(b) for b in admins]
+        finally:
+            await stack.close()
