@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,15 +21,9 @@ import pytest
 from agent.sessions import COOKIE_NAME
 from agent.state import JOURNAL_FILE
 from tests.harness import Browser, Stack, make_stack
+from tests.needs import unavailable
 from tests.security.conftest import ADMIN, READER, plant_cookie, session_works
 from tests.security.subprocess_agent import AgentProcess
-
-
-def _unavailable(reason: str) -> None:
-    """Skip where a tmpfs cannot be mounted; in CI that is a failure, never a silent skip."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: the full-disk tests must run)")
-    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -43,9 +36,9 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
             ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount)],  # noqa: S607
             capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        _unavailable("no mount command: cannot mount a small tmpfs for the full-disk tests")
+        unavailable("no mount command: cannot mount a small tmpfs for the full-disk tests")
     if done.returncode != 0:
-        _unavailable(f"cannot mount a tmpfs ({done.stderr.strip()}): the full-disk tests "
+        unavailable(f"cannot mount a tmpfs ({done.stderr.strip()}): the full-disk tests "
                      "need root or CAP_SYS_ADMIN")
     try:
         yield mount
