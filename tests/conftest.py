@@ -4,17 +4,31 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.harness import Stack, make_stack
+from tests.harness import Stack, StackFactory, make_stack
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """The local identity provider and the agent on loopback, ready, with the demo users."""
-    s = await make_stack(tmp_path)
+async def new_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
+    """Makes stacks with ``make_stack``'s options; closes every one it made after the test."""
+    made: list[Stack] = []
+
+    async def make(path: Path | None = None, **options: Any) -> Stack:
+        stack = await make_stack(path or tmp_path, **options)
+        made.append(stack)
+        return stack
+
     try:
-        yield s
+        yield make
     finally:
-        await s.close()
+        for stack in reversed(made):
+            await stack.close()
+
+
+@pytest.fixture
+async def stack(new_stack: StackFactory) -> Stack:
+    """The local identity provider and the agent on loopback, ready, with the demo users."""
+    return await new_stack()

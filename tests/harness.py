@@ -11,10 +11,10 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -184,6 +184,12 @@ class Browser:
 
 def query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+class StackFactory(Protocol):
+    """``await new_stack(**options)``: ``harness.make_stack`` with the test's ``tmp_path``."""
+
+    def __call__(self, path: Path | None = None, **options: Any) -> Awaitable[Stack]: ...
 
 
 async def make_stack(tmp_path: Path, users: list[DevUser] | None = None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -11,7 +10,7 @@ from structlog.testing import capture_logs
 from agent.devidp import DELETE, DevUser, Fault
 from agent.sessions import COOKIE_NAME
 from agent.web import keys
-from tests.harness import PASSWORD, ROLE_GROUPS, Stack, make_stack
+from tests.harness import PASSWORD, ROLE_GROUPS, Stack, StackFactory
 
 BINDING = "__Host-sso_signin"
 
@@ -127,20 +126,18 @@ class TestRolesAndGroups:
         assert (200, role) == ((s := await check(stack, browser))[0],
                                s[1]["X-Auth-Request-Role"])
 
-    async def test_second_group_of_a_role(self, tmp_path: Path) -> None:
+    async def test_second_group_of_a_role(self, new_stack: StackFactory) -> None:
         """A role may list several groups: membership in any of them grants it."""
         user = DevUser(username="second@contoso.example", password=PASSWORD, given_name="Sam",
                        family_name="Second", upn="second@contoso.example",
                        groups=[ROLE_GROUPS["read_only"][1]])
-        stack = await make_stack(tmp_path, users=[user])
-        try:
-            browser = stack.browser()
-            await browser.sign_in("second@contoso.example")
-            assert "read_only" == (await check(stack, browser))[1]["X-Auth-Request-Role"]
-        finally:
-            await stack.close()
+        stack = await new_stack(users=[user])
+        browser = stack.browser()
+        await browser.sign_in("second@contoso.example")
+        assert "read_only" == (await check(stack, browser))[1]["X-Auth-Request-Role"]
 
-    async def test_overage_with_more_than_20_configured_groups(self, tmp_path: Path) -> None:
+    async def test_overage_with_more_than_20_configured_groups(
+            self, new_stack: StackFactory) -> None:
         """Overage with 25 configured groups: checkMemberGroups is asked in chunks of 20."""
         many = [f"dddddddd-0000-4000-8000-{i:012d}" for i in range(25)]
 
@@ -151,15 +148,12 @@ class TestRolesAndGroups:
                        family_name="Big", upn="big@contoso.example",
                        groups=[many[24]] + [f"eeeeeeee-0000-4000-8000-{i:012d}"
                                             for i in range(250)], overage=True)
-        stack = await make_stack(tmp_path, users=[user], config=config)
-        try:
-            browser = stack.browser()
-            resp = await browser.sign_in("big@contoso.example")
-            assert 302 == resp.status, await resp.text()
-            assert 2 == stack.idp.requests["graph_check_member_groups"]
-            assert "read_only" == (await check(stack, browser))[1]["X-Auth-Request-Role"]
-        finally:
-            await stack.close()
+        stack = await new_stack(users=[user], config=config)
+        browser = stack.browser()
+        resp = await browser.sign_in("big@contoso.example")
+        assert 302 == resp.status, await resp.text()
+        assert 2 == stack.idp.requests["graph_check_member_groups"]
+        assert "read_only" == (await check(stack, browser))[1]["X-Auth-Request-Role"]
 
 
 class TestTokenRequest:
@@ -177,41 +171,36 @@ class TestMissingAttributes:
         ("Ana", "Silva", None, "User principal name"),
         (None, None, None, "First name, Last name, User principal name"),
     ])
-    async def test_each_missing_attribute_named(self, tmp_path: Path, given: str | None,
+    async def test_each_missing_attribute_named(self, new_stack: StackFactory, given: str | None,
                                                 family: str | None, upn: str | None,
                                                 named: str) -> None:
         """A user missing first name, last name or UPN is refused with a page naming it."""
         user = DevUser(username="x@contoso.example", password=PASSWORD, given_name=given,
                        family_name=family, upn=upn, groups=ROLE_GROUPS["admin"])
-        stack = await make_stack(tmp_path, users=[user])
-        try:
-            browser = stack.browser()
-            with capture_logs() as logs:
-                resp = await browser.sign_in("x@contoso.example")
-            assert 403 == resp.status
-            assert f"lacks: {named}." in await resp.text()
-            assert ["missing_attributes"] == [e["reason"] for e in logs
-                                              if e["event"] == "sso_login_refused"]
-            assert browser.cookie(COOKIE_NAME) is None
-        finally:
-            await stack.close()
+        stack = await new_stack(users=[user])
+        browser = stack.browser()
+        with capture_logs() as logs:
+            resp = await browser.sign_in("x@contoso.example")
+        assert 403 == resp.status
+        assert f"lacks: {named}." in await resp.text()
+        assert ["missing_attributes"] == [e["reason"] for e in logs
+                                          if e["event"] == "sso_login_refused"]
+        assert browser.cookie(COOKIE_NAME) is None
 
 
 class TestNames:
-    async def test_non_ascii_name_reaches_the_console_as_utf8(self, tmp_path: Path) -> None:
+    async def test_non_ascii_name_reaches_the_console_as_utf8(
+            self, new_stack: StackFactory) -> None:
         """X-Auth-Request-Name carries a name like "José Müller" intact, as UTF-8."""
         user = DevUser(username="jose@contoso.example", password=PASSWORD, given_name="José",
                        family_name="Müller", upn="jose@contoso.example",
                        groups=ROLE_GROUPS["read_only"])
-        stack = await make_stack(tmp_path, users=[user])
-        try:
-            browser = stack.browser()
-            await browser.sign_in("jose@contoso.example")
-            resp = await browser.get("/auth/check")
-            raw = dict(resp.raw_headers)[b"X-Auth-Request-Name"]
-            assert "José Müller" == raw.decode("utf-8")
-        finally:
-            await stack.close()
+        stack = await new_stack(users=[user])
+        browser = stack.browser()
+        await browser.sign_in("jose@contoso.example")
+        resp = await browser.get("/auth/check")
+        raw = dict(resp.raw_headers)[b"X-Auth-Request-Name"]
+        assert "José Müller" == raw.decode("utf-8")
 
 
 class TestRefusals:

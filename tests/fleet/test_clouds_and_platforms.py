@@ -10,7 +10,7 @@ from agent.entra.client import EntraClient
 from agent.errors import ConfigError
 from agent.settings import settings_from_mapping
 from tests.fleet.helpers import block, client_certificate, fleet
-from tests.harness import CLIENT, TENANT, make_stack
+from tests.harness import CLIENT, TENANT, StackFactory
 
 SENSOR = {"name": "s-01", "site": "shanghai", "zone": "z1"}
 
@@ -59,73 +59,59 @@ class TestSovereignClouds:
 
 
 class TestWebPlatform:
-    async def test_client_secret(self, tmp_path: Path) -> None:
+    async def test_client_secret(self, tmp_path: Path, new_stack: StackFactory) -> None:
         """A Web platform app redeems with its client secret and no Origin header."""
         secret = tmp_path / "client-secret"
         secret.write_text("s3cr3t-value~from-the-portal\n")
-        stack = await make_stack(
-            tmp_path, idp_options={"spa": False, "client_secret": "s3cr3t-value~from-the-portal"},
+        stack = await new_stack(
+            idp_options={"spa": False, "client_secret": "s3cr3t-value~from-the-portal"},
             config=lambda d: d["entra"].update(platform="web", client_secret_file=str(secret)))
-        try:
-            resp = await stack.browser().sign_in("admin@contoso.example")
-            assert 302 == resp.status, await resp.text()
-            assert stack.idp.last_token_origin is None
-        finally:
-            await stack.close()
+        resp = await stack.browser().sign_in("admin@contoso.example")
+        assert 302 == resp.status, await resp.text()
+        assert stack.idp.last_token_origin is None
 
-    async def test_client_certificate(self, tmp_path: Path) -> None:
+    async def test_client_certificate(self, tmp_path: Path, new_stack: StackFactory) -> None:
         """A Web platform app redeems with a private-key JWT assertion MSAL signs."""
         path, cert_pem = client_certificate(tmp_path)
-        stack = await make_stack(
-            tmp_path, idp_options={"spa": False, "client_certificate_pem": cert_pem},
+        stack = await new_stack(
+            idp_options={"spa": False, "client_certificate_pem": cert_pem},
             config=lambda d: d["entra"].update(platform="web",
-                                               client_certificate_file=str(path)))
-        try:
-            resp = await stack.browser().sign_in("admin@contoso.example")
-            assert 302 == resp.status, await resp.text()
-            assert stack.idp.last_token_origin is None
-        finally:
-            await stack.close()
+                                    client_certificate_file=str(path)))
+        resp = await stack.browser().sign_in("admin@contoso.example")
+        assert 302 == resp.status, await resp.text()
+        assert stack.idp.last_token_origin is None
 
-    async def test_wrong_secret_is_explained(self, tmp_path: Path) -> None:
+    async def test_wrong_secret_is_explained(self, tmp_path: Path, new_stack: StackFactory) -> None:
         """A wrong secret is a 403 page with Entra's code, not a crash."""
         secret = tmp_path / "client-secret"
         secret.write_text("old-secret")
-        stack = await make_stack(
-            tmp_path, idp_options={"spa": False, "client_secret": "new-secret"},
+        stack = await new_stack(
+            idp_options={"spa": False, "client_secret": "new-secret"},
             config=lambda d: d["entra"].update(platform="web", client_secret_file=str(secret)))
-        try:
-            resp = await stack.browser().sign_in("admin@contoso.example")
-            assert 403 == resp.status
-            assert "AADSTS7000215" in await resp.text()
-        finally:
-            await stack.close()
+        resp = await stack.browser().sign_in("admin@contoso.example")
+        assert 403 == resp.status
+        assert "AADSTS7000215" in await resp.text()
 
-    async def test_spa_config_against_web_registration(self, tmp_path: Path) -> None:
+    async def test_spa_config_against_web_registration(self, new_stack: StackFactory) -> None:
         """Config says SPA, the registration says Web: the AADSTS9002326 page names the fix."""
-        stack = await make_stack(tmp_path, idp_options={"spa": False, "client_secret": "x"})
-        try:
-            resp = await stack.browser().sign_in("admin@contoso.example")
-            page = await resp.text()
-            assert 403 == resp.status
-            assert "AADSTS9002326" in page
-            assert "entra.platform" in page and "Single-page application" in page
-        finally:
-            await stack.close()
+        stack = await new_stack(idp_options={"spa": False, "client_secret": "x"})
+        resp = await stack.browser().sign_in("admin@contoso.example")
+        page = await resp.text()
+        assert 403 == resp.status
+        assert "AADSTS9002326" in page
+        assert "entra.platform" in page and "Single-page application" in page
 
-    async def test_web_config_against_spa_registration(self, tmp_path: Path) -> None:
+    async def test_web_config_against_spa_registration(
+            self, tmp_path: Path, new_stack: StackFactory) -> None:
         """Config says Web, the registration is an SPA: the page says to set platform spa."""
         secret = tmp_path / "client-secret"
         secret.write_text("s3cr3t")
-        stack = await make_stack(tmp_path, config=lambda d: d["entra"].update(
+        stack = await new_stack(config=lambda d: d["entra"].update(
             platform="web", client_secret_file=str(secret)))
-        try:
-            resp = await stack.browser().sign_in("admin@contoso.example")
-            page = await resp.text()
-            assert 403 == resp.status
-            assert "AADSTS700025" in page and "entra.platform = &#34;spa&#34;" in page
-        finally:
-            await stack.close()
+        resp = await stack.browser().sign_in("admin@contoso.example")
+        page = await resp.text()
+        assert 403 == resp.status
+        assert "AADSTS700025" in page and "entra.platform = &#34;spa&#34;" in page
 
     def test_web_needs_exactly_one_credential(self, tmp_path: Path) -> None:
         """platform = "web" without a secret or certificate is a config error."""

@@ -9,7 +9,7 @@ import pytest
 from agent.errors import ConfigError
 from agent.settings import settings_from_mapping
 from tests.fleet.helpers import OTHER_GROUP, block, fleet
-from tests.harness import CLIENT, ROLE_GROUPS, TENANT, make_stack
+from tests.harness import CLIENT, ROLE_GROUPS, TENANT, StackFactory
 
 SENSOR = {"name": "s-07", "site": "hamburg", "zone": "packaging"}
 
@@ -86,47 +86,38 @@ class TestScopeResolution:
 
 
 class TestThroughTheProvider:
-    async def test_zone_setting_decides_the_role(self, tmp_path: Path) -> None:
+    async def test_zone_setting_decides_the_role(self, new_stack: StackFactory) -> None:
         """The zone setting's role mapping is the one a real sign-in is judged by."""
-        stack = await make_stack(tmp_path, config=fleet(
+        stack = await new_stack(config=fleet(
             SENSOR, block("EU", sites=["hamburg"]),
             block("Packaging", sites=["hamburg"], zones=["packaging"],
-                  roles={"read_only": ROLE_GROUPS["admin"]})))
-        try:
-            browser = stack.browser()
-            assert 302 == (await browser.sign_in("admin@contoso.example")).status
-            resp = await browser.get("/auth/check")
-            assert "read_only" == resp.headers["X-Auth-Request-Role"]
-        finally:
-            await stack.close()
+       roles={"read_only": ROLE_GROUPS["admin"]})))
+        browser = stack.browser()
+        assert 302 == (await browser.sign_in("admin@contoso.example")).status
+        resp = await browser.get("/auth/check")
+        assert "read_only" == resp.headers["X-Auth-Request-Role"]
 
-    async def test_no_match_sign_in_page_says_sso_is_off(self, tmp_path: Path) -> None:
+    async def test_no_match_sign_in_page_says_sso_is_off(self, new_stack: StackFactory) -> None:
         """No setting applies: the page says SSO is off and offers no SSO button."""
-        stack = await make_stack(tmp_path, config=fleet(SENSOR, block("US", sites=["houston"])),
-                                 start=False)
-        try:
-            await stack.start_agent(wait_ready=False)
-            page = await (await stack.browser().get("/login")).text()
-            assert "Single sign-on is off for this sensor" in page
-            assert 'id="sso-sign-in"' not in page
-        finally:
-            await stack.close()
+        stack = await new_stack(config=fleet(SENSOR, block("US", sites=["houston"])),
+                      start=False)
+        await stack.start_agent(wait_ready=False)
+        page = await (await stack.browser().get("/login")).text()
+        assert "Single sign-on is off for this sensor" in page
+        assert 'id="sso-sign-in"' not in page
 
-    async def test_no_match_start_refuses(self, tmp_path: Path) -> None:
+    async def test_no_match_start_refuses(self, new_stack: StackFactory) -> None:
         """No setting applies: /auth/sso/start refuses with 403 and never reaches Entra ID."""
-        stack = await make_stack(tmp_path, config=fleet(SENSOR, block("US", sites=["houston"])),
-                                 start=False)
-        try:
-            await stack.start_agent(wait_ready=False)
-            resp = await stack.browser().get("/auth/sso/start")
-            assert 403 == resp.status
-            assert "Single sign-on is off for this sensor" in await resp.text()
-            assert 0 == stack.idp.requests["discovery"]
-            ready = await stack.browser().get("/readyz")
-            assert 503 == ready.status
-            assert "SSO is off: no setting applies" in (await ready.json())["reason"]
-        finally:
-            await stack.close()
+        stack = await new_stack(config=fleet(SENSOR, block("US", sites=["houston"])),
+                      start=False)
+        await stack.start_agent(wait_ready=False)
+        resp = await stack.browser().get("/auth/sso/start")
+        assert 403 == resp.status
+        assert "Single sign-on is off for this sensor" in await resp.text()
+        assert 0 == stack.idp.requests["discovery"]
+        ready = await stack.browser().get("/readyz")
+        assert 503 == ready.status
+        assert "SSO is off: no setting applies" in (await ready.json())["reason"]
 
 
 class TestCheckConfigWhenSsoIsOff:

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from yarl import URL
 
 from agent.sessions import COOKIE_NAME
-from tests.harness import Browser, Stack, make_stack
+from tests.harness import Browser, Stack, StackFactory
 from tests.security.subprocess_agent import AgentProcess
 
 ADMIN = "admin@contoso.example"
@@ -21,15 +21,15 @@ READER = "reader@contoso.example"
 
 
 @pytest.fixture
-async def proc_stack(tmp_path: Path) -> AsyncIterator[tuple[Stack, AgentProcess]]:
+async def proc_stack(tmp_path: Path, new_stack: StackFactory
+                     ) -> AsyncIterator[tuple[Stack, AgentProcess]]:
     """The provider in-process, the agent as its own process (not started yet)."""
-    stack = await make_stack(tmp_path, start=False)
+    stack = await new_stack(start=False)
     agent = AgentProcess(stack, tmp_path)
     try:
         yield stack, agent
     finally:
         await agent.stop()
-        await stack.close()
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -17,7 +16,7 @@ from agent import explain
 from agent.devidp import Fault
 from agent.devidp.faults import entra_error_body
 from agent.explain import AADSTS
-from tests.harness import Browser, Stack, make_stack
+from tests.harness import Browser, Stack, StackFactory
 from tests.security.conftest import ADMIN, READER, Outcome, attempt, callback, plant_cookie
 
 
@@ -135,18 +134,15 @@ class TestIssuerParameter:
         stack.idp.iss_override = stack.idp.issuer + "/"
         assert_rejected(await attempt(stack), "iss_mismatch")
 
-    async def test_iss_missing_when_advertised(self, tmp_path: Path) -> None:
+    async def test_iss_missing_when_advertised(self, new_stack: StackFactory) -> None:
         """When discovery advertises the iss parameter, a response without it is rejected."""
-        stack = await make_stack(tmp_path, idp_options={"iss_parameter_supported": True})
-        try:
-            browser = stack.browser()
-            url = await authorized(stack, browser)
-            assert stack.idp.issuer == dict(parse_qsl(urlsplit(url).query))["iss"]
-            stripped = with_params(url, iss=None)
-            assert_rejected(await callback(stack, browser, stripped), "iss_missing")
-            assert 302 == (await attempt(stack)).status  # with iss: accepted
-        finally:
-            await stack.close()
+        stack = await new_stack(idp_options={"iss_parameter_supported": True})
+        browser = stack.browser()
+        url = await authorized(stack, browser)
+        assert stack.idp.issuer == dict(parse_qsl(urlsplit(url).query))["iss"]
+        stripped = with_params(url, iss=None)
+        assert_rejected(await callback(stack, browser, stripped), "iss_missing")
+        assert 302 == (await attempt(stack)).status  # with iss: accepted
 
 
 PROVIDER_ERRORS = ["access_denied", "interaction_required", "login_required",

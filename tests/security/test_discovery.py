@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
-from tests.harness import Stack, make_stack
+from tests.harness import Stack, StackFactory
 
 OTHER_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
 
@@ -33,28 +32,25 @@ async def wait_for_discovery(stack: Stack, fetches: int = 1) -> None:
     "http://{host}/{tenant}/v2.0",
     "https://{host}/{tenant}/v2.0/",
 ])
-async def test_foreign_issuer_means_not_ready(tmp_path: Path, issuer: str) -> None:
+async def test_foreign_issuer_means_not_ready(new_stack: StackFactory, issuer: str) -> None:
     """Discovery issuer not exactly this tenant's: /readyz 503, no sign-in."""
-    stack = await make_stack(tmp_path, start=False)
-    try:
-        host = stack.idp.url.removeprefix("https://")
-        stack.idp.token_tweaks.discovery_issuer = issuer.format(
-            host=host, tenant=stack.settings.entra.tenant_id)
-        await stack.start_agent(wait_ready=False)
-        await wait_for_discovery(stack)
-        await asyncio.sleep(0.05)
-        status, body = await readyz(stack)
-        assert 503 == status
-        assert "issuer" in body["reason"] and "entra.tenant_id" in body["reason"]
-        browser = stack.browser()
-        resp = await browser.get("/auth/sso/start")
-        assert 502 == resp.status
-        assert "What to do:" in await resp.text()
-        assert 0 == stack.idp.requests["authorize"]
-        login = await browser.get("/login")
-        assert 200 == login.status and "cannot reach Entra ID" in await login.text()
-    finally:
-        await stack.close()
+    stack = await new_stack(start=False)
+    host = stack.idp.url.removeprefix("https://")
+    stack.idp.token_tweaks.discovery_issuer = issuer.format(
+        host=host, tenant=stack.settings.entra.tenant_id)
+    await stack.start_agent(wait_ready=False)
+    await wait_for_discovery(stack)
+    await asyncio.sleep(0.05)
+    status, body = await readyz(stack)
+    assert 503 == status
+    assert "issuer" in body["reason"] and "entra.tenant_id" in body["reason"]
+    browser = stack.browser()
+    resp = await browser.get("/auth/sso/start")
+    assert 502 == resp.status
+    assert "What to do:" in await resp.text()
+    assert 0 == stack.idp.requests["authorize"]
+    login = await browser.get("/login")
+    assert 200 == login.status and "cannot reach Entra ID" in await login.text()
 
 
 async def test_own_issuer_is_ready(stack: Stack) -> None:

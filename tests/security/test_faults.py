@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.devidp import Fault
-from tests.harness import Stack, make_stack
+from tests.harness import Stack, StackFactory
 from tests.security.conftest import ADMIN, READER, Outcome, attempt, session_works
 
 GRAPH_USER = "graphprofile@contoso.example"  # token without profile claims or groups: Graph
@@ -29,11 +28,8 @@ def fast_timeout(data: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = await make_stack(tmp_path, idp_options={"state_dir": tmp_path / "idp"},
-                         config=fast_timeout)
-    yield s
-    await s.close()
+async def stack(tmp_path: Path, new_stack: StackFactory) -> Stack:
+    return await new_stack(idp_options={"state_dir": tmp_path / "idp"}, config=fast_timeout)
 
 
 def assert_unavailable(outcome: Outcome, reason: str, dependency: str) -> None:
@@ -187,30 +183,27 @@ class TestStartup:
         Fault(status=500, body=b"{}"), Fault(status=200, body=b"<html>", content_type="text/html"),
         Fault(delay=TIMEOUT + 0.5),
     ], ids=["5xx", "garbage", "slow"])
-    async def test_discovery_failing_at_start(self, tmp_path: Path, fault: Fault) -> None:
+    async def test_discovery_failing_at_start(self, new_stack: StackFactory, fault: Fault) -> None:
         """Discovery failing at start: /readyz 503 with the reason, sign-in 502, then ready."""
-        stack = await make_stack(tmp_path, config=fast_timeout, start=False)
-        try:
-            stack.idp.faults["discovery"] = fault
-            await stack.start_agent(wait_ready=False)
-            for _ in range(100):
-                if stack.idp.requests["discovery"]:
-                    break
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(TIMEOUT + 0.7 if fault.delay else 0.1)
-            status, body = await readyz(stack)
-            assert 503 == status and body["reason"], body
-            resp = await stack.browser().get("/auth/sso/start")
-            assert 502 == resp.status
-            assert "because Entra ID is unreachable" in await resp.text()
-            stack.idp.reset_misbehaviour()
-            await stack.wait_ready(timeout=8)
-            attempts = stack.idp.requests["discovery"]
-            assert attempts <= 4  # backoff, not a tight loop
-            outcome = await attempt(stack, ADMIN)
-            assert 302 == outcome.status, outcome.text
-        finally:
-            await stack.close()
+        stack = await new_stack(config=fast_timeout, start=False)
+        stack.idp.faults["discovery"] = fault
+        await stack.start_agent(wait_ready=False)
+        for _ in range(100):
+            if stack.idp.requests["discovery"]:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(TIMEOUT + 0.7 if fault.delay else 0.1)
+        status, body = await readyz(stack)
+        assert 503 == status and body["reason"], body
+        resp = await stack.browser().get("/auth/sso/start")
+        assert 502 == resp.status
+        assert "because Entra ID is unreachable" in await resp.text()
+        stack.idp.reset_misbehaviour()
+        await stack.wait_ready(timeout=8)
+        attempts = stack.idp.requests["discovery"]
+        assert attempts <= 4  # backoff, not a tight loop
+        outcome = await attempt(stack, ADMIN)
+        assert 302 == outcome.status, outcome.text
 
 
 async def test_no_client_side_throttle_after_a_failure(stack: Stack) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from tests.harness import Browser, Stack, make_stack
+from tests.harness import Browser, Stack, StackFactory
 from tests.security.conftest import ADMIN, READER, callback, session_works
 from tests.security.subprocess_agent import AgentProcess
 
@@ -38,31 +37,26 @@ def from_address(browser: Browser, address: str) -> None:
 
 
 class TestPendingCap:
-    async def test_oldest_pending_sign_in_evicted(self, tmp_path: Path) -> None:
+    async def test_oldest_pending_sign_in_evicted(self, new_stack: StackFactory) -> None:
         """With max_pending_sign_ins = 5, a sixth start evicts the oldest; the rest complete."""
-        stack = await make_stack(tmp_path, config=limits(pending=5))
-        try:
-            browsers = [stack.browser() for _ in range(6)]
-            callbacks = []
-            for i, browser in enumerate(browsers):
-                from_address(browser, f"192.0.2.{i + 1}")
-                callbacks.append(await browser.authenticate(await browser.start(), READER))
-            oldest = await callback(stack, browsers[0], callbacks[0])
-            assert (400, ["state_unknown"], False) == (
-                oldest.status, oldest.refused_reasons, oldest.has_session)
-            rest = [await callback(stack, browser, url)
-                    for browser, url in zip(browsers[1:], callbacks[1:], strict=True)]
-            assert [(302, True)] * 5 == [(o.status, o.has_session) for o in rest]
-        finally:
-            await stack.close()
+        stack = await new_stack(config=limits(pending=5))
+        browsers = [stack.browser() for _ in range(6)]
+        callbacks = []
+        for i, browser in enumerate(browsers):
+            from_address(browser, f"192.0.2.{i + 1}")
+            callbacks.append(await browser.authenticate(await browser.start(), READER))
+        oldest = await callback(stack, browsers[0], callbacks[0])
+        assert (400, ["state_unknown"], False) == (
+            oldest.status, oldest.refused_reasons, oldest.has_session)
+        rest = [await callback(stack, browser, url)
+                for browser, url in zip(browsers[1:], callbacks[1:], strict=True)]
+        assert [(302, True)] * 5 == [(o.status, o.has_session) for o in rest]
 
 
 class TestRateLimit:
     @pytest.fixture
-    async def stack(self, tmp_path: Path) -> AsyncIterator[Stack]:
-        s = await make_stack(tmp_path, config=limits(per_minute=3))
-        yield s
-        await s.close()
+    async def stack(self, new_stack: StackFactory) -> Stack:
+        return await new_stack(config=limits(per_minute=3))
 
     async def test_per_client_limit(self, stack: Stack) -> None:
         """The fourth start in a minute from one address is a 429 page and audited."""
@@ -97,18 +91,15 @@ class TestRateLimit:
         stack.clock.advance(61)
         assert 302 == (await browser.sign_in(ADMIN)).status
 
-    async def test_forwarded_for_ignored_unless_trusted(self, tmp_path: Path) -> None:
+    async def test_forwarded_for_ignored_unless_trusted(self, new_stack: StackFactory) -> None:
         """With no trusted proxy a spoofed X-Forwarded-For does not buy a new budget."""
-        stack = await make_stack(tmp_path, config=limits(per_minute=3, trust_xff=False))
-        try:
-            statuses = []
-            for i in range(5):
-                browser = stack.browser()
-                from_address(browser, f"203.0.113.{i}")
-                statuses.append((await browser.get("/auth/sso/start")).status)
-            assert [302, 302, 302, 429, 429] == statuses
-        finally:
-            await stack.close()
+        stack = await new_stack(config=limits(per_minute=3, trust_xff=False))
+        statuses = []
+        for i in range(5):
+            browser = stack.browser()
+            from_address(browser, f"203.0.113.{i}")
+            statuses.append((await browser.get("/auth/sso/start")).status)
+        assert [302, 302, 302, 429, 429] == statuses
 
 
 async def blast(port: int, first: int, count: int, addresses: int) -> collections.Counter[int]:
@@ -155,10 +146,10 @@ async def flood(port: int, first: int, count: int, addresses: int) -> collection
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-async def test_flood_of_sign_in_starts(tmp_path: Path) -> None:
+async def test_flood_of_sign_in_starts(tmp_path: Path, new_stack: StackFactory) -> None:
     """100,000 starts from 20,000 addresses: RSS stays under a ceiling, plateaus, and a real
     user still signs in during and after the flood."""
-    stack = await make_stack(tmp_path, start=False)
+    stack = await new_stack(start=False)
     agent = AgentProcess(stack, tmp_path)  # 127.0.0.1 is a trusted proxy by default
     try:
         agent.start()
@@ -190,4 +181,3 @@ async def test_flood_of_sign_in_starts(tmp_path: Path) -> None:
         assert after_all - after_half < PLATEAU_MB, report
     finally:
         await agent.stop()
-        await stack.close()

@@ -7,14 +7,13 @@ Every refusal: the expected status, an error page that says what to do, no sessi
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from agent.devidp import DELETE
 from agent.web import keys
-from tests.harness import CLIENT, TENANT, Stack, free_port, make_stack
+from tests.harness import CLIENT, TENANT, Stack, StackFactory, free_port
 from tests.security.conftest import Outcome, attempt
 
 OTHER_APP = "11111111-2222-4333-8444-555555555555"
@@ -62,16 +61,13 @@ class TestSignature:
         assert_refused(await attempt(stack), 400, "id_token_unknown_key")
         assert 0 == stack.idp.requests["jwks"] - before
 
-    async def test_no_kid_with_several_keys(self, tmp_path: Path) -> None:
+    async def test_no_kid_with_several_keys(self, new_stack: StackFactory) -> None:
         """Without a kid the agent will not guess among several published keys."""
-        stack = await make_stack(tmp_path, start=False)
-        try:
-            stack.idp.rotate_keys(keep_old=True)
-            await stack.start_agent()
-            stack.idp.token_tweaks.header = {"kid": DELETE}
-            assert_refused(await attempt(stack), 400, "id_token_unknown_key")
-        finally:
-            await stack.close()
+        stack = await new_stack(start=False)
+        stack.idp.rotate_keys(keep_old=True)
+        await stack.start_agent()
+        stack.idp.token_tweaks.header = {"kid": DELETE}
+        assert_refused(await attempt(stack), 400, "id_token_unknown_key")
 
     async def test_kid_of_wrong_type(self, stack: Stack) -> None:
         """A non-string kid is a malformed token, not a crash."""
@@ -275,13 +271,10 @@ class TestAcceptedKeys:
         outcome = await attempt(stack)
         assert (302, True) == (outcome.status, outcome.has_session), outcome.text
 
-    async def test_jwks_without_kids_and_one_key(self, tmp_path: Path) -> None:
+    async def test_jwks_without_kids_and_one_key(self, new_stack: StackFactory) -> None:
         """A JWKS without kids and a token without kid: the single key is used."""
-        stack = await make_stack(tmp_path, start=False)
-        try:
-            stack.idp.token_tweaks.jwks_without_kid = True
-            await stack.start_agent()
-            outcome = await attempt(stack)
-            assert (302, True) == (outcome.status, outcome.has_session), outcome.text
-        finally:
-            await stack.close()
+        stack = await new_stack(start=False)
+        stack.idp.token_tweaks.jwks_without_kid = True
+        await stack.start_agent()
+        outcome = await attempt(stack)
+        assert (302, True) == (outcome.status, outcome.has_session), outcome.text

@@ -18,7 +18,7 @@ from agent.devidp import Fault
 from agent.sessions import COOKIE_NAME
 from agent.state import KEY_FILE
 from agent.web import keys
-from tests.harness import PASSWORD, Browser, Stack, make_stack, query
+from tests.harness import PASSWORD, Browser, Stack, StackFactory, query
 from tests.security.subprocess_agent import AgentProcess
 
 BINDING = "__Host-sso_signin"
@@ -93,17 +93,14 @@ async def journey(stack: Stack, secrets: Secrets, in_process: bool) -> None:
     secrets.add(key.hex(), base64.b64encode(key).decode(), base64.urlsafe_b64encode(key).decode())
 
 
-async def test_structlog_events_hold_no_secret(tmp_path: Path,
+async def test_structlog_events_hold_no_secret(new_stack: StackFactory,
                                                caplog: pytest.LogCaptureFixture) -> None:
     """Every captured audit/log event of a busy session: no secret value anywhere."""
-    stack = await make_stack(tmp_path)
+    stack = await new_stack()
     secrets = Secrets()
     caplog.set_level(logging.WARNING)
-    try:
-        with capture_logs() as logs:
-            await journey(stack, secrets, in_process=True)
-    finally:
-        await stack.close()
+    with capture_logs() as logs:
+        await journey(stack, secrets, in_process=True)
     events = {e["event"] for e in logs}
     assert {"sso_login_started", "sso_login_succeeded", "sso_login_refused", "idp_error",
             "sso_logout"} <= events

@@ -17,7 +17,7 @@ from agent.devidp.certs import make_tls_material
 from agent.sessions import COOKIE_NAME
 from agent.settings import settings_from_mapping
 from agent.web.app import create_app
-from tests.harness import Stack, agent_config, free_port, make_stack
+from tests.harness import Stack, StackFactory, agent_config, free_port
 from tests.security.conftest import ADMIN, attempt, plant_cookie, session_works
 
 HOSTILE_NEXT = [
@@ -179,9 +179,9 @@ class TestHeaders:
         assert "Strict-Transport-Security" not in resp.headers
 
 
-async def test_hsts_when_serving_tls(tmp_path: Path) -> None:
+async def test_hsts_when_serving_tls(tmp_path: Path, new_stack: StackFactory) -> None:
     """With server.tls_cert_file set, every answer carries Strict-Transport-Security."""
-    stack = await make_stack(tmp_path, start=False)
+    stack = await new_stack(start=False)
     runner = None
     try:
         tls = make_tls_material()
@@ -204,4 +204,3 @@ async def test_hsts_when_serving_tls(tmp_path: Path) -> None:
     finally:
         if runner is not None:
             await runner.cleanup()
-        await stack.close()
