@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,15 @@ from pathlib import Path
 import pytest
 
 import agent
-from tests.deploy.support import REPO
+from agent.devidp import DevIdentityProvider
+from tests.deploy.support import (
+    REPO,
+    AgentProcess,
+    SignInClient,
+    agent_config_for,
+    free_port,
+    write_config,
+)
 from tests.needs import need
 
 NAME = "sensor-sso-agent"
@@ -173,3 +182,51 @@ def test_offline_install_into_a_temporary_prefix(unpacked: Path, tmp_path: Path)
     assert [p.name for p in prefix.glob("venv-*")] == [os.readlink(prefix / "venv")]
     assert re.fullmatch(r"venv-\d{14}-\d+", os.readlink(prefix / "venv"))
     assert run(exe, "--version").returncode == 0
+
+
+async def test_upgrades_under_a_running_agent(unpacked: Path, tmp_path: Path,
+                                              idp: DevIdentityProvider) -> None:
+    """No systemd: install, start the agent from PREFIX/venv, then install the package twice
+    more, each time with postinst's prune. The venv the running agent uses is kept, so it
+    keeps answering (its sign-in page, its session, a SIGHUP reload); the unused middle venv
+    goes, and once the agent has stopped the next prune removes its venv too."""
+    prefix = tmp_path / "opt" / NAME
+    install = str(unpacked / "usr/lib" / NAME / "install-venv")
+
+    def upgrade() -> str:
+        argv, env = offline([install, str(prefix), target_python()])
+        built = run(*argv, env=env)
+        assert built.returncode == 0, built.stdout + built.stderr
+        pruned = run(install, "--prune", prefix)  # as postinst does, after its try-restart
+        assert pruned.returncode == 0, pruned.stderr
+        return os.readlink(prefix / "venv")
+
+    def venvs() -> set[str]:
+        return {p.name for p in prefix.glob("venv-*")}
+
+    first = upgrade()
+    port = free_port()
+    config = write_config(tmp_path / "agent.toml",
+                          agent_config_for(idp, port, tmp_path / "state"))
+    agent = AgentProcess(config, port, env={"PYTHONPATH": ""},  # the venv's agent, not ours
+                         argv=[str(prefix / "venv/bin" / NAME), "serve", "--config", str(config)])
+    client = SignInClient(agent.url, idp)
+    try:
+        await agent.wait_healthy()
+        await client.sign_in("admin@contoso.example")
+        second = upgrade()
+        third = upgrade()
+        assert {first, third} == venvs() and second not in venvs()
+        status, _, body = await client.get("/login")
+        assert status == 200 and "SSO Sign-in" in body
+        assert 200 == (await client.get("/auth/check"))[0]
+        agent.proc.send_signal(signal.SIGHUP)
+        await agent.wait_event("config_reloaded")
+        assert 200 == (await client.get("/login"))[0]
+        assert 200 == (await client.get("/auth/check"))[0]
+    finally:
+        await client.close()
+        agent.proc.terminate()
+        agent.proc.wait(timeout=15)
+    assert run(install, "--prune", prefix).returncode == 0
+    assert {third} == venvs()
