@@ -20,7 +20,7 @@ import pytest
 
 from agent.sessions import COOKIE_NAME
 from agent.state import JOURNAL_FILE
-from tests.harness import Browser, Stack, make_stack
+from tests.harness import Browser, Stack, StackFactory
 from tests.needs import unavailable
 from tests.security.conftest import ADMIN, READER, plant_cookie, session_works
 from tests.security.subprocess_agent import AgentProcess
@@ -67,8 +67,9 @@ def free(mount: Path) -> None:
 
 
 @pytest.fixture
-async def disk(tmp_path: Path, small_fs: Path) -> AsyncIterator[tuple[Stack, AgentProcess, Path]]:
-    stack = await make_stack(tmp_path, start=False)
+async def disk(tmp_path: Path, small_fs: Path, new_stack: StackFactory
+               ) -> AsyncIterator[tuple[Stack, AgentProcess, Path]]:
+    stack = await new_stack(start=False)
     agent = AgentProcess(stack, tmp_path, session={"state_dir": str(small_fs / "state"),
                                                    "max_sessions_per_user": 100,
                                                    "sign_ins_per_minute_per_client": 1000})
@@ -76,7 +77,6 @@ async def disk(tmp_path: Path, small_fs: Path) -> AsyncIterator[tuple[Stack, Age
         yield stack, agent, small_fs
     finally:
         await agent.stop()
-        await stack.close()
 
 
 async def up(stack: Stack, agent: AgentProcess) -> None:

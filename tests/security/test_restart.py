@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from agent.sessions import COOKIE_NAME
 from agent.state import JOURNAL_FILE, KEY_FILE
 from agent.web import keys
-from tests.harness import Stack, make_stack
+from tests.harness import Stack, StackFactory
 from tests.security.conftest import ADMIN, READER, session_works
 from tests.security.subprocess_agent import AgentProcess
 
@@ -126,28 +126,25 @@ class TestBadStateFiles:
 
 
 class TestPerUserCap:
-    async def test_oldest_session_ends_first_and_stays_ended(self, tmp_path: Path) -> None:
+    async def test_oldest_session_ends_first_and_stays_ended(self, new_stack: StackFactory
+                                                             ) -> None:
         """With max_sessions_per_user = 3, a fourth sign-in of the same user ends that user's
         oldest session (audited as session_revoked, reason max_sessions_per_user), other
         users' sessions are untouched, and a restart does not bring the ended one back."""
-        stack = await make_stack(tmp_path, config=lambda data: data["session"].update(
+        stack = await new_stack(config=lambda data: data["session"].update(
             max_sessions_per_user=3))
-        try:
-            reader = stack.browser()
-            assert 302 == (await reader.sign_in(READER)).status
-            admins = [stack.browser() for _ in range(4)]
-            with capture_logs() as logs:
-                for browser in admins:
-                    assert 302 == (await browser.sign_in(ADMIN)).status
-            assert [False, True, True, True] == [await session_works(b) for b in admins]
-            assert await session_works(reader)
-            revoked = [e for e in logs if e["event"] == "session_revoked"]
-            assert [("max_sessions_per_user", ADMIN)] == [(e["reason"], e["upn"])
-                                                          for e in revoked]
-            await restart(stack)
-            assert [False, True, True, True] == [await session_works(b) for b in admins]
-            fifth = stack.browser()
-            assert 302 == (await fifth.sign_in(ADMIN)).status
-            assert [False, False, True, True] == [await session_works(b) for b in admins]
-        finally:
-            await stack.close()
+        reader = stack.browser()
+        assert 302 == (await reader.sign_in(READER)).status
+        admins = [stack.browser() for _ in range(4)]
+        with capture_logs() as logs:
+            for browser in admins:
+                assert 302 == (await browser.sign_in(ADMIN)).status
+        assert [False, True, True, True] == [await session_works(b) for b in admins]
+        assert await session_works(reader)
+        revoked = [e for e in logs if e["event"] == "session_revoked"]
+        assert [("max_sessions_per_user", ADMIN)] == [(e["reason"], e["upn"]) for e in revoked]
+        await restart(stack)
+        assert [False, True, True, True] == [await session_works(b) for b in admins]
+        fifth = stack.browser()
+        assert 302 == (await fifth.sign_in(ADMIN)).status
+        assert [False, False, True, True] == [await session_works(b) for b in admins]

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agent.state import JOURNAL_FILE, KEY_FILE
 from agent.web import keys
-from tests.harness import Stack, agent_config, make_stack, write_config
+from tests.harness import Stack, StackFactory, agent_config, write_config
 from tests.security.conftest import ADMIN, session_works
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,16 +68,12 @@ HOSTILE: dict[str, tuple[Callable[[Path], None], str]] = {
 
 
 @pytest.fixture
-async def config(tmp_path: Path) -> AsyncIterator[tuple[Path, Path]]:
+async def config(tmp_path: Path, new_stack: StackFactory) -> tuple[Path, Path]:
     """A valid configuration whose state_dir exists (0700, ours) but holds nothing yet."""
-    stack = await make_stack(tmp_path, start=False)
+    stack = await new_stack(start=False)
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    try:
-        yield write_config(tmp_path / "agent.toml",
-                           agent_config(stack.idp, stack.port, state)), state
-    finally:
-        await stack.close()
+    return write_config(tmp_path / "agent.toml", agent_config(stack.idp, stack.port, state)), state
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a directory someone else's needs root")
@@ -98,28 +94,26 @@ def test_hostile_state_dir_is_refused(name: str, config: tuple[Path, Path]) -> N
         assert (state / JOURNAL_FILE).is_symlink()
 
 
-async def test_planted_temp_file_link_is_not_written_through(tmp_path: Path) -> None:
+async def test_planted_temp_file_link_is_not_written_through(tmp_path: Path,
+                                                             new_stack: StackFactory) -> None:
     """A ``sessions.tmp`` link left in state_dir (the name earlier versions wrote through)
     is removed at start, and compaction writes a new file of its own: the target is intact."""
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    stack: Stack = await make_stack(tmp_path, start=False)
-    try:
-        state = Path(stack.settings.session.state_dir)
-        state.mkdir(mode=0o700)
-        (state / "sessions.tmp").symlink_to(victim)
-        await stack.start_agent()
-        assert not os.path.lexists(state / "sessions.tmp")
-        browser = stack.browser()
-        assert 302 == (await browser.sign_in(ADMIN)).status
-        assert stack.app is not None
-        journal = stack.app[keys.SESSIONS].journal
-        assert journal is not None
-        (state / "sessions.tmp").symlink_to(victim)  # planted again while running
-        journal.rewrite(list(journal.replay()))  # what compaction does
-        assert "precious\n" == victim.read_text()
-        await stack.stop_agent()
-        await stack.start_agent()
-        assert await session_works(browser)
-    finally:
-        await stack.close()
+    stack: Stack = await new_stack(start=False)
+    state = Path(stack.settings.session.state_dir)
+    state.mkdir(mode=0o700)
+    (state / "sessions.tmp").symlink_to(victim)
+    await stack.start_agent()
+    assert not os.path.lexists(state / "sessions.tmp")
+    browser = stack.browser()
+    assert 302 == (await browser.sign_in(ADMIN)).status
+    assert stack.app is not None
+    journal = stack.app[keys.SESSIONS].journal
+    assert journal is not None
+    (state / "sessions.tmp").symlink_to(victim)  # planted again while running
+    journal.rewrite(list(journal.replay()))  # what compaction does
+    assert "precious\n" == victim.read_text()
+    await stack.stop_agent()
+    await stack.start_agent()
+    assert await session_works(browser)
