@@ -20,13 +20,14 @@ import asyncio
 import hashlib
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from .roles import RoleDecision, decide_role
 from .state import SessionJournal, StateUnwritable
 
 log = structlog.get_logger("agent.audit")
@@ -36,7 +37,7 @@ COOKIE_NAME = "__Host-sensor_session"
 __all__ = ["COOKIE_NAME", "Session", "SessionStore", "StateUnwritable", "session_key"]
 
 
-_NOT_PERSISTED = ("persisted_seen", "check_headers")
+_NOT_PERSISTED = ("persisted_seen", "check_headers", "next_revalidation", "failures")
 
 
 @dataclass(slots=True)
@@ -54,7 +55,17 @@ class Session:
     csrf_token: str
     amr: tuple[str, ...] = ()
     acrs: tuple[str, ...] = ()
+    # Life after sign-in (issue 14): the ID token's ``sub`` and ``sid``, the refresh token that
+    # re-validation redeems (encrypted at rest like the rest of the record; never logged, never
+    # in /auth/me) and when Entra ID last confirmed the session. No refresh token: not
+    # re-validated (sessions from before this release, local accounts).
+    sub: str = ""
+    sid: str | None = None
+    refresh_token: str | None = field(default=None, repr=False)
+    revalidated: float = 0.0
     persisted_seen: float = 0.0
+    next_revalidation: float = 0.0  # set by the re-validation engine (not persisted)
+    failures: int = 0  # re-validation attempts that found Entra ID unavailable, in a row
     # What /auth/check answers for this session, built on first use (not persisted).
     check_headers: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
@@ -77,7 +88,17 @@ class Session:
         names = {f.name for f in fields(cls)} - set(_NOT_PERSISTED)
         session = cls(**{k: data[k] for k in names if k in data})
         session.persisted_seen = session.last_seen
+        if not session.revalidated:
+            session.revalidated = session.created
         return session
+
+    def apply_role(self, role: str, groups: tuple[str, ...]) -> str | None:
+        """Take a new role decision; returns the previous role when it changed."""
+        before = self.role
+        self.role = sys.intern(role)
+        self.groups = tuple(sys.intern(g) for g in groups)
+        self.check_headers = None  # /auth/check answers with the new role from now on
+        return before if before != self.role else None
 
 
 def session_key(cookie_id: str) -> str:
@@ -86,9 +107,13 @@ def session_key(cookie_id: str) -> str:
 
 class SessionStore:
     def __init__(self, state_dir: Path | None, idle_timeout: float, absolute_timeout: float,
-                 clock: Callable[[], float], max_per_user: int = 10) -> None:
+                 clock: Callable[[], float], max_per_user: int = 10,
+                 revalidate_limit: float | None = None) -> None:
         self.idle_timeout = idle_timeout
         self.absolute_timeout = absolute_timeout
+        # A session with a refresh token that Entra ID has not confirmed for this long
+        # (revalidate_interval + revalidate_grace) is over; None: never.
+        self.revalidate_limit = revalidate_limit
         self.clock = clock
         self.max_per_user = max_per_user
         self.journal = SessionJournal(state_dir) if state_dir is not None else None
@@ -98,6 +123,7 @@ class SessionStore:
         self._by_user: dict[str, str | list[str]] = {}
         self._touched: set[str] = set()
         self._pending_deletes: list[str] = []
+        self._changed: set[str] = set()  # sessions to journal again (role, refresh token)
         self._io = asyncio.Lock()  # one journal operation at a time (append vs. rewrite)
         self.touch_interval = max(1.0, min(60.0, idle_timeout / 10))
 
@@ -183,6 +209,7 @@ class SessionStore:
         if session is None:
             return None
         self._touched.discard(key)
+        self._changed.discard(key)
         keys = self._by_user.get(session.upn)
         if keys == key:
             del self._by_user[session.upn]
@@ -202,18 +229,27 @@ class SessionStore:
         """Drop an expired session now; its deletion is journalled by the next flush."""
         self._drop(key)
         self._pending_deletes.append(key)
-        log.info("session_expired", upn=session.upn, reason=reason)
+        if reason == "revalidation_unavailable":
+            log.warning("session_revoked", upn=session.upn, oid=session.oid, reason=reason,
+                        detail="Entra ID could not confirm the session within "
+                               "revalidate_interval + revalidate_grace")
+        else:
+            log.info("session_expired", upn=session.upn, reason=reason)
 
     def _expired(self, s: Session, now: float) -> str | None:
         if now - s.created >= self.absolute_timeout:
             return "absolute_timeout"
         if now - s.last_seen >= self.idle_timeout:
             return "idle_timeout"
+        if s.refresh_token is not None and self.revalidate_limit is not None and \
+                now - s.revalidated >= self.revalidate_limit:
+            return "revalidation_unavailable"
         return None
 
     def new_session(self, *, upn: str, given_name: str, family_name: str, oid: str, role: str,
                     groups: list[str], auth_time: float, amr: list[str] | None = None,
-                    acrs: list[str] | None = None) -> tuple[str, Session]:
+                    acrs: list[str] | None = None, sub: str = "", sid: str | None = None,
+                    refresh_token: str | None = None) -> tuple[str, Session]:
         """A fresh cookie id and its session (not yet stored: ``await put``)."""
         cookie_id = secrets.token_urlsafe(32)
         now = self.clock()
@@ -222,7 +258,7 @@ class SessionStore:
             family_name=family_name, oid=oid, role=role, groups=tuple(groups),
             auth_time=auth_time, created=now, last_seen=now,
             csrf_token=secrets.token_urlsafe(32), amr=tuple(amr or ()), acrs=tuple(acrs or ()),
-            persisted_seen=now,
+            sub=sub, sid=sid, refresh_token=refresh_token, revalidated=now, persisted_seen=now,
         )
         return cookie_id, session
 
@@ -293,6 +329,58 @@ class SessionStore:
         gone = await self.revoke([session_key(cookie_id)])
         return gone[0] if gone else None
 
+    # -- life after sign-in: re-validation, revocation by the agent, role changes ----------
+
+    def live(self) -> list[Session]:
+        """A snapshot of the stored sessions (expired ones included until the next sweep)."""
+        return list(self._sessions.values())
+
+    def is_live(self, session: Session) -> bool:
+        return self._sessions.get(session.key) is session
+
+    def changed(self, session: Session) -> None:
+        """Journal ``session`` again at the next flush (new role, names or refresh token)."""
+        if self._sessions.get(session.key) is session:
+            self._changed.add(session.key)
+
+    async def end(self, session: Session, reason: str, event: str = "session_revoked",
+                  **info: Any) -> bool:
+        """End ``session`` now and audit why. Its deletion is on disk first when it can be
+        written; when it cannot, the session ends in memory anyway (an offboarded user must
+        not keep the console because the disk is full) and a later flush journals it."""
+        if self._sessions.get(session.key) is not session:
+            return False
+        persisted = True
+        try:
+            await self.revoke([session.key])
+        except StateUnwritable:
+            persisted = False
+            if self._drop(session.key) is not None:
+                self._pending_deletes.append(session.key)
+        level = log.warning if event == "session_revoked" else log.info
+        level(event, upn=session.upn, oid=session.oid, role=session.role, reason=reason,
+              **info, **({} if persisted else {"persisted": False}))
+        return True
+
+    def redecide_roles(self, mapping: Mapping[str, Iterable[str]]) -> list[Session]:
+        """Decide every session's role again from its stored groups (after a ``[roles]``
+        change); returns the sessions left with no role (the caller ends them)."""
+        decisions: dict[tuple[str, ...], RoleDecision] = {}
+        orphans: list[Session] = []
+        for session in list(self._sessions.values()):
+            decision = decisions.get(session.groups)
+            if decision is None:
+                decision = decisions[session.groups] = decide_role(session.groups, mapping)
+            if decision.role is None:
+                orphans.append(session)
+                continue
+            before = session.apply_role(decision.role.id, decision.matched_groups)
+            if before is not None:
+                self._changed.add(session.key)
+                log.warning("session_role_changed", upn=session.upn, oid=session.oid,
+                            **{"from": before, "to": session.role}, via="config_reload")
+        return orphans
+
     def sweep(self) -> int:
         """Remove expired sessions; returns how many (the next flush journals them)."""
         now = self.clock()
@@ -309,6 +397,7 @@ class SessionStore:
         if self.journal is None:
             self._touched.clear()
             self._pending_deletes.clear()
+            self._changed.clear()
             return
         if not self._loaded:
             await asyncio.to_thread(self.load)
@@ -320,8 +409,11 @@ class SessionStore:
         touched = [(k, s, s.last_seen) for k in self._touched
                    if (s := self._sessions.get(k)) is not None]
         self._touched = set()
+        changed = [s for k in self._changed if (s := self._sessions.get(k)) is not None]
+        self._changed = set()
         records: list[dict[str, Any]] = [{"op": "del", "key": k} for k in deletes]
         records += [{"op": "touch", "key": k, "last_seen": seen} for k, _, seen in touched]
+        records += [s.record() for s in changed]
         async with self._io:
             if records:
                 try:
@@ -329,6 +421,7 @@ class SessionStore:
                 except OSError:
                     self._pending_deletes[:0] = deletes
                     self._touched.update(k for k, s, _ in touched if k in self._sessions)
+                    self._changed.update(s.key for s in changed if s.key in self._sessions)
                     return
                 for _, session, seen in touched:
                     session.persisted_seen = max(session.persisted_seen, seen)

@@ -24,6 +24,7 @@ from .errors import ConfigError
 from .fleet import FleetChoice, SensorIdentity, effective_mapping
 from .roles import ROLES
 from .settings_entra import entra_extras
+from .settings_session import admin_socket_path, revalidation_settings
 
 DEFAULT_CONFIG_PATH = "/etc/sensor-sso-agent/agent.toml"
 CONFIG_ENV = "SENSOR_SSO_AGENT_CONFIG"
@@ -44,6 +45,7 @@ class ServerSettings:
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES  # X-Forwarded-For from these
     trust_forwarded_for: bool | None = None  # deprecated alias; None: not in the file
     sensor_version_file: Path | None = None  # check-config warns below the first SSO release
+    admin_socket: Path = Path("/run/sensor-sso-agent/admin.sock")  # `sessions` commands
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class EntraSettings:
     max_age: float | None = None  # seconds since the user last authenticated at Entra
     login_hint: str | None = None
     domain_hint: str | None = None
+    prompt: str | None = None  # "select_account" | "login" on every sign-in
 
     @property
     def authority(self) -> str:
@@ -94,6 +97,8 @@ class SessionSettings:
     max_pending_sign_ins: int = 10000
     sign_ins_per_minute_per_client: int = 30
     max_sessions_per_user: int = 10
+    revalidate_interval: float = 300.0  # every SSO session re-checked with Entra ID this often
+    revalidate_grace: float = 3600.0  # kept this long past a due re-validation Entra missed
 
 
 @dataclass(frozen=True)
@@ -173,16 +178,16 @@ def settings_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") ->
 _SECTIONS: dict[str, set[str]] = {
     "server": {"listen", "tls_cert_file", "tls_key_file", "post_login_path", "sensor_name",
                "access_contact", "trust_forwarded_for", "sensor_version_file",
-               "trusted_proxies"},
+               "trusted_proxies", "admin_socket"},
     "entra": {"tenant_id", "client_id", "redirect_uri", "authority_host", "graph_url",
               "ca_bundle", "https_proxy", "timeout", "clock_skew", "jwks_refetch_interval",
               "signout_from_entra", "post_logout_redirect_uri", "cloud", "platform",
               "client_secret_file", "client_certificate_file", "client_certificate_thumbprint",
-              "require_auth_context", "max_age", "login_hint", "domain_hint"},
+              "require_auth_context", "max_age", "login_hint", "domain_hint", "prompt"},
     "roles": set(ROLES),
     "session": {"idle_timeout", "absolute_timeout", "state_dir", "sign_in_timeout",
                 "max_pending_sign_ins", "sign_ins_per_minute_per_client",
-                "max_sessions_per_user"},
+                "max_sessions_per_user", "revalidate_interval", "revalidate_grace"},
 }
 
 
@@ -307,6 +312,7 @@ class _Validator:
             trusted_proxies=trusted_proxies_setting(self, s),
             trust_forwarded_for=self.get(s, "server", "trust_forwarded_for", bool, None),
             sensor_version_file=Path(version_file) if version_file else None,
+            admin_socket=admin_socket_path(self, s, d.admin_socket),
         )
 
     def build_entra(self) -> EntraSettings:
@@ -410,6 +416,7 @@ class _Validator:
             sign_in_timeout=self.duration(s, "session", "sign_in_timeout", d.sign_in_timeout),
             max_pending_sign_ins=max_pending, sign_ins_per_minute_per_client=per_client,
             max_sessions_per_user=per_user,
+            **revalidation_settings(self, s, absolute),
         )
 
 

@@ -1,7 +1,7 @@
 """Validation of the [entra] keys for platforms, step-up and hints (part of ``settings``).
 
-``platform`` with its credential files, ``require_auth_context``, ``max_age``, ``login_hint``
-and ``domain_hint``. Called by the settings validator; reads the credential files only to
+``platform`` with its credential files, ``require_auth_context``, ``max_age``, ``login_hint``,
+``domain_hint`` and ``prompt``. Called by the settings validator; reads the credential files only to
 check them, never prints their content.
 """
 
@@ -45,10 +45,16 @@ def entra_extras(self: Validator, e: Mapping[str, Any]) -> dict[str, Any]:
         self.problem("entra.require_auth_context", context,
                      "must be an authentication context id such as \"c1\" (c1..c99)")
     max_age = self.duration(e, "entra", "max_age", 0.0) if "max_age" in e else None
+    prompt = self.get(e, "entra", "prompt", str, None)
+    if prompt is not None and prompt not in ("select_account", "login"):
+        self.problem("entra.prompt", prompt, "must be \"select_account\" or \"login\" "
+                     "(or left out)")
+        prompt = None
     return {
         "platform": platform, "client_secret_file": secret,
         "client_certificate_file": cert, "client_certificate_thumbprint": thumbprint,
         "require_auth_context": context, "max_age": max_age,
         "login_hint": self.get(e, "entra", "login_hint", str, None),
         "domain_hint": self.get(e, "entra", "domain_hint", str, None),
+        "prompt": prompt,
     }

@@ -199,7 +199,9 @@ class SignIn:
             family_name=profile["family_name"], oid=str(claims.get("oid", claims["sub"])),
             role=decision.role.id, groups=list(decision.matched_groups),
             auth_time=float(claims.get("auth_time", claims["iat"])),
-            amr=_strings(claims.get("amr")), acrs=_strings(claims.get("acrs")))
+            amr=_strings(claims.get("amr")), acrs=_strings(claims.get("acrs")),
+            sub=str(claims["sub"]), sid=_short_text(claims.get("sid")),
+            refresh_token=redemption.refresh_token)
         try:
             await self.sessions.put(session)
         except StateUnwritable as exc:
@@ -227,27 +229,38 @@ class SignIn:
 
     async def _profile(self, claims: Mapping[str, Any], access_token: str | None
                        ) -> dict[str, str]:
-        found = {name: text_or_none(claims.get(name)) for name in _ATTRIBUTE_NAMES}
-        if None in found.values():
-            me = await self.graph.profile(_graph_token(access_token))
-            found["given_name"] = found["given_name"] or me.given_name
-            found["family_name"] = found["family_name"] or me.family_name
-            found["upn"] = found["upn"] or me.upn
-        missing = [label for name, label in _ATTRIBUTE_NAMES.items() if not found[name]]
-        if missing:
-            raise SignInRefused("missing_attributes",
-                                "the account lacks " + ", ".join(missing), missing=missing,
-                                upn=found["upn"])
-        return {k: v for k, v in found.items() if v is not None}
+        return await read_profile(claims, access_token, self.graph)
 
     async def _groups(self, claims: Mapping[str, Any], access_token: str | None) -> list[str]:
-        names = claims.get("_claim_names")
-        overage = isinstance(names, dict) and "groups" in names
-        groups = claims.get("groups")
-        if not overage and isinstance(groups, list) and all(isinstance(g, str) for g in groups):
-            return groups
-        wanted = configured_groups(self.settings.roles)
-        return await self.graph.member_groups(_graph_token(access_token), wanted)
+        return await read_groups(claims, access_token, self.graph, self.settings.roles)
+
+
+async def read_profile(claims: Mapping[str, Any], access_token: str | None,
+                       graph: GraphClient) -> dict[str, str]:
+    """First name, last name and UPN from the ID token, else from Graph; refused if missing."""
+    found = {name: text_or_none(claims.get(name)) for name in _ATTRIBUTE_NAMES}
+    if None in found.values():
+        me = await graph.profile(_graph_token(access_token))
+        found["given_name"] = found["given_name"] or me.given_name
+        found["family_name"] = found["family_name"] or me.family_name
+        found["upn"] = found["upn"] or me.upn
+    missing = [label for name, label in _ATTRIBUTE_NAMES.items() if not found[name]]
+    if missing:
+        raise SignInRefused("missing_attributes",
+                            "the account lacks " + ", ".join(missing), missing=missing,
+                            upn=found["upn"])
+    return {k: v for k, v in found.items() if v is not None}
+
+
+async def read_groups(claims: Mapping[str, Any], access_token: str | None, graph: GraphClient,
+                      roles: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """The token's groups; Graph ``checkMemberGroups`` on overage or when it carries none."""
+    names = claims.get("_claim_names")
+    overage = isinstance(names, dict) and "groups" in names
+    groups = claims.get("groups")
+    if not overage and isinstance(groups, list) and all(isinstance(g, str) for g in groups):
+        return groups
+    return await graph.member_groups(_graph_token(access_token), configured_groups(roles))
 
 
 def _graph_token(access_token: str | None) -> str:
@@ -281,6 +294,12 @@ def role_name(role_id: str) -> str:
 def hint_ok(value: object) -> bool:
     """A login hint worth passing on: a short printable string."""
     return isinstance(value, str) and 0 < len(value) <= 256 and value.isprintable()
+
+
+def _short_text(value: object) -> str | None:
+    """An identifier claim worth keeping (``sid``): a short printable string."""
+    return value if isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable() \
+        else None
 
 
 def _strings(value: object) -> list[str]:

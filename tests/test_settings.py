@@ -172,3 +172,43 @@ class TestServeRefusesBadConfig:
         assert 1 == main(["serve", "--config", str(EXAMPLE)])
         err = capsys.readouterr().err
         assert "entra.tenant_id" in err and "placeholder" in err
+
+class TestLifeAfterSignIn:
+    def test_revalidation_defaults(self) -> None:
+        """Every 5 minutes, 1 hour of grace, the admin socket under /run."""
+        settings = settings_from_mapping(minimal())
+        assert (300, 3600) == (settings.session.revalidate_interval,
+                               settings.session.revalidate_grace)
+        assert "/run/sensor-sso-agent/admin.sock" == str(settings.server.admin_socket)
+        assert settings.entra.prompt is None
+
+    def test_strict_grace_and_short_interval(self) -> None:
+        """``"0s"`` grace is strict; 10 s is the shortest interval."""
+        data = minimal(prompt="select_account")
+        data["session"] = {"revalidate_interval": "10s", "revalidate_grace": "0s"}
+        settings = settings_from_mapping(data)
+        assert (10, 0) == (settings.session.revalidate_interval,
+                           settings.session.revalidate_grace)
+        assert "select_account" == settings.entra.prompt
+
+    def test_bad_values_are_each_reported(self) -> None:
+        """Interval below 10 s, an unknown prompt, a relative socket path: three problems."""
+        data = minimal(prompt="consent")
+        data["session"] = {"revalidate_interval": "5s", "revalidate_grace": "soon"}
+        data["server"] = {"admin_socket": "admin.sock"}
+        with pytest.raises(ConfigError) as caught:
+            settings_from_mapping(data)
+        keys = {key for key, _, _ in caught.value.problems}
+        assert {"session.revalidate_interval", "session.revalidate_grace", "entra.prompt",
+                "server.admin_socket"} == keys
+
+    def test_spa_sessions_cannot_outlive_the_refresh_token(self) -> None:
+        """platform "spa" with absolute_timeout above 24 h is an error; "web" may."""
+        data = minimal()
+        data["session"] = {"absolute_timeout": "25h", "idle_timeout": "30m"}
+        with pytest.raises(ConfigError) as caught:
+            settings_from_mapping(data)
+        assert ["session.absolute_timeout"] == [k for k, _, _ in caught.value.problems]
+        assert "24" in caught.value.problems[0][2]
+        data["session"]["absolute_timeout"] = "24h"
+        assert 86400 == settings_from_mapping(data).session.absolute_timeout

@@ -119,7 +119,7 @@ async def authorize(state: ProviderState, request: web.Request) -> web.StreamRes
     session = state.sso_sessions.get(request.cookies.get(SSO_COOKIE, ""))
     if session is not None and _sso_usable(state, req, session, now):
         user = state.user_by_oid(session.oid)
-        if user is not None:
+        if user is not None and not user.disabled:
             return await _complete(state, req, user, session.auth_time, session.session_state, None)
     if req.prompt == "none":
         return _error_redirect(state, req, "login_required", _description(
@@ -187,6 +187,9 @@ async def login(state: ProviderState, request: web.Request) -> web.StreamRespons
     user = state.user_by_username(username)
     if user is None or not hmac.compare_digest(user.password.encode(), password.encode()):
         return _sign_in_form(state, request_id, username, _BAD_PASSWORD)
+    if user.disabled:
+        return state.error_page(50057, "The user account is disabled. The account has been "
+                                "disabled by an administrator.")
     now = state.clock()
     if user.mfa:
         req.oid = user.oid

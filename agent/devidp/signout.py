@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from .authorize import SSO_COOKIE
+from .refresh import call_frontchannel
 from .endpoint import bind, endpoint
 from .state import ProviderState
 
@@ -22,8 +23,9 @@ async def logout(state: ProviderState, request: web.Request) -> web.StreamRespon
     if request.method == "POST":
         params.update({k: str(v) for k, v in (await request.post()).items()})
     cookie = request.cookies.get(SSO_COOKIE)
-    if cookie:
-        state.sso_sessions.pop(cookie, None)
+    ended = state.sso_sessions.pop(cookie, None) if cookie else None
+    if ended is not None:  # what the sign-out page's frames would load in a browser
+        await call_frontchannel(state, [ended.session_state])
     target = params.get("post_logout_redirect_uri")
     response: web.StreamResponse
     if target and target in state.redirect_uris:

@@ -74,6 +74,19 @@ class SsoSession:
     session_state: str
 
 
+@dataclass(frozen=True)
+class IssuedRefreshToken:
+    """A refresh token: whose, for what, and the sign-in that started its chain."""
+
+    oid: str
+    client_id: str
+    scope: str
+    session_state: str  # the ID token's ``sid``
+    auth_time: float
+    granted_at: float  # the sign-in that started this chain of refresh tokens
+    expires_at: float
+
+
 def _first_key() -> list[SigningKey]:
     return [SigningKey.generate()]
 
@@ -105,6 +118,8 @@ class ProviderState:
     # on loopback, which browsers treat as a secure origin: no certificate warning in the
     # demo. Discovery then points the browser there; MSAL and the agent keep TLS.
     pages_over_http: bool = False
+    # The app registration's "Front-channel logout URL" (loaded with ?sid= on sign-out).
+    frontchannel_logout_url: str | None = None
     # Misbehaviour (reset_misbehaviour clears it).
     faults: FaultMap = field(default_factory=FaultMap, init=False)
     token_tweaks: TokenTweaks = field(default_factory=TokenTweaks, init=False)
@@ -122,6 +137,9 @@ class ProviderState:
     pending: dict[str, AuthRequest] = field(default_factory=dict, init=False)
     codes: dict[str, IssuedCode] = field(default_factory=dict, init=False)
     sso_sessions: dict[str, SsoSession] = field(default_factory=dict, init=False)
+    refresh_tokens: dict[str, IssuedRefreshToken] = field(default_factory=dict, init=False)
+    # oid → when its sessions were revoked (revokeSignInSessions): older grants are dead.
+    sessions_revoked_at: dict[str, float] = field(default_factory=dict, init=False)
     # Signing keys: [0] signs; all are published; every key ever used verifies Graph calls.
     keys: list[SigningKey] = field(default_factory=_first_key, init=False, repr=False)
     known_keys: dict[str, SigningKey] = field(default_factory=dict, init=False, repr=False)

@@ -16,6 +16,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from . import refresh
 from .authorize import client_info
 from .endpoint import bind, endpoint
 from .faults import entra_error
@@ -66,7 +67,7 @@ async def token(state: ProviderState, request: web.Request) -> web.StreamRespons
     grant_type = form.get("grant_type")
     if not grant_type:
         return missing("grant_type")
-    if grant_type != "authorization_code":
+    if grant_type not in ("authorization_code", "refresh_token"):
         return fail(400, "unsupported_grant_type", 70003,
                     f"The app requested an unsupported grant type '{grant_type}'.")
     client_id = form.get("client_id") or (basic[0] if basic else "")
@@ -76,6 +77,10 @@ async def token(state: ProviderState, request: web.Request) -> web.StreamRespons
         return fail(400, "unauthorized_client", 700016, (
             f"Application with identifier '{client_id}' was not found in the directory "
             f"'{state.tenant_id}'."))
+    if grant_type == "refresh_token":
+        if (refused := _authenticate_client(state, request, form, basic, now, fail)) is not None:
+            return refused
+        return refresh.redeem(state, form, client_id, now, fail)
     code = form.get("code")
     if not code:
         return missing("code")
@@ -108,8 +113,9 @@ async def token(state: ProviderState, request: web.Request) -> web.StreamRespons
         return fail(400, "invalid_grant", 50034, "The user account does not exist in the "
                     f"{state.tenant_id} directory.")
     issued.redeemed = True
-    return web.json_response(issue_tokens(state, issued, user),
-                             headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    body = issue_tokens(state, issued, user)
+    refresh.attach(state, body, issued)
+    return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
 def _pkce_ok(issued: IssuedCode, verifier: str | None) -> bool:

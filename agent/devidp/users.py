@@ -34,6 +34,7 @@ class DevUser:
     optional_claims: bool = True
     overage: bool = False
     display_name: str = ""
+    disabled: bool = False  # "Block sign-in" in Entra ID: refreshes answer AADSTS50057
 
     @property
     def name(self) -> str:

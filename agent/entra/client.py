@@ -4,8 +4,8 @@ MSAL traps handled here (spec section 2):
 
 * its HTTP throttle keys code redemptions without the code, so one 5xx would refuse every
   user's redemption for up to 60 s → ``http_cache`` that keeps nothing;
-* its token cache keeps every user's tokens → a cache that stores nothing (the agent needs
-  no token after sign-in);
+* its token cache keeps every user's tokens → a cache that stores nothing (the one refresh
+  token a session needs lives in the agent's own encrypted session store);
 * it raises on odd tokens (KeyError, RuntimeError for the nonce) → translated here;
 * it warns unless ``response_mode="form_post"``, but a POST callback loses the
   ``SameSite=Lax`` binding cookie → keep ``query`` and silence that one warning.
@@ -49,6 +49,10 @@ class _NoTokenCache(msal.TokenCache):  # type: ignore[misc]  # msal ships no typ
 class Redemption:
     id_token: str
     access_token: str | None
+    refresh_token: str | None = None
+
+    def __repr__(self) -> str:  # never print a token
+        return "Redemption(...)"
 
 
 def nonce_hash(flow: dict[str, Any]) -> str:
@@ -147,6 +151,46 @@ class EntraClient:
         return _translate(result, self.http.last_token_status)
 
 
+    def refresh(self, refresh_token: str) -> Redemption:
+        """Redeem a session's refresh token (blocking; run it in a thread).
+
+        SPA: the ``Origin`` header goes with it (``MsalHttpClient``); Web: MSAL adds the client
+        credential. ``invalid_grant`` (the user is out) raises ``SignInRefused`` with the
+        AADSTS code; anything that says nothing about the user raises
+        ``IdentityProviderUnavailable`` with ``retry_after`` when Entra ID sent one.
+        """
+        app = self.app()
+        self.http.reset()
+        try:
+            result = app.acquire_token_by_refresh_token(refresh_token, self.scopes)
+        except requests.Timeout:
+            raise IdentityProviderUnavailable(
+                "idp_timeout", "Entra ID did not answer the token refresh in time",
+                dependency="Entra ID") from None
+        except requests.RequestException as exc:
+            raise IdentityProviderUnavailable(
+                "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",
+                dependency="Entra ID") from None
+        except (msal.exceptions.MsalServiceError, RuntimeError, KeyError, ValueError, TypeError,
+                AttributeError, IndexError):
+            raise IdentityProviderUnavailable(
+                "idp_bad_response", "Entra ID answered the token refresh with something that "
+                "is not a token response", dependency="Entra ID") from None
+        status, retry_after = self.http.last_token_status, self.http.last_retry_after
+        if isinstance(result, dict) and "error" in result:
+            error = str(result.get("error"))[:64]
+            code = aadsts_code(str(result.get("error_description") or ""))
+            if error in ("invalid_grant", "interaction_required") and \
+                    (status is None or status < 500):
+                raise SignInRefused("invalid_grant", f"Entra ID refused the refresh ({error})",
+                                    aadsts=code, error=error)
+            raise IdentityProviderUnavailable(
+                "idp_error", f"Entra ID answered the token refresh with {error}"
+                + (f" (HTTP {status})" if status else ""), dependency="Entra ID", aadsts=code,
+                retry_after=retry_after)
+        return _translate(result, status)
+
+
 def _translate(result: Any, status: int | None) -> Redemption:
     if not isinstance(result, dict):
         raise IdentityProviderUnavailable("idp_bad_response", "no token response",
@@ -169,7 +213,9 @@ def _translate(result: Any, status: int | None) -> Redemption:
     if not isinstance(id_token, str):
         raise SignInRejected("id_token_malformed", "the token response carries no ID token")
     access = result.get("access_token")
-    return Redemption(id_token=id_token, access_token=access if isinstance(access, str) else None)
+    refresh = result.get("refresh_token")
+    return Redemption(id_token=id_token, access_token=access if isinstance(access, str) else None,
+                      refresh_token=refresh if isinstance(refresh, str) and refresh else None)
 
 
 def aadsts_code(description: str) -> str | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import IdentityProviderUnavailable
-from .outbound import JsonResponse, Outbound
+from .outbound import JsonResponse, Outbound, retry_after_seconds
 
 GRAPH = "Microsoft Graph"
 MAX_IDS_PER_CALL = 20
@@ -73,7 +73,8 @@ class GraphClient:
         if resp.status == 429:
             raise IdentityProviderUnavailable(
                 "graph_throttled", "Microsoft Graph is throttling this sensor's requests",
-                dependency=GRAPH)
+                dependency=GRAPH, retry_after=retry_after_seconds(
+                    {k.lower(): v for k, v in resp.headers.items()}.get("retry-after")))
         if resp.status in (401, 403):
             raise IdentityProviderUnavailable(
                 "graph_forbidden", f"Microsoft Graph refused the request (HTTP {resp.status}); "

@@ -98,6 +98,17 @@ def _is_json_object(response: requests.Response) -> bool:
         return False
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` in seconds (the HTTP-date form is rare from Entra ID: ignored)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 86400 else None
+
+
 def reason_slug(dependency: str) -> str:
     """``"Microsoft Graph"`` → ``"microsoft_graph"``: reason codes stay snake_case."""
     return re.sub(r"[^a-z0-9]+", "_", dependency.lower()).strip("_") or "dependency"
@@ -130,9 +141,15 @@ class MsalHttpClient:
         """Whether the last answer's body was a JSON object (a token or error response)."""
         return bool(getattr(self._local, "json_object", False))
 
+    @property
+    def last_retry_after(self) -> float | None:
+        """Seconds the last answer's ``Retry-After`` asked for (numeric form only)."""
+        return getattr(self._local, "retry_after", None)
+
     def reset(self) -> None:
         self._local.status = None
         self._local.json_object = False
+        self._local.retry_after = None
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.pop("verify", None)
@@ -142,6 +159,7 @@ class MsalHttpClient:
             **kwargs)
         self._local.status = response.status_code
         self._local.json_object = _is_json_object(response)
+        self._local.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         return response
 
     def get(self, url: str, params: Any = None, headers: Any = None,

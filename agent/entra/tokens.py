@@ -3,7 +3,8 @@
 RS256 only; the signature against the tenant's JWKS; exact ``iss`` from discovery;
 ``aud`` = client id (several audiences only with ``azp`` = client id); ``tid`` = tenant;
 ``exp``/``nbf``/``iat`` against the injected clock with a small leeway; ``nonce`` against
-the hash MSAL sent; ``sub`` present. Key-location headers (``jku``, ``x5u``, ``jwk``) are
+the hash MSAL sent (``nonce_hash=None`` for a refreshed ID token: Entra puts no nonce in
+it); ``sub`` present. Key-location headers (``jku``, ``x5u``, ``jwk``) are
 never followed: a token carrying one is refused.
 """
 
@@ -24,7 +25,7 @@ _FOREIGN_KEY_HEADERS = ("jku", "x5u", "jwk", "x5c")
 
 async def validate_id_token(
     raw: object, *, key_for: KeyLookup, issuer: str, client_id: str, tenant_id: str,
-    nonce_hash: str, now: float, leeway: float,
+    nonce_hash: str | None, now: float, leeway: float,
 ) -> dict[str, Any]:
     """Return the claims of a valid ID token; raise ``SignInRejected`` with a reason otherwise."""
     if not isinstance(raw, str) or raw.count(".") != 2:
@@ -51,7 +52,8 @@ async def validate_id_token(
         claims: dict[str, Any] = jwt.decode(
             raw, key, algorithms=["RS256"], issuer=issuer,
             options={
-                "require": ["iss", "aud", "exp", "iat", "sub", "tid", "nonce"],
+                "require": ["iss", "aud", "exp", "iat", "sub", "tid"]
+                + (["nonce"] if nonce_hash is not None else []),
                 "verify_aud": False,  # checked below, with the azp rule
                 "verify_exp": False, "verify_nbf": False, "verify_iat": False,  # injected clock
             },
@@ -72,8 +74,9 @@ async def validate_id_token(
     _check_times(claims, now, leeway)
     if not isinstance(claims["sub"], str) or not claims["sub"]:
         raise SignInRejected("id_token_missing_claim", "the ID token lacks the 'sub' claim")
-    nonce = claims["nonce"]
-    if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), nonce_hash.encode()):
+    nonce = claims.get("nonce")
+    if nonce_hash is not None and (not isinstance(nonce, str) or not hmac.compare_digest(
+            nonce.encode(), nonce_hash.encode())):
         raise SignInRejected("id_token_nonce_mismatch",
                              "the ID token belongs to another sign-in (nonce)")
     tid = claims["tid"]

@@ -24,6 +24,7 @@ from ..entra.graph import GraphClient
 from ..entra.outbound import Outbound
 from ..errors import IdentityProviderUnavailable
 from ..pending import PendingSignIns
+from ..revalidation import Revalidator
 from ..sessions import SessionStore
 from ..settings import Settings
 from ..signin import SignIn
@@ -53,22 +54,30 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     directory = TenantDirectory(settings.entra, outbound, clock)
     sessions = SessionStore(settings.session.state_dir if persist else None,
                             settings.session.idle_timeout, settings.session.absolute_timeout,
-                            clock, settings.session.max_sessions_per_user)
+                            clock, settings.session.max_sessions_per_user,
+                            revalidate_limit=settings.session.revalidate_interval
+                            + settings.session.revalidate_grace)
     pending = PendingSignIns(settings.session.sign_in_timeout,
                              settings.session.max_pending_sign_ins,
                              settings.session.sign_ins_per_minute_per_client, clock)
     client = EntraClient(settings.entra)
     app[keys.DIRECTORY] = directory
     app[keys.SESSIONS] = sessions
-    app[keys.SIGN_IN] = SignIn(settings, directory, client, GraphClient(
-        outbound, settings.entra.graph_url), pending, sessions, clock)
+    graph = GraphClient(outbound, settings.entra.graph_url)
+    app[keys.SIGN_IN] = SignIn(settings, directory, client, graph, pending, sessions, clock)
+    revalidator = app[keys.REVALIDATOR] = Revalidator(settings, directory, client, graph,
+                                                      sessions, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(sessions.load)  # StateDirUnsafe: refuse before anything runs
         await outbound.start()
+        for orphan in sessions.redecide_roles(settings.roles):  # [roles] changed meanwhile
+            await sessions.end(orphan, "no_role", via="config_reload",
+                               detail="no group of the session maps to a role any more")
         tasks = [asyncio.create_task(_keep_sessions(sessions))]
         if not settings.sso_off:  # no [[setting]] applies: no tenant to talk to
             tasks.append(asyncio.create_task(_keep_directory(directory, client)))
+            tasks.append(asyncio.create_task(revalidator.run()))
         try:
             yield
         finally:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ..clientaddr import ProxyTrust
 from ..entra.discovery import TenantDirectory
+from ..revalidation import Revalidator
 from ..sessions import SessionStore
 from ..settings import Settings
 from ..signin import SignIn
@@ -15,4 +16,5 @@ SIGN_IN = web.AppKey("sign_in", SignIn)
 SESSIONS = web.AppKey("sessions", SessionStore)
 DIRECTORY = web.AppKey("directory", TenantDirectory)
 PROXY_TRUST = web.AppKey("proxy_trust", ProxyTrust)
+REVALIDATOR = web.AppKey("revalidator", Revalidator)
 REQUEST_ID = web.RequestKey("request_id", str)

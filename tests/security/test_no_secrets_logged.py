@@ -15,6 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.devidp import Fault
+from agent.devidp.refresh import disable_user
 from agent.sessions import COOKIE_NAME
 from agent.state import KEY_FILE
 from agent.web import keys
@@ -86,6 +87,12 @@ async def journey(stack: Stack, secrets: Secrets, in_process: bool) -> None:
         f"/auth/sso/callback?state={query(authorize_url)['state']}&code=forgedcode123")).status
     assert 400 == (await stack.browser().get(
         f"/auth/sso/callback?state={query(authorize_url)['state']}&code=forgedcode456")).status
+    if in_process:  # re-validation: refreshes (rotated tokens), a revocation
+        assert stack.app is not None
+        disable_user(stack.idp, "graphprofile@contoso.example")
+        outcomes = await stack.app[keys.REVALIDATOR].revalidate_now()
+        assert {"confirmed", "revoked"} <= {o.result for o in outcomes}
+    secrets.add(*stack.idp.refresh_tokens)
     assert 403 == (await admin.post("/auth/logout", data={"csrf_token": "wrong-token-1"})).status
     assert 303 == (await admin.post("/auth/logout",
                                     headers={"X-CSRF-Token": me["csrf_token"]})).status
@@ -103,7 +110,7 @@ async def test_structlog_events_hold_no_secret(new_stack: StackFactory,
         await journey(stack, secrets, in_process=True)
     events = {e["event"] for e in logs}
     assert {"sso_login_started", "sso_login_succeeded", "sso_login_refused", "idp_error",
-            "sso_logout"} <= events
+            "sso_logout", "session_revoked"} <= events
     text = "\n".join(repr(e) for e in logs) + "\n" + caplog.text
     assert len(secrets.values) > 30
     assert [] == secrets.found_in(text)

@@ -1,0 +1,262 @@
+"""Life after sign-in: Entra ID confirms every SSO session at least once per interval.
+
+Each session that holds a refresh token is re-validated in the background at a random point
+in the last quarter of its ``[session] revalidate_interval`` (so sessions created together do
+not stay together), a few at a time: the refresh token is redeemed through MSAL (SPA with the
+``Origin`` header, Web with the client credential), the new ID token is validated like a
+sign-in's (no nonce: Entra puts none in a refreshed one) and must name the same user, the
+names and groups are read again (Graph ``checkMemberGroups`` on overage or when the token
+carries no groups) and the role is decided again:
+
+* no role → the session ends at once (``session_revoked``, reason ``no_role``);
+* ``invalid_grant`` (disabled, revoked, Conditional Access, the SPA's 24-hour limit ...) →
+  ends at once, with the AADSTS code and what it means;
+* another role → ``/auth/check`` answers with it from the next request on
+  (``session_role_changed``);
+* Entra ID or Graph unavailable → retried with backoff (and after any ``Retry-After``); the
+  session store ends the session once it is ``revalidate_interval + revalidate_grace`` past
+  its last confirmation (``revalidation_unavailable``).
+
+``/auth/check`` never waits for any of this: it reads what the last re-validation stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from .entra.client import EntraClient
+from .entra.discovery import TenantDirectory
+from .entra.graph import GraphClient
+from .entra.tokens import validate_id_token
+from .errors import IdentityProviderUnavailable, SignInError, SignInRefused
+from .roles import decide_role
+from .sessions import Session, SessionStore
+from .settings import Settings
+from .signin import read_groups, read_profile
+
+audit = structlog.get_logger("agent.audit")
+
+CONCURRENCY = 4  # refreshes in flight at once (each holds a thread while MSAL waits)
+FIRST_RETRY = 10.0  # seconds after Entra ID first failed; doubles up to the interval
+MAX_RETRY_AFTER = 3600.0
+
+# What the AADSTS code of an ``invalid_grant`` on refresh means, in plain words.
+AADSTS_REASONS = {
+    "50057": "the account is disabled in Entra ID",
+    "50173": "the account's sessions were revoked in Entra ID (an administrator revoked "
+             "them, or the password changed)",
+    "50132": "the account's sessions were revoked in Entra ID (password change or reset)",
+    "50133": "the session ended because the password expired or was changed",
+    "70043": "Conditional Access sign-in frequency requires signing in again",
+    "700084": "the single-page application's refresh token reached its 24-hour limit",
+    "700082": "the refresh token expired after going unused too long",
+    "70008": "the refresh token has expired",
+    "70000": "the grant is no longer valid (revoked or expired)",
+    "50053": "the account is locked",
+    "50034": "the account no longer exists in the directory",
+    "53003": "Conditional Access now blocks this sign-in",
+    "50076": "multi-factor authentication is now required",
+    "50079": "the account must register for multi-factor authentication",
+    "50158": "an external security challenge is now required",
+}
+
+
+def aadsts_reason(code: str | None) -> str:
+    if code is None:
+        return "Entra ID no longer accepts the session's refresh token"
+    return AADSTS_REASONS.get(code, f"Entra ID no longer accepts the session (AADSTS{code})")
+
+
+@dataclass
+class Outcome:
+    upn: str
+    result: str  # confirmed | role_changed | revoked | unavailable | rejected | gone
+    detail: str = ""
+
+
+class Revalidator:
+    """The background re-validation of SSO sessions (one per application)."""
+
+    def __init__(self, settings: Settings, directory: TenantDirectory, client: EntraClient,
+                 graph: GraphClient, sessions: SessionStore, clock: Callable[[], float],
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.client = client
+        self.graph = graph
+        self.sessions = sessions
+        self.clock = clock
+        self.interval = settings.session.revalidate_interval
+        self.tick = min(1.0, self.interval / 10)  # real seconds between looks at the schedule
+        self.rng = rng or random.Random()  # noqa: S311 - spreads a schedule, no secret
+        self.paused_until = 0.0  # Entra ID unavailable or asked to wait (clock time)
+        self._backoff = 0.0
+        self._unavailable_since: float | None = None
+        self._in_flight: set[str] = set()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self.completed = 0  # re-validations that reached Entra ID and came back (for the bench)
+
+    # ----- schedule -----------------------------------------------------------------------
+
+    def _schedule(self, session: Session, after: float) -> None:
+        """Next look in the last quarter of an interval from ``after``: spread, never late."""
+        session.next_revalidation = after + self.interval * self.rng.uniform(0.75, 1.0)
+
+    def due(self, now: float) -> list[Session]:
+        found = []
+        for session in self.sessions.live():
+            if session.refresh_token is None or session.key in self._in_flight:
+                continue
+            if not session.next_revalidation:
+                self._schedule(session, session.revalidated)
+            if session.next_revalidation <= now:
+                found.append(session)
+        found.sort(key=lambda s: s.next_revalidation)
+        return found
+
+    def wake(self) -> None:
+        """Look at the schedule now (after the clock moved, or a reload)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Forever: re-validate whatever is due, then wait a tick (or a ``wake``)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+            self._wake.clear()
+            if self.directory.ready and self.clock() >= self.paused_until:
+                await self._run(self.due(self.clock()), forced=False)
+
+    async def revalidate_now(self, upn: str | None = None) -> list[Outcome]:
+        """Re-validate every session (or one user's) at once, waiting for the answers."""
+        wanted = upn.casefold() if upn else None
+        chosen = [s for s in self.sessions.live() if s.refresh_token is not None
+                  and s.key not in self._in_flight
+                  and (wanted is None or s.upn.casefold() == wanted)]
+        return await self._run(chosen, forced=True)
+
+    async def _run(self, chosen: list[Session], forced: bool) -> list[Outcome]:
+        tasks: list[asyncio.Task[Outcome]] = []
+        for session in chosen:
+            await self._slots.acquire()
+            if not forced and self.clock() < self.paused_until:
+                self._slots.release()  # Entra ID failed meanwhile: the rest wait their turn
+                break
+            if not self.sessions.is_live(session) or session.key in self._in_flight:
+                self._slots.release()
+                continue
+            self._in_flight.add(session.key)
+            tasks.append(asyncio.create_task(self._one(session)))
+        return list(await asyncio.gather(*tasks))
+
+    async def _one(self, session: Session) -> Outcome:
+        try:
+            return await self.revalidate(session)
+        finally:
+            self._in_flight.discard(session.key)
+            self._slots.release()
+
+    # ----- one session ----------------------------------------------------------------------
+
+    async def revalidate(self, session: Session) -> Outcome:
+        """Refresh, validate, re-read, re-decide; returns what happened."""
+        token = session.refresh_token
+        metadata = self.directory.metadata
+        if token is None or metadata is None:
+            return Outcome(session.upn, "unavailable", "Entra ID metadata not loaded")
+        try:
+            redemption = await asyncio.to_thread(self.client.refresh, token)
+            claims = await validate_id_token(
+                redemption.id_token, key_for=self.directory.signing_key, issuer=metadata.issuer,
+                client_id=self.settings.entra.client_id,
+                tenant_id=self.settings.entra.tenant_id, nonce_hash=None, now=self.clock(),
+                leeway=self.settings.entra.clock_skew)
+            if str(claims.get("oid", claims["sub"])) != session.oid or \
+                    (session.sub and claims["sub"] != session.sub):
+                return await self._end(session, "identity_changed",
+                                       "the refreshed ID token names another user")
+            profile = await read_profile(claims, redemption.access_token, self.graph)
+            groups = await read_groups(claims, redemption.access_token, self.graph,
+                                       self.settings.roles)
+        except IdentityProviderUnavailable as exc:
+            return self._unavailable(session, exc)
+        except SignInRefused as exc:
+            if exc.reason == "invalid_grant":
+                code = exc.info.get("aadsts")
+                return await self._end(session, "invalid_grant", aadsts_reason(
+                    code if isinstance(code, str) else None), aadsts=code)
+            if exc.reason == "wrong_tenant":
+                return await self._end(session, "identity_changed", exc.detail)
+            return await self._end(session, exc.reason, exc.detail)
+        except SignInError as exc:  # an ID token that does not validate: confirms nothing
+            audit.error("session_revalidation_rejected", upn=session.upn, reason=exc.reason,
+                        detail=exc.detail)
+            self._retry_later(session)
+            return Outcome(session.upn, "rejected", exc.reason)
+        self.completed += 1
+        if not self.sessions.is_live(session):
+            return Outcome(session.upn, "gone")
+        decision = decide_role(groups, self.settings.roles)
+        if decision.role is None:
+            return await self._end(session, "no_role", "the account is in none of the groups "
+                                   "mapped to a sensor role")
+        self._recovered()
+        now = self.clock()
+        session.refresh_token = redemption.refresh_token or token
+        session.upn = profile["upn"]
+        session.given_name = profile["given_name"]
+        session.family_name = profile["family_name"]
+        before = session.apply_role(decision.role.id, decision.matched_groups)
+        session.revalidated = now
+        session.failures = 0
+        self._schedule(session, now)
+        self.sessions.changed(session)
+        if before is not None:
+            audit.warning("session_role_changed", upn=session.upn, oid=session.oid,
+                          **{"from": before, "to": session.role}, via="revalidation")
+            return Outcome(session.upn, "role_changed", f"{before} → {session.role}")
+        return Outcome(session.upn, "confirmed")
+
+    async def _end(self, session: Session, reason: str, detail: str,
+                   aadsts: object = None) -> Outcome:
+        self._recovered()  # Entra ID answered
+        await self.sessions.end(session, reason, detail=detail, aadsts=aadsts,
+                                via="revalidation")
+        return Outcome(session.upn, "revoked", reason)
+
+    def _unavailable(self, session: Session, exc: IdentityProviderUnavailable) -> Outcome:
+        now = self.clock()
+        if self._unavailable_since is None:
+            self._unavailable_since = now
+            audit.warning("revalidation_unavailable", reason=exc.reason, detail=exc.detail,
+                          dependency=exc.info.get("dependency"),
+                          sessions_kept_until="last confirmation + revalidate_interval + "
+                                              "revalidate_grace")
+        self._backoff = min(self.interval, max(FIRST_RETRY, self._backoff * 2))
+        wait = self._backoff
+        retry_after = exc.info.get("retry_after")
+        if isinstance(retry_after, int | float) and retry_after > 0:
+            wait = max(wait, min(float(retry_after), MAX_RETRY_AFTER))
+        self.paused_until = max(self.paused_until, now + wait)
+        self._retry_later(session, wait)
+        return Outcome(session.upn, "unavailable", exc.detail)
+
+    def _retry_later(self, session: Session, wait: float | None = None) -> None:
+        session.failures += 1
+        if wait is None:
+            wait = min(self.interval, FIRST_RETRY * 2 ** min(session.failures - 1, 10))
+        session.next_revalidation = self.clock() + wait
+
+    def _recovered(self) -> None:
+        if self._unavailable_since is not None:
+            audit.info("revalidation_recovered",
+                       unavailable_for=round(self.clock() - self._unavailable_since, 1))
+            self._unavailable_since = None
+        self._backoff = 0.0
