@@ -267,9 +267,12 @@ class TestSessionLifetime:
         await browser.sign_in("admin@contoso.example")
         signed_in = stack.clock()
         statuses = []
+        assert stack.app is not None
         while stack.clock() - signed_in + 29 * 60 < absolute:
             stack.clock.advance(29 * 60)
             statuses.append((await check(stack, browser))[0])
+            # What the background re-validation does while the clock runs on its own.
+            await stack.app[keys.REVALIDATOR].revalidate_now()
         assert [200] * len(statuses) == statuses and len(statuses) > 20
         stack.clock.advance(absolute - (stack.clock() - signed_in))
         with capture_logs() as logs:
