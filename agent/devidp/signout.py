@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from .authorize import SSO_COOKIE
-from .refresh import call_frontchannel
 from .endpoint import bind, endpoint
+from .refresh import call_frontchannel
 from .state import ProviderState
 
 

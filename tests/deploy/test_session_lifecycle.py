@@ -1,0 +1,59 @@
+"""Sessions on a running service: a reload that changes [roles] re-decides every role at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from structlog.testing import capture_logs
+
+from agent.commands import Service
+from agent.devidp import DevIdentityProvider
+from agent.settings import settings_from_mapping
+from tests.deploy.support import SignInClient, agent_config_for, free_port, write_config
+from tests.harness import ROLE_GROUPS
+
+ANALYST, READER = "analyst@contoso.example", "reader@contoso.example"
+
+
+async def ready(client: SignInClient) -> None:
+    """Wait for the tenant's discovery document and keys (a generous deadline, no timing)."""
+    deadline = time.monotonic() + 15
+    while (await client.get("/readyz"))[0] != 200:
+        assert time.monotonic() < deadline, "agent not ready"
+        await asyncio.sleep(0.05)
+
+
+async def test_reload_with_changed_roles_redecides_every_session(
+        tmp_path: Path, idp: DevIdentityProvider) -> None:
+    """Analyst's group now maps to admin, read-only groups to nothing: on reload the analyst
+    is admin on the next check and the reader's session ends (no_role), both audited."""
+    port = free_port()
+    data = agent_config_for(idp, port, tmp_path / "state")
+    config = write_config(tmp_path / "agent.toml", data)
+    service = Service(settings_from_mapping(data, source=str(config)))
+    await service.start()
+    analyst = SignInClient(f"http://127.0.0.1:{port}", idp)
+    reader = SignInClient(f"http://127.0.0.1:{port}", idp)
+    try:
+        await ready(analyst)
+        await analyst.sign_in(ANALYST)
+        await reader.sign_in(READER)
+        data["roles"] = {"admin": ROLE_GROUPS["admin"] + ROLE_GROUPS["security_analyst"],
+                         "security_analyst": [], "read_only": []}
+        write_config(config, data)
+        with capture_logs() as logs:
+            assert await service.reload() is True
+        status, headers, _ = await analyst.get("/auth/check")
+        assert (200, "admin") == (status, headers["X-Auth-Request-Role"])
+        assert 401 == (await reader.get("/auth/check"))[0]
+        changed = [e for e in logs if e["event"] == "session_role_changed"]
+        assert [("security_analyst", "admin", "config_reload")] == [
+            (e["from"], e["to"], e["via"]) for e in changed]
+        revoked = [e for e in logs if e["event"] == "session_revoked"]
+        assert [(READER, "no_role")] == [(e["upn"], e["reason"]) for e in revoked]
+    finally:
+        await analyst.close()
+        await reader.close()
+        await service.stop()
