@@ -153,8 +153,12 @@ class SessionJournal:
 
         Raises ``StateDirUnsafe`` for a directory or file others could change, ``OSError``
         when the key cannot be read or created (a full disk on the very first start)."""
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            self._failed("open the directory", exc)
+            raise
         problem = _owner_problem(self.dir, os.fstat(dfd), {os.geteuid()}, True)
         if problem:
             os.close(dfd)
@@ -165,7 +169,7 @@ class SessionJournal:
         try:
             self._aead = AESGCM(self._load_or_create_key())
         except OSError as exc:
-            self._failed("create the session key", exc)
+            self._failed("read or create the session key", exc)
             raise
         self.probe(always=True)  # allocates the reserve too
 

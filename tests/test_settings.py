@@ -98,6 +98,15 @@ class TestLoad:
         with pytest.raises(ConfigError, match="not valid TOML"):
             load_settings(path)
 
+    def test_max_sessions_per_user(self) -> None:
+        """Default 10; at least 1."""
+        assert 10 == settings_from_mapping(minimal()).session.max_sessions_per_user
+        data = minimal()
+        data["session"] = {"max_sessions_per_user": 0}
+        with pytest.raises(ConfigError) as caught:
+            settings_from_mapping(data)
+        assert ["session.max_sessions_per_user"] == [k for k, _, _ in caught.value.problems]
+
     def test_durations(self) -> None:
         """Durations are number + unit."""
         assert [45, 1800, 43200, 86400] == [parse_duration(t) for t in ("45s", "30m", "12h", "1d")]
