@@ -31,6 +31,7 @@ from ..signin import SignIn
 from ..state import StateDirUnsafe
 from . import handlers, keys
 from .middlewares import guarded, security_headers
+from .refusals import RefusalAudit
 
 log = structlog.get_logger("agent.web")
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                              settings.session.sign_ins_per_minute_per_client, clock)
     client = EntraClient(settings.entra)
     app[keys.DIRECTORY] = directory
+    app[keys.REFUSALS] = RefusalAudit(clock)
     app[keys.SESSIONS] = sessions
     graph = GraphClient(outbound, settings.entra.graph_url)
     app[keys.SIGN_IN] = SignIn(settings, directory, client, graph, pending, sessions, clock)
@@ -99,6 +101,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     r.add_get("/login", guarded(handlers.login))
     r.add_get("/auth/sso/start", guarded(handlers.sso_start))
     r.add_get(settings.entra.redirect_path, guarded(handlers.sso_callback))
+    r.add_get("/auth/role-refused", guarded(handlers.role_refused))
     r.add_get("/auth/me", guarded(handlers.me))
     r.add_post("/auth/logout", guarded(handlers.logout))
     r.add_get("/healthz", guarded(handlers.healthz))

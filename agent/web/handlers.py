@@ -14,6 +14,7 @@ from ..sessions import COOKIE_NAME, Session, StateUnwritable
 from ..signin import hint_ok, role_name
 from . import keys
 from .pages import error_page, login_page, plain_error_page, render, role_refused_page
+from .refusals import SIGN_IN_PAGE, sign_in_location
 
 audit = structlog.get_logger("agent.audit")
 
@@ -107,10 +108,13 @@ async def auth_check(request: web.Request) -> web.Response:
     if wanted is not None and wanted not in ROLES:
         return web.Response(status=400)
     session = current_session(request)
-    if session is None:
-        return web.Response(status=401)
+    if session is None:  # where to sign in, for the page nginx was asked for
+        return web.Response(status=401, headers={"Location": sign_in_location(
+            request.headers.get("X-Original-URI"))})
     if wanted is not None and not allows(session.role, wanted):
-        return web.Response(status=403)
+        request.app[keys.REFUSALS].refused(session, wanted, request.headers.get(
+            "X-Original-URI"), client_address(request))
+        return web.Response(status=403, headers={"X-Auth-Request-Needed": wanted})
     headers = session.check_headers
     if headers is None:
         headers = session.check_headers = {
@@ -126,6 +130,18 @@ def _header_safe(text: str) -> str:
     if text.isprintable():  # the usual case, without a per-character pass on every check
         return text
     return "".join(c for c in text if c.isprintable())
+
+
+async def role_refused(request: web.Request) -> web.StreamResponse:
+    """The page nginx shows for a 403 from ``/auth/check``: this page needs a higher role."""
+    session = current_session(request, touch=False)
+    if session is None:
+        return redirect(SIGN_IN_PAGE)
+    needed = request.query.get("needed", "")
+    settings = request.app[keys.SETTINGS]
+    return role_refused_page(settings, role_name(session.role),
+                             role_name(needed) if needed in ROLES else "more privileged",
+                             _reference(request))
 
 
 async def me(request: web.Request) -> web.Response:

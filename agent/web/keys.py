@@ -10,6 +10,7 @@ from ..revalidation import Revalidator
 from ..sessions import SessionStore
 from ..settings import Settings
 from ..signin import SignIn
+from .refusals import RefusalAudit
 
 SETTINGS = web.AppKey("settings", Settings)
 SIGN_IN = web.AppKey("sign_in", SignIn)
@@ -17,4 +18,5 @@ SESSIONS = web.AppKey("sessions", SessionStore)
 DIRECTORY = web.AppKey("directory", TenantDirectory)
 PROXY_TRUST = web.AppKey("proxy_trust", ProxyTrust)
 REVALIDATOR = web.AppKey("revalidator", Revalidator)
+REFUSALS = web.AppKey("refusals", RefusalAudit)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -184,7 +184,7 @@ async def test_unauthenticated_requests_go_to_the_sign_in_page(front: Front) -> 
                                          headers={"X-Auth-Request-User": "admin@contoso.example",
                                                   "X-Auth-Request-Role": "admin"})
     assert status == 302
-    assert headers["Location"].endswith("/login?next=/alerts?id=7")
+    assert headers["Location"].endswith("/login?next=/alerts%3Fid%3D7")  # encoded once
     status, _, page = await plain_get(f"{front.url}/login?next=/alerts")
     assert status == 200 and "SSO Sign-in" in page
     assert front.console_seen == []  # nothing reached the console

@@ -230,3 +230,28 @@ async def test_upgrades_under_a_running_agent(unpacked: Path, tmp_path: Path,
         agent.proc.wait(timeout=15)
     assert run(install, "--prune", prefix).returncode == 0
     assert {third} == venvs()
+
+
+def test_removal_warns_while_nginx_still_includes_the_snippets(deb: Path,
+                                                                tmp_path: Path) -> None:
+    """prerm on removal names nginx's leftover wiring (console pages would answer 503);
+    copied snippet files alone, or an upgrade, say nothing."""
+    assert run("dpkg-deb", "-e", deb, tmp_path / "control").returncode == 0
+    nginx = tmp_path / "etc" / "nginx"
+    (nginx / "snippets").mkdir(parents=True)
+    for conf in (REPO / "config" / "nginx").glob("*.conf"):
+        shutil.copy(conf, nginx / "snippets" / conf.name)  # their comments show includes
+    prerm = (tmp_path / "control" / "prerm").read_text().replace("/etc/nginx", str(nginx))
+    script = tmp_path / "prerm"
+    script.write_text(prerm)
+    assert run("sh", script, "remove").stderr == ""
+    (nginx / "sites-enabled").mkdir()
+    (nginx / "sites-enabled" / "console").write_text(
+        "server {\n    include snippets/sensor-sso.conf;\n    location / {\n"
+        "        auth_request /auth/check;\n        include snippets/sensor-sso-auth.conf;\n"
+        "    }\n}\n")
+    removed = run("sh", script, "remove")
+    assert removed.returncode == 0
+    assert "nginx still includes the sign-in snippets" in removed.stderr
+    assert "Sign-in service unavailable" in removed.stderr
+    assert run("sh", script, "upgrade", "0.1.0").stderr == ""

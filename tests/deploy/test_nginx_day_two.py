@@ -1,0 +1,241 @@
+"""Real nginx with the shipped snippets, on what an operator meets after the first sign-in:
+deep links that keep their query, the agent's page for a role that is too low (and its
+audit line), and a clear 503 while the agent is down."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import structlog
+from aiohttp import web
+
+from agent.devidp import DevIdentityProvider
+from agent.devidp.driver import complete_sign_in
+from agent.settings import settings_from_mapping
+from agent.web.app import create_app
+from tests.clock import Clock
+from tests.deploy.support import SignInClient, agent_config_for, free_port
+from tests.deploy.test_nginx import (
+    NGINX,
+    plain_get,
+    start_console,
+    wait_agent_ready,
+    wait_listening,
+    write_nginx_conf,
+)
+from tests.harness import PASSWORD
+
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+
+
+@dataclass
+class Site:
+    url: str
+    console_seen: list[dict[str, str]]
+    clock: Clock
+    stop_agent: Callable[[], Any]
+
+
+@asynccontextmanager
+async def site(tmp_path: Path, idp: DevIdentityProvider, *, agent: bool = True,
+               console: bool = True) -> AsyncIterator[Site]:
+    """nginx (shipped snippets, verbatim) in front of the console stand-in and the agent;
+    ``agent=False``: nothing listens where nginx looks for the agent."""
+    assert NGINX is not None
+    seen: list[dict[str, str]] = []
+    console_runner, console_port = await start_console(seen)
+    if not console:
+        await console_runner.cleanup()
+    port, agent_port = free_port(), free_port()
+    clock = Clock()
+    runner: web.AppRunner | None = None
+    if agent:
+        data = agent_config_for(idp, agent_port, tmp_path / "state",
+                                public_url=f"http://127.0.0.1:{port}")
+        runner = web.AppRunner(create_app(settings_from_mapping(data), clock=clock),
+                               access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", agent_port).start()
+    conf_dir = tmp_path / "nginx"
+    conf_dir.mkdir()
+    conf = write_nginx_conf(conf_dir, port, agent_port, console_port)
+    nginx = await asyncio.create_subprocess_exec(
+        NGINX, "-p", str(conf_dir), "-c", str(conf), "-e", str(conf_dir / "error.log"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def stop_agent() -> None:
+        nonlocal runner
+        if runner is not None:
+            await runner.cleanup()
+            runner = None
+
+    try:
+        await wait_listening(port, nginx, conf_dir)
+        if agent:
+            await wait_agent_ready(f"http://127.0.0.1:{agent_port}")
+        yield Site(f"http://127.0.0.1:{port}", seen, clock, stop_agent)
+    finally:
+        if nginx.returncode is None:
+            nginx.terminate()
+            await nginx.wait()
+        await stop_agent()
+        if console:
+            await console_runner.cleanup()
+
+
+def sso_link(page: str) -> str:
+    match = re.search(r'id="sso-sign-in" href="([^"]+)"', page)
+    assert match, page
+    return html.unescape(match.group(1))
+
+
+async def sign_in_from(client: SignInClient, idp: DevIdentityProvider, deep_link: str,
+                       username: str) -> tuple[str, str]:
+    """Open ``deep_link`` without a session and sign in the way a browser does: nginx's
+    redirect, the sign-in page's SSO Sign-in link, the provider, the callback. Returns the
+    sign-in page's URL and where the callback sends the browser."""
+    status, headers, _ = await client.get(deep_link)
+    assert status == 302, (deep_link, status)
+    login_url = headers["Location"]
+    status, _, page = await client.get(login_url)
+    assert status == 200, page
+    status, headers, body = await client.get(sso_link(page))
+    assert status == 302, body
+    callback = await complete_sign_in(client.http, headers["Location"], username, PASSWORD,
+                                      client.idp_ssl)
+    status, headers, body = await client.get(callback)
+    assert status == 302, body
+    return login_url, headers["Location"]
+
+
+class TestDeepLinks:
+    @pytest.mark.parametrize("deep_link", [
+        "/admin/report?from=2026-01-01&to=2026-02-01",
+        "/search?q=a+b",
+        "/files/a%2Fb?x=%26y",
+        "/alerts?id=7#not-sent",
+    ])
+    async def test_after_sign_in_the_browser_lands_on_the_very_page(
+            self, tmp_path: Path, idp: DevIdentityProvider, deep_link: str) -> None:
+        """The query, '+' and encoded characters survive the trip through sign-in."""
+        async with site(tmp_path, idp) as s:
+            client = SignInClient(s.url, idp)
+            try:
+                _, landed = await sign_in_from(client, idp, deep_link, "admin@contoso.example")
+                expected = deep_link.split("#", 1)[0]
+                assert landed == expected
+                status, _, body = await client.get(landed)
+                assert status == 200 and body.startswith("console page ")
+                assert s.console_seen[-1]["path"] == expected
+            finally:
+                await client.close()
+
+    async def test_a_console_url_cannot_set_parameters_of_the_sign_in_page(
+            self, tmp_path: Path, idp: DevIdentityProvider) -> None:
+        """login_hint and signed_out in a console URL stay part of ``next``."""
+        async with site(tmp_path, idp) as s:
+            client = SignInClient(s.url, idp)
+            try:
+                deep = "/alerts?x=1&login_hint=attacker@evil.example&signed_out=1"
+                status, headers, _ = await client.get(deep)
+                assert status == 302
+                query = urlsplit(headers["Location"]).query
+                assert query.count("=") == 1 and query.startswith("next=")
+                status, _, page = await client.get(headers["Location"])
+                assert status == 200
+                assert "You have signed out" not in page
+                assert "login_hint" not in sso_link(page).split("next=", 1)[0]
+                assert "attacker" not in sso_link(page).replace(
+                    "attacker%40evil.example", "")  # only inside next, encoded
+            finally:
+                await client.close()
+
+
+class TestRoleRefusal:
+    async def test_a_refused_role_sees_the_agents_page_and_is_audited_once(
+            self, tmp_path: Path, idp: DevIdentityProvider) -> None:
+        """A Read only user on an Admin location: 403 with "This page needs a higher role",
+        one console_access_refused per session and path a minute; allowed pages log none."""
+        async with site(tmp_path, idp) as s:
+            client = SignInClient(s.url, idp)
+            try:
+                await client.sign_in("reader@contoso.example", next_path="/overview")
+                with structlog.testing.capture_logs() as logs:
+                    status, _, body = await client.get("/overview")
+                    assert status == 200
+                    for _ in range(3):
+                        status, headers, page = await client.get("/admin/users?page=2")
+                        assert status == 403
+                        assert "This page needs a higher role" in page
+                        assert "Read only" in page and "Admin" in page
+                        assert headers["Content-Type"].startswith("text/html")
+                    await client.get("/admin/audit")
+                    s.clock.advance(61)
+                    await client.get("/admin/users")
+                refused = [e for e in logs if e["event"] == "console_access_refused"]
+                assert [(e["path"], e.get("suppressed")) for e in refused] == [
+                    ("/admin/users", None), ("/admin/audit", None), ("/admin/users", 2)]
+                first = refused[0]
+                assert first["upn"] == "reader@contoso.example"
+                assert first["role"] == "read_only" and first["needed"] == "admin"
+                assert first["oid"] and first["source_ip"] == "127.0.0.1"
+                assert all(e["event"] != "console_access_refused" or e["path"] != "/overview"
+                           for e in logs)
+                assert all(seen["path"].split("?")[0] not in ("/admin/users", "/admin/audit")
+                           for seen in s.console_seen)
+            finally:
+                await client.close()
+
+
+UNAVAILABLE = "Sign-in service unavailable"
+
+
+class TestAgentDown:
+    async def test_console_and_sign_in_pages_say_sign_in_is_unavailable(
+            self, tmp_path: Path, idp: DevIdentityProvider) -> None:
+        """Nothing listens where nginx looks for the agent: 503 with a page that says so,
+        on console pages (auth_request) and on the agent's own pages alike."""
+        async with site(tmp_path, idp, agent=False) as s:
+            for path in ("/", "/admin/users", "/login?next=/", "/auth/sso/start"):
+                status, headers, page = await plain_get(s.url + path)
+                assert status == 503, (path, status, page)
+                assert UNAVAILABLE in page
+                assert headers["Content-Type"].startswith("text/html")
+                assert headers.get("Retry-After") == "60"
+            assert s.console_seen == []
+
+    async def test_sessions_see_the_page_when_the_agent_stops(
+            self, tmp_path: Path, idp: DevIdentityProvider) -> None:
+        """A signed-in user whose agent stops gets the 503 page, not a bare 500."""
+        async with site(tmp_path, idp) as s:
+            client = SignInClient(s.url, idp)
+            try:
+                await client.sign_in("admin@contoso.example", next_path="/overview")
+                assert (await client.get("/overview"))[0] == 200
+                await s.stop_agent()
+                status, _, page = await client.get("/overview")
+                assert status == 503 and UNAVAILABLE in page
+            finally:
+                await client.close()
+
+    async def test_a_console_that_is_down_is_not_blamed_on_sign_in(
+            self, tmp_path: Path, idp: DevIdentityProvider) -> None:
+        """The agent answers, the console does not: nginx's 502, not the sign-in page."""
+        async with site(tmp_path, idp, console=False) as s:
+            client = SignInClient(s.url, idp)
+            try:
+                await client.sign_in("admin@contoso.example", next_path="/overview")
+                status, _, page = await client.get("/overview")
+                assert status == 502 and UNAVAILABLE not in page
+            finally:
+                await client.close()
