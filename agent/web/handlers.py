@@ -13,6 +13,7 @@ from ..roles import ROLES, allows
 from ..sessions import COOKIE_NAME, Session, StateUnwritable
 from ..signin import hint_ok, role_name
 from . import keys
+from .host import elsewhere
 from .pages import error_page, login_page, plain_error_page, render, role_refused_page
 from .refusals import SIGN_IN_PAGE, sign_in_location
 
@@ -55,7 +56,19 @@ def _reference(request: web.Request) -> str:
     return str(request.get(keys.REQUEST_ID, "-"))
 
 
+def _from_trusted_proxy(request: web.Request) -> bool:
+    return request.app[keys.SETTINGS].server.trust_forwarded_for
+
+
+def _on_another_host(request: web.Request) -> web.Response | None:
+    """To redirect_uri's scheme and host first, keeping path and query (see host.py)."""
+    target = elsewhere(request, request.app[keys.SETTINGS], _from_trusted_proxy(request))
+    return None if target is None else redirect(target)
+
+
 async def login(request: web.Request) -> web.Response:
+    if (moved := _on_another_host(request)) is not None:
+        return moved
     sign_in = request.app[keys.SIGN_IN]
     raw_next = request.query.get("next")
     next_path = sign_in.safe_next(raw_next) if raw_next else None
@@ -69,6 +82,8 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def sso_start(request: web.Request) -> web.StreamResponse:
+    if (moved := _on_another_host(request)) is not None:
+        return moved
     sign_in = request.app[keys.SIGN_IN]
     try:
         started = await sign_in.start(request.query.get("next"), client_address(request),

@@ -44,6 +44,7 @@ class Site:
     console_seen: list[dict[str, str]]
     clock: Clock
     stop_agent: Callable[[], Any]
+    agent_url: str
 
 
 @asynccontextmanager
@@ -62,6 +63,7 @@ async def site(tmp_path: Path, idp: DevIdentityProvider, *, agent: bool = True,
     if agent:
         data = agent_config_for(idp, agent_port, tmp_path / "state",
                                 public_url=f"http://127.0.0.1:{port}")
+        data["server"]["trust_forwarded_for"] = True  # nginx on loopback
         runner = web.AppRunner(create_app(settings_from_mapping(data), clock=clock),
                                access_log=None, shutdown_timeout=0.5)
         await runner.setup()
@@ -83,7 +85,8 @@ async def site(tmp_path: Path, idp: DevIdentityProvider, *, agent: bool = True,
         await wait_listening(port, nginx, conf_dir)
         if agent:
             await wait_agent_ready(f"http://127.0.0.1:{agent_port}")
-        yield Site(f"http://127.0.0.1:{port}", seen, clock, stop_agent)
+        yield Site(f"http://127.0.0.1:{port}", seen, clock, stop_agent,
+                   f"http://127.0.0.1:{agent_port}")
     finally:
         if nginx.returncode is None:
             nginx.terminate()
@@ -107,7 +110,10 @@ async def sign_in_from(client: SignInClient, idp: DevIdentityProvider, deep_link
     status, headers, _ = await client.get(deep_link)
     assert status == 302, (deep_link, status)
     login_url = headers["Location"]
-    status, _, page = await client.get(login_url)
+    status, headers, page = await client.get(login_url)
+    if status == 302:  # opened under another name: the sign-in page moves first
+        login_url = headers["Location"]
+        status, _, page = await client.get(login_url)
     assert status == 200, page
     status, headers, body = await client.get(sso_link(page))
     assert status == 302, body
@@ -116,6 +122,59 @@ async def sign_in_from(client: SignInClient, idp: DevIdentityProvider, deep_link
     status, headers, body = await client.get(callback)
     assert status == 302, body
     return login_url, headers["Location"]
+
+
+class TestAnotherHostName:
+    async def test_a_sign_in_opened_under_another_name_moves_to_the_redirect_uris_host(
+            self, tmp_path: Path, idp: DevIdentityProvider) -> None:
+        """The console opened as http://localhost:PORT while redirect_uri names 127.0.0.1:
+        /login and /auth/sso/start move there first (next kept), so the sign-in ends signed
+        in instead of on "started in another browser"."""
+        async with site(tmp_path, idp) as s:
+            other = s.url.replace("127.0.0.1", "localhost")
+            client = SignInClient(s.url, idp)
+            try:
+                status, headers, _ = await client.get(f"{other}/auth/sso/start?next=/a%26b")
+                assert status == 302
+                assert headers["Location"] == f"{s.url}/auth/sso/start?next=/a%26b"
+                assert "Set-Cookie" not in headers  # no sign-in bound to the other name
+
+                status, headers, _ = await client.get(f"{other}/overview?tab=2")
+                assert status == 302 and headers["Location"].startswith(other + "/login?")
+                status, headers, _ = await client.get(headers["Location"])
+                assert status == 302
+                assert headers["Location"].startswith(f"{s.url}/login?next=/overview")
+                login_url, landed = await sign_in_from(client, idp, f"{other}/overview?tab=2",
+                                                       "reader@contoso.example")
+                assert login_url.startswith(s.url + "/login?")
+                assert landed == "/overview?tab=2"
+                status, _, body = await client.get(s.url + landed)
+                assert status == 200 and s.console_seen[-1]["path"] == "/overview?tab=2"
+            finally:
+                await client.close()
+
+    async def test_the_configured_name_is_served_without_a_detour(
+            self, tmp_path: Path, idp: DevIdentityProvider) -> None:
+        """Under redirect_uri's own host the pages answer at once (no redirect loop), also
+        when the browser's Host carries a port or other letter case."""
+        async with site(tmp_path, idp) as s:
+            for headers in ({}, {"Host": "127.0.0.1"}):
+                status, _, page = await plain_get(f"{s.url}/login?next=/", headers=headers)
+                assert status == 200 and "SSO Sign-in" in page
+                status, location, _ = await plain_get(f"{s.url}/auth/sso/start", headers=headers)
+                assert status == 302 and location["Location"].startswith(idp.url)
+
+    async def test_the_scheme_counts_only_from_a_trusted_proxy(
+            self, tmp_path: Path, idp: DevIdentityProvider) -> None:
+        """X-Forwarded-Proto https from the trusted proxy (loopback) while redirect_uri is
+        http: to the http address. A proxy that sends no scheme is never redirected."""
+        async with site(tmp_path, idp) as s:
+            host = {"Host": s.url.removeprefix("http://")}
+            status, headers, _ = await plain_get(f"{s.agent_url}/login?next=/x", headers={
+                **host, "X-Forwarded-Proto": "https"})
+            assert status == 302 and headers["Location"] == f"{s.url}/login?next=/x"
+            status, _, _ = await plain_get(f"{s.agent_url}/login?next=/x", headers=host)
+            assert status == 200
 
 
 class TestDeepLinks:
