@@ -24,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", default=None, metavar="PATH",
                        help="configuration file (default: $SENSOR_SSO_AGENT_CONFIG or "
                             "/etc/sensor-sso-agent/agent.toml)")
+        if name == "check-config":
+            p.add_argument("--user", default=None, metavar="NAME",
+                           help="when run as root, read the files as this user (default: "
+                                "sensor-sso-agent, the service's user)")
     demo = sub.add_parser("demo", help="the whole sign-in on this machine, no tenant needed",
                           description="Start a local Entra-like identity provider and the agent.")
     demo.add_argument("--port", type=int, default=8080, help="agent port (default 8080)")
@@ -36,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         from .commands import check_config
 
-        return check_config(config)
+        return check_config(config, args.user)
     if args.command == "check-connectivity":
         from .commands import check_connectivity
 

@@ -31,6 +31,7 @@ from .config_checks import warnings as config_warnings
 from .entra.discovery import TenantDirectory
 from .errors import ConfigError
 from .logging import configure_logging
+from .service_user import as_service_user, current_user
 from .settings import Settings, load_settings
 from .state import StateDirUnsafe, state_dir_problems
 from .systemd import Notifier
@@ -46,7 +47,12 @@ def _problem_lines(exc: ConfigError) -> list[str]:
     return [f"{key}{' = ' + value if value else ''}: {why}" for key, value, why in exc.problems]
 
 
-def check_config(path: str) -> int:
+def check_config(path: str, user: str | None = None) -> int:
+    """Validate ``path`` as the service user reads it (see service_user.py)."""
+    return as_service_user(lambda: _check_config(path), user)
+
+
+def _check_config(path: str) -> int:
     try:
         settings = load_settings(path)
     except ConfigError as exc:
@@ -72,6 +78,7 @@ def check_config(path: str) -> int:
               f"{settings.entra.redirect_path})")
     for warning in config_warnings(settings):
         print(f"warning: {warning}", file=sys.stderr)
+    print(f"note: files read as user {current_user()}")
     release = check_sensor_version(settings.server.sensor_version_file)
     if release.ok:
         print(f"note: {release.message}")
@@ -94,7 +101,7 @@ def check_connectivity(path: str) -> int:
     try:
         settings = load_settings(path)
     except ConfigError:
-        return check_config(path)
+        return _check_config(path)
     from .connectivity import run_checks
 
     return asyncio.run(run_checks(settings))

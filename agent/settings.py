@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 import uuid
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from .config_checks import mask_credentials, placeholder_problems
 from .errors import ConfigError
 from .fleet import FleetChoice, SensorIdentity, effective_mapping
 from .roles import ROLES
+from .service_user import SERVICE_USER, current_user
 from .settings_entra import entra_extras
 from .settings_session import admin_socket_path, revalidation_settings
 
@@ -154,7 +156,10 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError([(str(path), "", f"cannot read the file: {exc.strerror}")]) from None
+        why = f"cannot read the file: {exc.strerror}"
+        if isinstance(exc, PermissionError):
+            why = unreadable(Path(path)) or why
+        raise ConfigError([(str(path), "", why)]) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -270,9 +275,15 @@ class _Validator:
         if value is None:
             return None
         path = Path(value)
-        if not path.is_file() or not os.access(path, os.R_OK):
-            self.problem(f"{name}.{key}", value, "file does not exist or is not readable")
+        why = unreadable(path)
+        if why is not None:
+            self.problem(f"{name}.{key}", value, why)
         return path
+
+    @staticmethod
+    def readable(path: Path | None) -> bool:
+        """Whether to look inside ``path`` (its problem, if any, is already recorded)."""
+        return path is not None and unreadable(path) is None
 
     def build(self, source: str) -> Settings | None:
         for name in self.data:
@@ -343,7 +354,7 @@ class _Validator:
                          "entra.tenant_id")
         graph = self.url(e, "entra", "graph_url", hosts.graph_url) or hosts.graph_url
         ca = self.file(e, "entra", "ca_bundle")
-        if ca is not None and ca.is_file():
+        if ca is not None and self.readable(ca):
             try:
                 from cryptography import x509
 
@@ -421,6 +432,26 @@ class _Validator:
 
 
 _OFF_GUID = "00000000-0000-0000-0000-000000000000"
+
+
+def unreadable(path: Path) -> str | None:
+    """Why this process cannot read the file at ``path`` (naming its user), or None."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return "is not a regular file"
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        return "file does not exist"
+    except PermissionError as exc:
+        user = current_user()
+        fix = "" if user == SERVICE_USER else (
+            f"; the service runs as {SERVICE_USER}: e.g. chgrp {SERVICE_USER} {path} && "
+            f"chmod g+r {path} (and g+x on its directories)")
+        return f"not readable by user {user} ({exc.strerror}){fix}"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror}"
+    return None
 
 
 def _is_guid(value: object) -> bool:

@@ -30,14 +30,14 @@ def entra_extras(self: Validator, e: Mapping[str, Any]) -> dict[str, Any]:
         self.problem("entra.platform", platform, "a single-page application is a public "
                      "client: remove client_secret_file/client_certificate_file or set "
                      "platform = \"web\"")
-    if cert is not None and cert.is_file():
+    if cert is not None and self.readable(cert):
         from .entra.credentials import CredentialProblem, load_certificate
 
         try:
             load_certificate(cert, thumbprint)
         except CredentialProblem as exc:
             self.problem("entra.client_certificate_file", str(cert), str(exc))
-    if secret is not None and secret.is_file() and not secret.read_text(
+    if secret is not None and self.readable(secret) and not secret.read_text(
             errors="replace").strip():
         self.problem("entra.client_secret_file", str(secret), "the file is empty")
     context = self.get(e, "entra", "require_auth_context", str, None)

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from agent.devidp import DevIdentityProvider
 from agent.devidp.faults import Fault
@@ -19,9 +24,10 @@ from tests.deploy.support import (
     SignInClient,
     agent_config_for,
     free_port,
+    write_ca,
     write_config,
 )
-from tests.harness import PASSWORD
+from tests.harness import CLIENT, PASSWORD, ROLE_GROUPS, TENANT
 
 
 def agent_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -193,3 +199,57 @@ class TestSmallerPoints:
         install = (REPO / "docs" / "install.md").read_text()
         assert "1.5 or lower" not in unit
         assert "rates this 1.1" in unit and "rates it 1.1" in install
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory other users may enter (pytest's own tmp_path is 0700 root)."""
+    path = Path(tempfile.mkdtemp(prefix="wt-check-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+class TestCheckConfigAsTheServiceUser:
+    """check-config as root reads the files as the service's user (here ``nobody``, as
+    ``--user`` names it; on a sensor the default, sensor-sso-agent)."""
+
+    def config(self, directory: Path, ca_mode: int, config_mode: int = 0o644) -> Path:
+        ca = directory / "corp-ca.pem"
+        ca.write_text(write_ca(directory).read_text())
+        ca.chmod(ca_mode)
+        path = write_config(directory / "agent.toml", {
+            "entra": {"tenant_id": TENANT, "client_id": CLIENT, "ca_bundle": str(ca),
+                      "redirect_uri": "https://sensor-01.plant.example/auth/sso/callback"},
+            "roles": {k: list(v) for k, v in ROLE_GROUPS.items()},
+        })
+        path.chmod(config_mode)
+        return path
+
+    def test_a_root_only_ca_bundle_fails_and_names_the_user(self, shared_dir: Path) -> None:
+        """A 0600 root-owned CA bundle: invalid, 'not readable by user nobody', and no
+        misleading 'is not a PEM file' after it."""
+        result = agent_cli("check-config", "--user", "nobody", "--config",
+                           self.config(shared_dir, 0o600))
+        assert result.returncode == 1, result.stdout + result.stderr
+        problems = [ln for ln in result.stderr.splitlines() if ln.startswith("  ")]
+        assert len(problems) == 1, result.stderr
+        assert "entra.ca_bundle" in problems[0]
+        assert "not readable by user nobody (Permission denied)" in problems[0]
+        assert "PEM" not in result.stderr
+
+    def test_a_root_only_config_file_fails_and_names_the_user(self, shared_dir: Path) -> None:
+        """A 0600 root-owned agent.toml cannot be read by the service: say so."""
+        result = agent_cli("check-config", "--user", "nobody", "--config",
+                           self.config(shared_dir, 0o644, config_mode=0o600))
+        assert result.returncode == 1
+        assert "not readable by user nobody (Permission denied)" in result.stderr
+
+    def test_readable_files_pass_and_say_as_whom(self, shared_dir: Path) -> None:
+        """What the user can read passes, and the output says whose view it checked."""
+        result = agent_cli("check-config", "--user", "nobody", "--config",
+                           self.config(shared_dir, 0o644))
+        assert result.returncode == 0, result.stderr
+        assert "configuration is valid" in result.stdout
+        assert "note: files read as user nobody" in result.stdout

@@ -108,6 +108,8 @@ def test_maintainer_scripts(deb: Path, tmp_path: Path) -> None:
     # the example config only when there is none, readable by root and the service group
     assert 'if [ ! -e "/etc/$NAME/agent.toml" ]' in postinst
     assert "install -m 0640 -o root -g \"$NAME\"" in postinst
+    # the checks it suggests run as the service's user, as the service reads the files
+    assert "'runuser -u $NAME -- $NAME check-config'" in postinst
     # systemctl only where systemd runs: a chroot or container install must not fail
     assert "[ -d /run/systemd/system ]" in postinst
 
