@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 import structlog
 from aiohttp import web
 
+from ..clientaddr import parse_address
 from ..errors import SignInError
 from ..roles import ROLES, allows
 from ..sessions import COOKIE_NAME, Session, StateUnwritable
@@ -57,7 +58,8 @@ def _reference(request: web.Request) -> str:
 
 
 def _from_trusted_proxy(request: web.Request) -> bool:
-    return request.app[keys.SETTINGS].server.trust_forwarded_for
+    peer = parse_address(request.remote or "")
+    return peer is not None and request.app[keys.PROXY_TRUST].trusts(peer)
 
 
 def _on_another_host(request: web.Request) -> web.Response | None:

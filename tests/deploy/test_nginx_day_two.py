@@ -20,7 +20,6 @@ import structlog
 from aiohttp import web
 
 from agent.devidp import DevIdentityProvider
-from agent.devidp.driver import complete_sign_in
 from agent.settings import settings_from_mapping
 from agent.web.app import create_app
 from tests.clock import Clock
@@ -33,6 +32,7 @@ from tests.deploy.test_nginx import (
     wait_listening,
     write_nginx_conf,
 )
+from tests.devidp_driver import complete_sign_in
 from tests.harness import PASSWORD
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
@@ -63,7 +63,6 @@ async def site(tmp_path: Path, idp: DevIdentityProvider, *, agent: bool = True,
     if agent:
         data = agent_config_for(idp, agent_port, tmp_path / "state",
                                 public_url=f"http://127.0.0.1:{port}")
-        data["server"]["trust_forwarded_for"] = True  # nginx on loopback
         runner = web.AppRunner(create_app(settings_from_mapping(data), clock=clock),
                                access_log=None, shutdown_timeout=0.5)
         await runner.setup()
