@@ -445,10 +445,9 @@ def unreadable(path: Path) -> str | None:
         return "file does not exist"
     except PermissionError as exc:
         user = current_user()
-        fix = "" if user == SERVICE_USER else (
-            f"; the service runs as {SERVICE_USER}: e.g. chgrp {SERVICE_USER} {path} && "
-            f"chmod g+r {path} (and g+x on its directories)")
-        return f"not readable by user {user} ({exc.strerror}){fix}"
+        service = "" if user == SERVICE_USER else f"; the service runs as {SERVICE_USER}"
+        return (f"not readable by user {user} ({exc.strerror}){service}: e.g. chgrp "
+                f"{SERVICE_USER} {path} && chmod g+r {path} (and g+x on its directories)")
     except OSError as exc:
         return f"cannot be read: {exc.strerror}"
     return None

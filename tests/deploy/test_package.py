@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import shutil
@@ -9,6 +11,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -257,3 +261,114 @@ def test_removal_warns_while_nginx_still_includes_the_snippets(deb: Path,
     assert "nginx still includes the sign-in snippets" in removed.stderr
     assert "Sign-in service unavailable" in removed.stderr
     assert run("sh", script, "upgrade", "0.1.0").stderr == ""
+
+
+@pytest.fixture(scope="module")
+def installed(unpacked: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package's virtual environment, built offline as postinst builds it."""
+    prefix = tmp_path_factory.mktemp("opt") / NAME
+    argv, env = offline([str(unpacked / "usr/lib" / NAME / "install-venv"), str(prefix),
+                         target_python()])
+    result = run(*argv, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return prefix / "venv" / "bin" / NAME
+
+
+def configured_as_the_docs_say(example: str, idp: Any, agent_port: int, public: str,
+                               state_dir: Path) -> str:
+    """docs/install.md step 5 on the packaged example: tenant, client, redirect URI, the
+    groups of each role and the CA bundle; authority and Graph of the local provider that
+    stands in for Entra ID; the listen port and state directory of this test."""
+    from tests.harness import CLIENT, ROLE_GROUPS, TENANT
+
+    edits = {
+        'listen = "127.0.0.1:8080"': f'listen = "127.0.0.1:{agent_port}"',
+        'tenant_id = "00000000-0000-0000-0000-000000000000"': f'tenant_id = "{TENANT}"',
+        'client_id = "00000000-0000-0000-0000-000000000000"': f'client_id = "{CLIENT}"',
+        'redirect_uri = "https://sensor-01.plant.example/auth/sso/callback"':
+            f'redirect_uri = "{public}/auth/sso/callback"',
+        'authority_host = "https://login.microsoftonline.com"':
+            f'authority_host = "{idp.authority_host}"',
+        'graph_url = "https://graph.microsoft.com"': f'graph_url = "{idp.graph_url}"',
+        'admin = ["11111111-1111-1111-1111-111111111111"]':
+            f"admin = {json.dumps(ROLE_GROUPS['admin'])}",
+        'security_analyst = ["22222222-2222-2222-2222-222222222222"]':
+            f"security_analyst = {json.dumps(ROLE_GROUPS['security_analyst'])}",
+        'read_only = ["33333333-3333-3333-3333-333333333333"]':
+            f"read_only = {json.dumps(ROLE_GROUPS['read_only'])}",
+        'state_dir = "/var/lib/sensor-sso-agent"': f'state_dir = "{state_dir}"',
+    }
+    for old, new in edits.items():
+        assert old in example, old
+        example = example.replace(old, new)
+    lines = example.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("# ca_bundle = "))
+    lines[at] = f'ca_bundle = "{idp.ca_file}"'
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.timeout(600)  # may build the package and its venv first (module fixtures)
+async def test_a_fresh_install_signs_a_user_in_through_nginx(
+        unpacked: Path, installed: Path, tmp_path: Path, idp: Any) -> None:
+    """From the package alone, as docs/install.md goes: the example filled in (step 5),
+    check-config (6), the installed agent serving as the unit runs it (7), nginx with the
+    packaged snippets and the docs' server block (8), then a deep link opened without a
+    session ends signed in on that very page, the console told who the user is (9)."""
+    from tests.deploy.support import AgentProcess, SignInClient, free_port
+    from tests.deploy.test_nginx import NGINX, SITE, start_console, wait_listening
+
+    if NGINX is None:
+        pytest.skip("nginx is not installed")
+    share = unpacked / "usr/share" / NAME
+    port, agent_port = free_port(), free_port()
+    public = f"http://127.0.0.1:{port}"
+    idp.redirect_uris.append(f"{public}/auth/sso/callback")
+    config = tmp_path / "agent.toml"
+    config.write_text(configured_as_the_docs_say(
+        (share / "agent.example.toml").read_text(), idp, agent_port, public,
+        tmp_path / "state"))
+    checked = await asyncio.to_thread(run, installed, "check-config", "--config", config)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    conf_dir = tmp_path / "nginx"
+    (conf_dir / "conf.d").mkdir(parents=True)
+    (conf_dir / "snippets").mkdir()
+    upstream = (share / "nginx" / "sensor-sso-upstream.conf").read_text()
+    (conf_dir / "conf.d" / "sensor-sso-upstream.conf").write_text(
+        upstream.replace("127.0.0.1:8080", f"127.0.0.1:{agent_port}"))  # = server.listen
+    for name in ("sensor-sso.conf", "sensor-sso-auth.conf"):
+        shutil.copy(share / "nginx" / name, conf_dir / "snippets" / name)
+    seen: list[dict[str, str]] = []
+    console, console_port = await start_console(seen)
+    (conf_dir / "nginx.conf").write_text(SITE.format(tmp=conf_dir, port=port,
+                                                     console_port=console_port))
+    agent = AgentProcess(config, agent_port, argv=[str(installed), "serve", "--config",
+                                                   str(config)])
+    nginx = await asyncio.create_subprocess_exec(
+        NGINX, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf"), "-e",
+        str(conf_dir / "error.log"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = SignInClient(public, idp)
+    try:
+        await agent.wait_healthy()
+        await wait_listening(port, nginx, conf_dir)
+        deep = "/alerts?from=2026-01-01&to=2026-02-01"
+        status, headers, _ = await client.get(deep)
+        assert status == 302
+        status, _, page = await client.get(headers["Location"])
+        assert status == 200 and "SSO Sign-in" in page
+        next_path = parse_qs(urlsplit(headers["Location"]).query)["next"][0]
+        assert next_path == deep
+        await client.sign_in("analyst@contoso.example", next_path=next_path)
+        status, _, body = await client.get(deep)
+        assert status == 200, body
+        assert seen[-1]["path"] == deep
+        assert seen[-1]["X-Auth-Request-User"] == "analyst@contoso.example"
+        assert seen[-1]["X-Auth-Request-Role"] == "security_analyst"
+        assert "sso_login_succeeded" in agent.event_names()
+    finally:
+        await client.close()
+        if nginx.returncode is None:
+            nginx.terminate()
+            await nginx.wait()
+        agent.kill()
+        await console.cleanup()
