@@ -127,11 +127,6 @@ def parse_duration(text: str) -> float:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-# Keys written as durations in the file ("30m"); show-config prints them the same way.
-DURATION_KEYS = frozenset({"timeout", "clock_skew", "jwks_refetch_interval", "max_age",
-                           "idle_timeout", "absolute_timeout", "sign_in_timeout"})
-
-
 def format_duration(seconds: float) -> str:
     """1800.0 → ``"30m"``: the largest unit that divides it (inverse of parse_duration)."""
     millis = round(seconds * 1000)

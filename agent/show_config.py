@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
-from .settings import DURATION_KEYS, Settings, format_duration, listen_text, load_settings
+from .settings import Settings, format_duration, listen_text, load_settings
 
 MASK = "******"
 _SECRET_KEYS = {"client_secret_file"}
@@ -46,7 +46,7 @@ def describe(settings: Settings) -> list[str]:
                 lines.append(f"listen = {listen_text(values.listen_host, values.listen_port)!r}")
                 continue
             value = getattr(values, f.name)
-            if f.name in DURATION_KEYS and isinstance(value, int | float):
+            if _is_duration(f) and isinstance(value, int | float):
                 lines.append(f"{f.name} = {format_duration(value)!r}")
                 continue
             lines.append(f"{f.name} = {_show(f.name, value)}")
@@ -54,6 +54,11 @@ def describe(settings: Settings) -> list[str]:
     for role, groups in settings.roles.items():
         lines.append(f"{role} = {list(groups)!r}")
     return lines
+
+
+def _is_duration(f: dataclasses.Field[Any]) -> bool:
+    """Every float-typed setting is a duration in seconds ("30m" in the file)."""
+    return str(f.type).replace(" ", "") in ("float", "float|None")
 
 
 def _show(key: str, value: Any) -> str:
