@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from .endpoint import bind, endpoint
-from .faults import entra_error_body
+from .faults import entra_error_body, unknown_client
 from .keys import b64url
 from .state import AuthRequest, IssuedCode, ProviderState, SsoSession
 from .users import DevUser
@@ -27,8 +27,8 @@ _BAD_PASSWORD = (
 
 def routes(state: ProviderState) -> list[web.RouteDef]:
     return [
-        bind(state, "GET", "/{tenant}/oauth2/v2.0/authorize", authorize),
-        bind(state, "POST", "/{tenant}/oauth2/v2.0/authorize", authorize),
+        *(bind(state, method, "/{tenant}/oauth2/v2.0/authorize", authorize)
+          for method in ("GET", "POST")),
         bind(state, "POST", "/{tenant}/login", login),
         bind(state, "POST", "/{tenant}/mfa", mfa),
     ]
@@ -69,6 +69,11 @@ def _prune(state: ProviderState, now: float) -> None:
         del state.codes[code]
 
 
+def _missing(state: ProviderState, name: str) -> web.Response:
+    return state.error_page(
+        900144, f"The request body must contain the following parameter: '{name}'.")
+
+
 async def _params(request: web.Request) -> dict[str, str]:
     params = dict(request.query)
     if request.method == "POST":
@@ -83,18 +88,12 @@ async def authorize(state: ProviderState, request: web.Request) -> web.StreamRes
     p = await _params(request)
     client_id = p.get("client_id", "")
     if not client_id:
-        return state.error_page(
-            900144, "The request body must contain the following parameter: 'client_id'.")
+        return _missing(state, "client_id")
     if client_id != state.client_id:
-        return state.error_page(700016, (
-            f"Application with identifier '{client_id}' was not found in the directory "
-            f"'{state.tenant_id}'. This can happen if the application has not been installed by "
-            "the administrator of the tenant or consented to by any user in the tenant. You may "
-            "have sent your authentication request to the wrong tenant."))
+        return state.error_page(700016, unknown_client(client_id, state.tenant_id))
     redirect_uri = p.get("redirect_uri", "")
     if not redirect_uri:
-        return state.error_page(
-            900144, "The request body must contain the following parameter: 'redirect_uri'.")
+        return _missing(state, "redirect_uri")
     if redirect_uri not in state.redirect_uris:
         return state.error_page(50011, (
             f"The redirect URI '{redirect_uri}' specified in the request does not match the "

@@ -6,12 +6,13 @@ import datetime
 import ipaddress
 import os
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = datetime.timedelta(days=2)
@@ -57,33 +58,44 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
+CertificateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+Lifetime = tuple[datetime.datetime, datetime.datetime]  # not before, not after
+
+
+def certificate(subject: x509.Name, public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
+                issuer: x509.Name, signer: CertificateKey, lifetime: Lifetime,
+                extensions: Sequence[tuple[x509.ExtensionType, bool]] = ()) -> x509.Certificate:
+    """A certificate for ``public_key`` signed by ``signer`` (SHA-256); ``extensions`` are
+    ``(extension, critical)`` pairs."""
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+               .public_key(public_key).serial_number(x509.random_serial_number())
+               .not_valid_before(lifetime[0]).not_valid_after(lifetime[1]))
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+        encipher_only=False, decipher_only=False)
+
+
 def make_tls_material(hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TlsMaterial:
     """Create a CA and a server certificate for ``hosts`` (IP addresses become IP SANs)."""
     now = datetime.datetime.now(datetime.UTC)
-    not_before, not_after = now - datetime.timedelta(hours=1), now + _VALIDITY
+    lifetime = (now - datetime.timedelta(hours=1), now + _VALIDITY)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("sensor-sso-agent dev IdP throwaway CA")
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_cert = certificate(ca_name, ca_key.public_key(), ca_name, ca_key, lifetime, [
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+        (_key_usage(ca=True), True),
+        (ca_ski, False),
+    ])
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = []
     for host in hosts:
@@ -91,31 +103,14 @@ def make_tls_material(hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Tl
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             sans.append(x509.DNSName(host))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hosts[0]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    cert = certificate(_name(hosts[0]), key.public_key(), ca_name, ca_key, lifetime, [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (_key_usage(ca=False), True),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+        (x509.SubjectAlternativeName(sans), False),
+        (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+        (x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), False),
+    ])
     return TlsMaterial(
         ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),

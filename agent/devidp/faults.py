@@ -116,6 +116,14 @@ def _timestamp(now: float) -> str:
     )
 
 
+def unknown_client(client_id: str, tenant_id: str) -> str:
+    """Entra's AADSTS700016 message (authorize page and token endpoint alike)."""
+    return (f"Application with identifier '{client_id}' was not found in the directory "
+            f"'{tenant_id}'. This can happen if the application has not been installed by the "
+            "administrator of the tenant or consented to by any user in the tenant. You may have "
+            "sent your authentication request to the wrong tenant.")
+
+
 def entra_error_body(code: int, message: str, error: str, now: float,
                      correlation_id: str | None = None) -> dict[str, Any]:
     """The JSON body Entra's token/discovery endpoints send with an AADSTS error."""

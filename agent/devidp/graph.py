@@ -53,14 +53,14 @@ def graph_endpoint(name: str, scopes: frozenset[str]) -> Callable[[UserHandler],
 
 
 def routes(state: ProviderState) -> list[web.RouteDef]:
+    """``/me`` and ``/users/{user}`` (by object id or UPN) for the group calls."""
     return [
         bind(state, "GET", "/v1.0/me", _me),
-        bind(state, "POST", "/v1.0/me/checkMemberGroups", _check_member_groups),
-        bind(state, "POST", "/v1.0/users/{user}/checkMemberGroups", _check_member_groups),
-        bind(state, "POST", "/v1.0/me/getMemberObjects", _get_member_objects),
-        bind(state, "POST", "/v1.0/users/{user}/getMemberObjects", _get_member_objects),
-        bind(state, "GET", "/oidc/userinfo", _userinfo),
-        bind(state, "POST", "/oidc/userinfo", _userinfo),
+        *(bind(state, "POST", f"{who}/{call}", handler)
+          for who in ("/v1.0/me", "/v1.0/users/{user}")
+          for call, handler in (("checkMemberGroups", _check_member_groups),
+                                ("getMemberObjects", _get_member_objects))),
+        *(bind(state, method, "/oidc/userinfo", _userinfo) for method in ("GET", "POST")),
     ]
 
 
@@ -174,25 +174,40 @@ def _target_user(state: ProviderState, request: web.Request, caller: DevUser
     return found
 
 
-async def _membership_request(state: ProviderState, request: web.Request, caller: DevUser
-                              ) -> tuple[dict[str, Any], DevUser] | web.Response:
-    """The JSON body and the user asked about (``/me`` or ``/users/{id}``), or the error."""
-    body = await _json_body(state, request)
-    if isinstance(body, web.Response):
-        return body
-    target = _target_user(state, request, caller)
-    if isinstance(target, web.Response):
-        return target
-    return body, target
+MembershipAnswer = Callable[[ProviderState, dict[str, Any], DevUser], list[str] | web.Response]
 
 
-@graph_endpoint("graph_check_member_groups", _GROUP_SCOPES)
-async def _check_member_groups(state: ProviderState, request: web.Request, user: DevUser,
-                               claims: dict[str, Any]) -> web.Response:
-    asked = await _membership_request(state, request, user)
-    if isinstance(asked, web.Response):
-        return asked
-    body, target = asked
+def membership_endpoint(name: str) -> Callable[[MembershipAnswer], Handler]:
+    """A group call: the JSON body and the user asked about (``/me`` or ``/users/{id}``) in,
+    a collection of group ids (or an error) out."""
+
+    def decorate(answer: MembershipAnswer) -> Handler:
+        @graph_endpoint(name, _GROUP_SCOPES)
+        @functools.wraps(answer)
+        async def handler(state: ProviderState, request: web.Request, caller: DevUser,
+                          claims: dict[str, Any]) -> web.Response:
+            body = await _json_body(state, request)
+            if isinstance(body, web.Response):
+                return body
+            target = _target_user(state, request, caller)
+            if isinstance(target, web.Response):
+                return target
+            value = answer(state, body, target)
+            if isinstance(value, web.Response):
+                return value
+            return web.json_response({
+                "@odata.context": f"{state.graph_url}/v1.0/$metadata#Collection(Edm.String)",
+                "value": value,
+            })
+
+        return handler
+
+    return decorate
+
+
+@membership_endpoint("graph_check_member_groups")
+def _check_member_groups(state: ProviderState, body: dict[str, Any], target: DevUser
+                         ) -> list[str] | web.Response:
     ids = body.get("groupIds")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         return graph_error(400, "Request_BadRequest", "Invalid value specified for property "
@@ -201,27 +216,16 @@ async def _check_member_groups(state: ProviderState, request: web.Request, user:
         return graph_error(400, "Request_BadRequest", "Number of groupIds exceeds the maximum "
                            f"of {MAX_CHECK_GROUP_IDS}.", state.clock())
     member_of = {g.lower() for g in target.groups}
-    value = [i for i in ids if i.lower() in member_of]
-    return web.json_response({
-        "@odata.context": f"{state.graph_url}/v1.0/$metadata#Collection(Edm.String)",
-        "value": value,
-    })
+    return [i for i in ids if i.lower() in member_of]
 
 
-@graph_endpoint("graph_get_member_objects", _GROUP_SCOPES)
-async def _get_member_objects(state: ProviderState, request: web.Request, user: DevUser,
-                              claims: dict[str, Any]) -> web.Response:
-    asked = await _membership_request(state, request, user)
-    if isinstance(asked, web.Response):
-        return asked
-    body, target = asked
+@membership_endpoint("graph_get_member_objects")
+def _get_member_objects(state: ProviderState, body: dict[str, Any], target: DevUser
+                        ) -> list[str] | web.Response:
     if not isinstance(body.get("securityEnabledOnly"), bool):
         return graph_error(400, "Request_BadRequest", "The request body must contain "
                            "'securityEnabledOnly'.", state.clock())
-    return web.json_response({
-        "@odata.context": f"{state.graph_url}/v1.0/$metadata#Collection(Edm.String)",
-        "value": list(target.groups),
-    })
+    return list(target.groups)
 
 
 @graph_endpoint("userinfo", frozenset())

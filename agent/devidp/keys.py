@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from .certs import certificate
+
 SigningMode = Literal["normal", "bad_signature", "alg_none", "hs256_public_key", "foreign_key",
                       "unknown_kid_in_jwks_later"]
 SIGNING_MODES: frozenset[str] = frozenset(get_args(SigningMode))
@@ -54,16 +56,8 @@ class SigningKey:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev IdP token signing")])
         now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=365))
-            .sign(key, hashes.SHA256())
-        )
+        lifetime = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=365))
+        cert = certificate(name, key.public_key(), name, key, lifetime)
         der = cert.public_bytes(serialization.Encoding.DER)
         return cls(key, der, b64url(hashlib.sha1(der).digest()))  # noqa: S324 (x5t is SHA-1)
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import urlencode
 
 import jinja2
@@ -96,6 +96,25 @@ def _templates() -> jinja2.Environment:
                               undefined=jinja2.StrictUndefined)
 
 
+class _TenantAddress:
+    """A read-only attribute: the ``base`` address (``url`` or ``pages_url``), the tenant,
+    then ``path``."""
+
+    def __init__(self, base: str, path: str) -> None:
+        self.base, self.path = base, path
+
+    @overload
+    def __get__(self, state: None, owner: type) -> _TenantAddress: ...
+
+    @overload
+    def __get__(self, state: ProviderState, owner: type) -> str: ...
+
+    def __get__(self, state: ProviderState | None, owner: type) -> _TenantAddress | str:
+        if state is None:
+            return self
+        return f"{getattr(state, self.base)}/{state.tenant_id}{self.path}"
+
+
 @dataclass(eq=False)
 class ProviderState:
     """Everything the endpoints read and write. See the package docstring for the knobs."""
@@ -163,56 +182,28 @@ class ProviderState:
         return f"https://127.0.0.1:{self.port}"
 
     @property
-    def authority_host(self) -> str:
-        return self.url
-
-    @property
-    def graph_url(self) -> str:
-        return self.url
-
-    @property
-    def authority(self) -> str:
-        return f"{self.url}/{self.tenant_id}"
-
-    @property
-    def issuer(self) -> str:
-        return f"{self.url}/{self.tenant_id}/v2.0"
-
-    @property
-    def discovery_url(self) -> str:
-        return f"{self.issuer}/.well-known/openid-configuration"
-
-    @property
     def pages_url(self) -> str:
         """Where a browser meets the provider: ``url``, or plain HTTP on loopback."""
         if self.pages_over_http and self.http_port is not None:
             return f"http://127.0.0.1:{self.http_port}"
         return self.url
 
-    @property
-    def authorization_endpoint(self) -> str:
-        return f"{self.pages_url}/{self.tenant_id}/oauth2/v2.0/authorize"
-
-    @property
-    def token_endpoint(self) -> str:
-        return f"{self.authority}/oauth2/v2.0/token"
-
-    @property
-    def jwks_uri(self) -> str:
-        return f"{self.authority}/discovery/v2.0/keys"
-
-    @property
-    def end_session_endpoint(self) -> str:
-        return f"{self.pages_url}/{self.tenant_id}/oauth2/v2.0/logout"
+    # The tenant's addresses, Entra's layout: (base, path below /{tenant}).
+    authority_host = graph_url = url
+    authority = _TenantAddress("url", "")
+    issuer = _TenantAddress("url", "/v2.0")
+    discovery_url = _TenantAddress("url", "/v2.0/.well-known/openid-configuration")
+    authorization_endpoint = _TenantAddress("pages_url", "/oauth2/v2.0/authorize")
+    token_endpoint = _TenantAddress("url", "/oauth2/v2.0/token")
+    jwks_uri = _TenantAddress("url", "/discovery/v2.0/keys")
+    end_session_endpoint = _TenantAddress("pages_url", "/oauth2/v2.0/logout")
 
     def authorize_url(self, **params: str) -> str:
         """The authorization endpoint with ``params`` (client_id and response_type default)."""
         query = {"client_id": self.client_id, "response_type": "code", **params}
         return f"{self.authorization_endpoint}?{urlencode(query)}"
 
-    def sign_in_form_url(self, **params: str) -> str:
-        """Alias of ``authorize_url``: the URL whose answer is the sign-in form."""
-        return self.authorize_url(**params)
+    sign_in_form_url = authorize_url  # the URL whose answer is the sign-in form
 
     # ----- keys, users, misbehaviour ---------------------------------------------------
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from . import refresh
 from .authorize import client_info
 from .endpoint import bind, endpoint
-from .faults import entra_error
+from .faults import entra_error, unknown_client
 from .keys import b64url, build_jws, merge
 from .state import IssuedCode, ProviderState
 from .users import DevUser
@@ -74,9 +74,8 @@ async def token(state: ProviderState, request: web.Request) -> web.StreamRespons
     if not client_id:
         return missing("client_id")
     if client_id != state.client_id:
-        return fail(400, "unauthorized_client", 700016, (
-            f"Application with identifier '{client_id}' was not found in the directory "
-            f"'{state.tenant_id}'."))
+        return fail(400, "unauthorized_client", 700016,
+                    unknown_client(client_id, state.tenant_id))
     if grant_type == "refresh_token":
         if (refused := _authenticate_client(state, request, form, basic, now, fail)) is not None:
             return refused
