@@ -62,6 +62,8 @@ knobs above, pending requests, codes, SSO sessions, keys, addresses). Each endpo
 writes its handlers as ``async def handler(state, request)`` under ``@endpoint(name)``
 (``endpoint.py``: count the request, apply a fault, refuse another tenant). ``server.py``'s
 ``DevIdentityProvider`` is that state plus serving it; no endpoint module imports it.
+``minting.py`` builds the tokens both grants answer with (``tokens.py``: authorization code,
+``refresh.py``: refresh token and the directory changes).
 
 AADSTS codes follow Entra where known (90002, 700016, 50011, 9002327, 9002326, 7000218,
 54005, 501481, 500112, 70008, 50058); the rest are plausible approximations.
@@ -69,9 +71,9 @@ AADSTS codes follow Entra where known (90002, 700016, 50011, 9002327, 9002326, 7
 
 from .faults import ENDPOINTS, Fault, TokenTweaks
 from .keys import DELETE, SIGNING_MODES
+from .minting import GRAPH_APP_ID
 from .server import DevIdentityProvider
 from .state import ProviderState
-from .tokens import GRAPH_APP_ID
 from .users import DEMO_PASSWORD, DevUser, demo_users
 
 __all__ = [

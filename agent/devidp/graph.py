@@ -11,8 +11,8 @@ from aiohttp import web
 
 from .endpoint import Handler, bind, endpoint
 from .faults import graph_error
+from .minting import GRAPH_APP_ID, pairwise_sub
 from .state import ProviderState
-from .tokens import GRAPH_APP_ID, pairwise_sub
 from .users import DevUser
 
 MAX_CHECK_GROUP_IDS = 20

@@ -19,7 +19,6 @@ logout URL (``frontchannel_logout_url``) with each of their ``sid``s, as a brows
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
@@ -27,12 +26,12 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from .minting import Fail, directory_user, issue_tokens, token_response
 from .state import AuthRequest, IssuedCode, IssuedRefreshToken, ProviderState
 
 SPA_REFRESH_TOKEN_LIFETIME = 86400.0
 WEB_REFRESH_TOKEN_LIFETIME = 90 * 86400.0
 
-Fail = Callable[[int, str, int, str], web.Response]
 
 
 def attach(state: ProviderState, body: dict[str, Any], issued: IssuedCode) -> None:
@@ -56,8 +55,6 @@ def _issue(state: ProviderState, item: IssuedRefreshToken) -> str:
 def redeem(state: ProviderState, form: dict[str, str], client_id: str, now: float,
            fail: Fail) -> web.Response:
     """``grant_type=refresh_token`` after the client authenticated (SPA: Origin; Web: secret)."""
-    from .tokens import issue_tokens
-
     state.requests["token_refresh"] += 1
     token = form.get("refresh_token")
     if not token:
@@ -75,10 +72,9 @@ def redeem(state: ProviderState, form: dict[str, str], client_id: str, now: floa
                         "sign in request must be sent by the SPA to the sign in page.")
         return fail(400, "invalid_grant", 70008, "The provided authorization code or refresh "
                     "token has expired due to inactivity.")
-    user = state.user_by_oid(item.oid)
-    if user is None:
-        return fail(400, "invalid_grant", 50034, "The user account does not exist in the "
-                    f"{state.tenant_id} directory.")
+    user = directory_user(state, item.oid, fail)
+    if isinstance(user, web.Response):
+        return user
     if user.disabled:
         return fail(400, "invalid_grant", 50057, "The user account is disabled.")
     if item.granted_at <= state.sessions_revoked_at.get(user.oid, float("-inf")):
@@ -93,7 +89,7 @@ def redeem(state: ProviderState, form: dict[str, str], client_id: str, now: floa
                         redeemed=True)
     body = issue_tokens(state, issued, user)
     body["refresh_token"] = _issue(state, replace(item))  # same chain: same expiry
-    return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return token_response(body)
 
 
 # ----- directory changes ---------------------------------------------------------------------

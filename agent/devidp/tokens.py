@@ -1,12 +1,11 @@
-"""The token endpoint: code redemption (SPA or web client) and ID/access token building."""
+"""The token endpoint: client authentication and code redemption (SPA or web client); the
+refresh grant is refresh.py's, the tokens themselves minting.py's."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import json
-import secrets
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
@@ -17,26 +16,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import refresh
-from .authorize import client_info
 from .endpoint import bind, endpoint
 from .faults import entra_error, unknown_client
-from .keys import b64url, build_jws, merge
+from .keys import b64url
+from .minting import directory_user, issue_tokens, token_response
 from .state import IssuedCode, ProviderState
-from .users import DevUser
 
-GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
-OIDC_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
-_DEFAULT_GRAPH_SCOPES = ("User.Read", "GroupMember.Read.All")
 _ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def routes(state: ProviderState) -> list[web.RouteDef]:
     return [bind(state, "POST", "/{tenant}/oauth2/v2.0/token", token)]
-
-
-def pairwise_sub(state: ProviderState, oid: str) -> str:
-    """An opaque, per-application subject like Entra's ``sub``."""
-    return b64url(hashlib.sha256(f"{state.tenant_id}:{state.client_id}:{oid}".encode()).digest())
 
 
 def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
@@ -107,14 +97,13 @@ async def token(state: ProviderState, request: web.Request) -> web.StreamRespons
     if not pkce_ok:
         return fail(400, "invalid_grant", 501481, "The Code_Verifier does not match the "
                     "code_challenge supplied in the authorization request.")
-    user = state.user_by_oid(issued.oid)
-    if user is None:
-        return fail(400, "invalid_grant", 50034, "The user account does not exist in the "
-                    f"{state.tenant_id} directory.")
+    user = directory_user(state, issued.oid, fail)
+    if isinstance(user, web.Response):
+        return user
     issued.redeemed = True
     body = issue_tokens(state, issued, user)
     refresh.attach(state, body, issued)
-    return web.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return token_response(body)
 
 
 def _pkce_ok(issued: IssuedCode, verifier: str | None) -> bool:
@@ -199,100 +188,3 @@ def _assertion_problem(state: ProviderState, form: dict[str, str], assertion: st
     return None
 
 
-def _granted_scopes(requested: str) -> tuple[list[str], list[str]]:
-    """(Graph scopes for ``scp``, OIDC scopes) from the space-separated request scope."""
-    graph: list[str] = []
-    oidc: list[str] = []
-    for scope in requested.split():
-        if scope in OIDC_SCOPES:
-            oidc.append(scope)
-            continue
-        name = scope.rsplit("/", 1)[-1]
-        graph.extend(_DEFAULT_GRAPH_SCOPES if name == ".default" else [name])
-    return list(dict.fromkeys(graph or ["User.Read"])), oidc
-
-
-def issue_tokens(state: ProviderState, issued: IssuedCode, user: DevUser) -> dict[str, Any]:
-    """The successful token response body."""
-    now = int(state.clock())
-    graph_scopes, oidc_scopes = _granted_scopes(issued.request.scope)
-    access_claims = {
-        "aud": GRAPH_APP_ID, "iss": f"{state.url}/{state.tenant_id}/", "iat": now, "nbf": now,
-        "exp": now + state.token_lifetime, "appid": state.client_id, "idtyp": "user",
-        "name": user.name, "oid": user.oid, "scp": " ".join(graph_scopes),
-        "sub": pairwise_sub(state, user.oid), "tid": state.tenant_id,
-        "unique_name": user.username, "uti": secrets.token_urlsafe(16), "ver": "1.0",
-    }
-    if user.upn is not None:
-        access_claims["upn"] = user.upn
-    body: dict[str, Any] = {
-        "token_type": "Bearer",
-        "scope": " ".join(graph_scopes + [s for s in oidc_scopes if s != "offline_access"]),
-        "expires_in": state.token_lifetime - 1,
-        "ext_expires_in": state.token_lifetime - 1,
-        "access_token": build_jws(access_claims, state.signing_key),
-    }
-    if "openid" in oidc_scopes:
-        body["id_token"] = build_id_token(state, issued, user, now)
-    body["client_info"] = client_info(state, user)
-    return body
-
-
-def id_token_claims(state: ProviderState, issued: IssuedCode, user: DevUser, now: int
-                    ) -> dict[str, Any]:
-    """The v2.0 ID token claims before tweaks."""
-    claims: dict[str, Any] = {
-        "aud": state.client_id, "iss": state.issuer, "iat": now, "nbf": now,
-        "exp": now + state.token_lifetime, "name": user.name,
-    }
-    if issued.request.nonce is not None:
-        claims["nonce"] = issued.request.nonce
-    claims.update(
-        oid=user.oid, preferred_username=user.username, rh="0.dev-state.",
-        sid=issued.session_state, sub=pairwise_sub(state, user.oid), tid=state.tenant_id,
-        uti=secrets.token_urlsafe(16), ver="2.0",
-    )
-    if issued.request.max_age is not None:
-        claims["auth_time"] = int(issued.auth_time)
-    if acrs := requested_acrs(issued.request.claims) & state.auth_contexts:
-        claims["acrs"] = sorted(acrs)
-    if user.optional_claims:
-        for claim, value in (("given_name", user.given_name), ("family_name", user.family_name),
-                             ("upn", user.upn)):
-            if value is not None:
-                claims[claim] = value
-    if user.overage:
-        claims["_claim_names"] = {"groups": "src1"}
-        claims["_claim_sources"] = {
-            "src1": {"endpoint": f"{state.graph_url}/v1.0/users/{user.oid}/getMemberObjects"}
-        }
-    elif user.optional_claims and user.groups:
-        claims["groups"] = list(user.groups)
-    return claims
-
-
-def requested_acrs(claims_parameter: str | None) -> set[str]:
-    """Auth context ids the ``claims`` parameter asks for in the ID token's ``acrs``."""
-    try:
-        wanted = json.loads(claims_parameter or "{}").get("id_token", {}).get("acrs", {})
-    except (ValueError, AttributeError):
-        return set()
-    if not isinstance(wanted, dict):
-        return set()
-    values = wanted.get("values") or ([wanted["value"]] if "value" in wanted else [])
-    return {v for v in values if isinstance(v, str)} if isinstance(values, list) else set()
-
-
-def build_id_token(state: ProviderState, issued: IssuedCode, user: DevUser, now: int) -> str:
-    """Sign the ID token, applying ``state.token_tweaks``."""
-    tweaks = state.token_tweaks
-    claims = merge(id_token_claims(state, issued, user, now), tweaks.claims)
-    mode = tweaks.signing
-    if mode == "unknown_kid_in_jwks_later":
-        state.rotate_keys(keep_old=True)  # a kid the client's cached JWKS cannot know yet
-        mode = "normal"
-    return build_jws(
-        claims, state.signing_key, mode=mode, header_changes=tweaks.header,
-        with_kid=not tweaks.jwks_without_kid,
-        foreign_key=state.foreign_key if mode == "foreign_key" else None,
-    )
