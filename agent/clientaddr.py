@@ -68,10 +68,12 @@ class ProxyTrust:
 
 def client_key(address: str) -> str:
     """What per-client limits count: the address, an IPv6 one as its /64."""
+    if ":" not in address:  # IPv4 (or "-"): as it is, without parsing on every request
+        return address
     parsed = parse_address(address)
     if isinstance(parsed, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((parsed, 64), strict=False))
-    return address
+    return str(parsed) if parsed is not None else address
 
 
 def loopback_only(network: IPNetwork) -> bool:

@@ -207,10 +207,11 @@ class Service:
     async def _start_app(self, settings: Settings, ssl_ctx: ssl.SSLContext | None) -> None:
         from .web.app import create_app
         from .web.keys import DIRECTORY
+        from .web.server import FrontDoorRunner
 
         assert self.sock is not None
         app = create_app(settings, console=self.console)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT,
+        runner = FrontDoorRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT,
                                handle_signals=False)
         await runner.setup()
         try:

@@ -19,6 +19,7 @@ from .devidp import DEMO_PASSWORD, DevIdentityProvider, DevUser, demo_users
 from .logging import configure_logging
 from .settings import Settings, settings_from_mapping
 from .web.app import create_app
+from .web.server import FrontDoorRunner
 
 DEMO_TENANT = "6f1c2a9e-4b7d-4e2a-9c3f-0d8b5e7a1c24"
 DEMO_CLIENT = "3d9e8f70-1a2b-4c5d-8e6f-7a8b9c0d1e2f"
@@ -70,8 +71,8 @@ async def serve_demo(port: int, ready: asyncio.Event | None = None,
             redirect_uris=[f"http://127.0.0.1:{port}/auth/sso/callback"], users=users,
             state_dir=Path(tmp) / "idp", pages_over_http=True)
         await idp.start()
-        runner = web.AppRunner(create_app(demo_settings(idp, port, Path(tmp) / "agent"),
-                                          console=True), access_log=None)
+        runner = FrontDoorRunner(create_app(demo_settings(idp, port, Path(tmp) / "agent"),
+                                            console=True))
         try:
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -120,6 +120,13 @@ REASONS: dict[str, Explanation] = {
     "state_unknown": Explanation("Sign-in response not recognized",
                                  "This sign-in response is unknown or was already used "
                                  "(for example after the Back button).", "Select Try again."),
+    "attribute_too_long": Explanation(
+        "Account attribute too long",
+        "Your account's User principal name is longer than this sensor accepts.",
+        "Ask {contact} or your Entra ID administrator to check the account."),
+    "state_evicted": Explanation("Sign-in dropped",
+                                 "Very many sign-ins were started at the same time, and this "
+                                 "one was dropped to make room.", "Select Try again."),
     "browser_mismatch": Explanation("Sign-in started elsewhere",
                                     "This sign-in was started in another browser or window.",
                                     "Select Try again in this browser."),

@@ -9,11 +9,16 @@ key that names a secret is replaced, whatever the caller passed.
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import MutableMapping
+import traceback
+from collections import Counter
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
+
+from .clientaddr import client_key
 
 _SECRET_KEYS = ("token", "code", "verifier", "cookie", "secret", "password", "nonce",
                 "assertion", "authorization", "state", "binding")
@@ -28,18 +33,70 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return event
 
 
+def exception_summary(_: Any, __: str, event: MutableMapping[str, Any]
+                      ) -> MutableMapping[str, Any]:
+    """An exception becomes its type and its frames in one field; never its message, which
+    may echo what a client sent (aiohttp's parser errors quote the raw header bytes)."""
+    exc_info = event.pop("exc_info", None)
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    if isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    if isinstance(exc_info, tuple) and exc_info[0] is not None:
+        event["error_type"] = exc_info[0].__name__
+        frames = traceback.extract_tb(exc_info[2])
+        event["traceback"] = "".join(traceback.format_list(frames)[-8:])
+    event.pop("exception", None)
+    event.pop("stack", None)
+    return event
+
+
+_AUDIT_PREFIXES = ("sso_", "session_", "local_", "sessions_admin", "state_evicted",
+                   "audit_burst", "idp_error", "jwks_refreshed", "console_access_refused")
+_PRIORITY = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
+AUDIT_PRIORITY = 5  # notice: journald rate-limits each priority apart
+
+
+def journal_priority(renderer: Any) -> Any:
+    """Prefix each line with its syslog priority (``<5>``) for journald: audit events are
+    ``notice``, everything else its level. journald keeps one rate-limit pool per priority,
+    so no amount of other output can make it drop an audit event."""
+
+    def render(logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        what = str(event.get("event", ""))
+        priority = AUDIT_PRIORITY if what.startswith(_AUDIT_PREFIXES) else \
+            _PRIORITY.get(str(event.get("level", "info")), 6)
+        return f"<{priority}>{renderer(logger, name, event)}"
+
+    return render
+
+
+def stdout_is_journal() -> bool:
+    """True when systemd connected stdout to the journal ($JOURNAL_STREAM = device:inode)."""
+    try:
+        device, inode = os.environ["JOURNAL_STREAM"].split(":")
+        st = os.fstat(sys.stdout.fileno())
+        return (st.st_dev, st.st_ino) == (int(device), int(inode))
+    except (KeyError, ValueError, OSError):
+        return False
+
+
 def configure_logging(level: str = "info", json: bool | None = None) -> None:
-    """Configure structlog (call once, from the command line)."""
+    """Configure structlog, and route every standard-library logger (aiohttp, asyncio, msal)
+    through the same rendering: one JSON object a line on stdout (call once)."""
     if json is None:
         json = not sys.stdout.isatty()
     renderer: Any = (structlog.processors.JSONRenderer() if json
                      else structlog.dev.ConsoleRenderer(colors=False))
+    if stdout_is_journal():
+        renderer = journal_priority(renderer)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
+            exception_summary,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -47,3 +104,88 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            redact,
+            exception_summary,
+            renderer,
+        ],
+        pass_foreign_args=False,
+    ))
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)  # the agent's own events are structlog's, not these
+    logging.captureWarnings(True)
+
+
+class AuditBursts:
+    """Audit lines per client, bounded: one summary per client per interval for the rest.
+
+    In each ``interval`` (on the injected clock) a client's first ``allowance`` events are
+    written as they come; further ones are only counted, and at the end of the interval each
+    such client gets one ``audit_burst`` event with the counts per event name. At most
+    ``max_summaries`` clients are named; the rest share one line. A flood of
+    ``sso_login_started`` from one client is then a few lines, not 10,000, and journald's
+    rate limit is left for the events that matter.
+    """
+
+    def __init__(self, logger: Any, clock: Callable[[], float], interval: float = 10.0,
+                 allowance: int = 10, total_allowance: int = 200,
+                 max_summaries: int = 20) -> None:
+        self.logger = logger
+        self.clock = clock
+        self.interval = interval
+        self.allowance = allowance
+        self.total_allowance = total_allowance
+        self.max_summaries = max_summaries
+        self._window_end = 0.0
+        self._written = 0
+        self._seen: dict[str, int] = {}
+        self._counted: dict[str, Counter[str]] = {}
+
+    def event(self, level: str, event: str, source_ip: str, **fields: Any) -> None:
+        """Write ``event`` for ``source_ip`` now, or count it into the interval's summary."""
+        now = self.clock()
+        if now >= self._window_end:
+            self.flush(now)
+        key = client_key(source_ip)
+        seen = self._seen[key] = self._seen.get(key, 0) + 1
+        if seen <= self.allowance and self._written < self.total_allowance:
+            self._written += 1
+            getattr(self.logger, level)(event, source_ip=source_ip, **fields)
+            return
+        self._counted.setdefault(key, Counter())[event] += 1
+        if len(self._seen) > 100_000:  # an interval with a vast address space: summarize now
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        """Write the summaries of the interval that ended (or is cut short)."""
+        now = self.clock() if now is None else now
+        counted = sorted(self._counted.items(), key=lambda kv: -kv[1].total())
+        for key, counts in counted[:self.max_summaries]:
+            self.logger.warning("audit_burst", source_ip=key, interval_s=self.interval,
+                                suppressed=dict(counts), total=counts.total())
+        rest = counted[self.max_summaries:]
+        if rest:
+            counts = sum((c for _, c in rest), Counter())
+            self.logger.warning("audit_burst", source_ip="(other clients)", clients=len(rest),
+                                interval_s=self.interval, suppressed=dict(counts),
+                                total=counts.total())
+        self._seen.clear()
+        self._counted.clear()
+        self._written = 0
+        self._window_end = now + self.interval
+
+    def flush_due(self) -> None:
+        """Flush when the interval is over (a periodic task calls this between events)."""
+        if self._counted and self.clock() >= self._window_end:
+            self.flush()

@@ -33,6 +33,7 @@ from .errors import (
     SignInRejected,
     StateUnavailable,
 )
+from .logging import AuditBursts
 from .pending import PendingSignIn, PendingSignIns, binding_hash
 from .roles import ROLES, configured_groups, decide_role
 from .sessions import Session, SessionStore, StateUnwritable
@@ -42,6 +43,7 @@ audit = structlog.get_logger("agent.audit")
 
 _MAX_PARAM = 4096
 _MAX_QUERY = 8192
+_MAX_ATTRIBUTE = 256  # characters of a name or UPN (Entra's own limits: 64 and 113)
 _ATTRIBUTE_NAMES = {"given_name": "First name", "family_name": "Last name",
                     "upn": "User principal name"}
 
@@ -62,8 +64,9 @@ class Completed:
 class SignIn:
     def __init__(self, settings: Settings, directory: TenantDirectory, client: EntraClient,
                  graph: GraphClient, pending: PendingSignIns, sessions: SessionStore,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], bursts: AuditBursts | None = None) -> None:
         self.settings = settings
+        self.bursts = bursts or AuditBursts(audit, clock)  # floods: summaries, not lines
         self.directory = directory
         self.client = client
         self.graph = graph
@@ -103,9 +106,8 @@ class SignIn:
             raise SignInRefused("sso_off", "single sign-on is off for this sensor: "
                                 + self.settings.sso_off)
         if not self.pending.admit(client):
-            if self.pending.starts(client) == self.pending.per_minute + 1:  # once a minute
-                audit.warning("sso_login_refused", reason="too_many_sign_ins", status=429,
-                              source_ip=client)
+            self.bursts.event("warning", "sso_login_refused", client,
+                              reason="too_many_sign_ins", status=429)
             raise SignInRejected("too_many_sign_ins",
                                  "too many sign-in attempts from this address; wait a minute")
         if not self.directory.ready:
@@ -122,10 +124,12 @@ class SignIn:
         if binding is None or not (20 <= len(binding) <= 64) or not binding.isascii():
             binding = secrets.token_urlsafe(32)
         target = self.safe_next(next_path)
-        self.pending.add(flow["state"], PendingSignIn(
-            flow=flow, binding_hash=binding_hash(binding), next_path=target,
-            created=self.clock(), client=client))
-        audit.info("sso_login_started", source_ip=client, next=target)
+        for gone in self.pending.add(flow["state"], PendingSignIn(
+                flow=flow, binding_hash=binding_hash(binding), next_path=target,
+                created=self.clock(), client=client)):
+            self.bursts.event("warning", "state_evicted", gone.client,
+                              age_s=round(self.clock() - gone.created, 1))
+        self.bursts.event("info", "sso_login_started", client, next=target)
         return Started(authorize_url=flow["auth_uri"], binding=binding)
 
     async def complete(self, query: Mapping[str, str] | MultiMapping[str], binding: str | None,
@@ -138,11 +142,11 @@ class SignIn:
                 dependency = str(exc.info.get("dependency") or "Entra ID")
                 self._unavailable[dependency] = (exc.detail, self.clock())
             if exc.info.get("aadsts") or exc.reason == "idp_error":
-                audit.warning("idp_error", reason=exc.reason, aadsts=exc.info.get("aadsts"),
-                              error=exc.info.get("error"), source_ip=client)
+                self.bursts.event("warning", "idp_error", client, reason=exc.reason,
+                                  aadsts=exc.info.get("aadsts"), error=exc.info.get("error"))
             fields = {k: exc.info[k] for k in ("oid", "missing") if exc.info.get(k)}
-            audit.warning("sso_login_refused", reason=exc.reason, status=exc.status,
-                          source_ip=client, upn=exc.info.get("upn"), **fields)
+            self.bursts.event("warning", "sso_login_refused", client, reason=exc.reason,
+                              status=exc.status, upn=exc.info.get("upn"), **fields)
             raise
         self._unavailable.clear()  # every dependency answered this sign-in
         return done
@@ -156,6 +160,8 @@ class SignIn:
         if pending is None:
             raise SignInRejected(why, {
                 "state_unknown": "this sign-in response is unknown or was already used",
+                "state_evicted": "too many sign-ins were started at once and this one was "
+                                 "dropped",
                 "state_expired": "the sign-in took too long",
                 "browser_mismatch": "this sign-in was started in another browser",
             }[why])
@@ -244,6 +250,11 @@ async def read_profile(claims: Mapping[str, Any], access_token: str | None,
         found["given_name"] = found["given_name"] or me.given_name
         found["family_name"] = found["family_name"] or me.family_name
         found["upn"] = found["upn"] or me.upn
+    if len(found["upn"] or "") > _MAX_ATTRIBUTE:  # an identity is never cut short
+        raise SignInRefused("attribute_too_long", "the account's User principal name is "
+                            f"longer than {_MAX_ATTRIBUTE} characters")
+    for name in ("given_name", "family_name"):  # Entra allows 64; shown, never matched
+        found[name] = (found[name] or "")[:_MAX_ATTRIBUTE] or None
     missing = [label for name, label in _ATTRIBUTE_NAMES.items() if not found[name]]
     if missing:
         raise SignInRefused("missing_attributes",

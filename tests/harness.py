@@ -23,6 +23,7 @@ from aiohttp import web
 from agent.devidp import DevIdentityProvider, DevUser, demo_users
 from agent.settings import Settings, settings_from_mapping
 from agent.web.app import create_app
+from agent.web.server import FrontDoorRunner
 from tests.clock import Clock
 from tests.devidp_driver import complete_sign_in
 
@@ -99,7 +100,7 @@ class Stack:
     async def start_agent(self, settings: Settings | None = None, wait_ready: bool = True) -> None:
         self.settings = settings or self.settings
         self.app = create_app(self.settings, clock=self.clock, console=True)
-        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1)
+        self.runner = FrontDoorRunner(self.app, shutdown_timeout=1)  # as serve runs it
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
         if wait_ready:

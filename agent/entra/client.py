@@ -26,7 +26,7 @@ import requests
 from ..errors import IdentityProviderUnavailable, SignInRefused, SignInRejected
 from ..settings import EntraSettings
 from .credentials import CredentialProblem, client_credential
-from .outbound import MsalHttpClient
+from .outbound import MAX_BODY, MsalHttpClient, ResponseTooLarge
 
 _FORM_POST_WARNING = r"response_mode='form_post' is recommended"
 
@@ -128,6 +128,10 @@ class EntraClient:
             raise IdentityProviderUnavailable(
                 "idp_timeout", "Entra ID did not answer the code redemption in time",
                 dependency="Entra ID") from None
+        except ResponseTooLarge:
+            raise IdentityProviderUnavailable(
+                "idp_response_too_large", "Entra ID's token answer is larger than "
+                f"{MAX_BODY // 1024} KiB", dependency="Entra ID") from None
         except requests.RequestException as exc:
             raise IdentityProviderUnavailable(
                 "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",

@@ -21,6 +21,12 @@ import requests
 from ..errors import IdentityProviderUnavailable
 from ..settings import EntraSettings
 
+MAX_BODY = 1024 * 1024  # bytes of an answer from Entra ID or Graph, after decompression
+
+
+class ResponseTooLarge(requests.RequestException):
+    """An answer longer than ``MAX_BODY``: refused before it is read into memory whole."""
+
 
 def ssl_context(settings: EntraSettings) -> ssl.SSLContext:
     """Trust the configured CA bundle, else the system store."""
@@ -67,8 +73,12 @@ class Outbound:
                 method, url, headers=headers, json=json_body, proxy=self.settings.https_proxy,
                 allow_redirects=False,
             ) as resp:
-                raw = await resp.read()
+                raw = await _read_capped(resp)
                 status, resp_headers = resp.status, dict(resp.headers)
+        except ResponseTooLarge:
+            raise IdentityProviderUnavailable(
+                f"{slug}_response_too_large", f"{dependency} answered with more than "
+                f"{MAX_BODY // 1024} KiB", dependency=dependency) from None
         except TimeoutError:
             raise IdentityProviderUnavailable(
                 f"{slug}_timeout", f"{dependency} did not answer within "
@@ -89,6 +99,31 @@ class Outbound:
 
 
 _NOT_JSON = object()
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    if resp.content_length is not None and resp.content_length > MAX_BODY:
+        raise ResponseTooLarge()
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ResponseTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _read_capped_sync(response: requests.Response) -> bytes:
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
+        raise ResponseTooLarge()
+    chunks, size = [], 0
+    for chunk in response.iter_content(65536):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ResponseTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _is_json_object(response: requests.Response) -> bool:
@@ -156,7 +191,12 @@ class MsalHttpClient:
         kwargs.setdefault("timeout", self._settings.timeout)
         response = self._session.request(
             method, url, verify=self._verify, proxies=self._proxies, allow_redirects=False,
-            **kwargs)
+            stream=True, **kwargs)
+        try:
+            body = _read_capped_sync(response)
+        finally:
+            response.close()
+        response._content = body  # what .text and .json() read (requests' own cache)
         self._local.status = response.status_code
         self._local.json_object = _is_json_object(response)
         self._local.retry_after = retry_after_seconds(response.headers.get("Retry-After"))

@@ -76,7 +76,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         for orphan in sessions.redecide_roles(settings.roles):  # [roles] changed meanwhile
             await sessions.end(orphan, "no_role", via="config_reload",
                                detail="no group of the session maps to a role any more")
-        tasks = [asyncio.create_task(_keep_sessions(sessions))]
+        tasks = [asyncio.create_task(_keep_sessions(sessions)),
+                 asyncio.create_task(_flush_audit_bursts(app[keys.SIGN_IN]))]
         if not settings.sso_off:  # no [[setting]] applies: no tenant to talk to
             tasks.append(asyncio.create_task(_keep_directory(directory, client)))
             tasks.append(asyncio.create_task(revalidator.run()))
@@ -134,6 +135,13 @@ async def _keep_directory(directory: TenantDirectory, client: EntraClient) -> No
         await asyncio.sleep(delay)
         with contextlib.suppress(IdentityProviderUnavailable, MetadataProblem):
             await directory.refresh_keys()
+
+
+async def _flush_audit_bursts(sign_in: SignIn) -> None:
+    """Summaries of audit bursts go out when their interval ends, even if all goes quiet."""
+    while True:
+        await asyncio.sleep(1.0)
+        sign_in.bursts.flush_due()
 
 
 async def _keep_sessions(sessions: SessionStore) -> None:

@@ -181,13 +181,16 @@ async def logout(request: web.Request) -> web.StreamResponse:
     session = current_session(request, touch=False)
     if session is None:
         response: web.StreamResponse = redirect("/login", 303)
-        _clear_cookie(response, COOKIE_NAME)
+        if COOKIE_NAME in request.cookies:  # a stale id: forget it. No cookie at all may be
+            _clear_cookie(response, COOKIE_NAME)  # a cross-site POST (Lax): touch nothing
         return response
     supplied = request.headers.get("X-CSRF-Token")
     if supplied is None and request.content_type in ("application/x-www-form-urlencoded",
                                                      "multipart/form-data"):
-        form = await request.post()
-        value = form.get("csrf_token")
+        try:
+            value = (await request.post()).get("csrf_token")
+        except (ValueError, LookupError, AssertionError):  # 0xff bytes, unknown charset,
+            value = None  # multipart without a boundary: no token, so refused below
         supplied = value if isinstance(value, str) else None
     if not supplied or not hmac.compare_digest(supplied.encode(), session.csrf_token.encode()):
         audit.warning("sso_logout_refused", reason="csrf_token_invalid", upn=session.upn)

@@ -59,6 +59,18 @@ def guarded(handler: Handler) -> Handler:
     return guarded_handler
 
 
+# What an answer the application never saw carries (aiohttp's own 400 for a malformed
+# request, a 500 outside every handler): the same headers, nothing that could be framed,
+# sniffed or cached.
+ERROR_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 def security_headers(tls: bool, form_targets: str) -> PrepareHook:
     """An ``on_response_prepare`` receiver setting the security headers on every answer."""
     # No handler sets any of these itself, so one update() covers every answer.

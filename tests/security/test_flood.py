@@ -38,7 +38,8 @@ def from_address(browser: Browser, address: str) -> None:
 
 class TestPendingCap:
     async def test_oldest_pending_sign_in_evicted(self, new_stack: StackFactory) -> None:
-        """With max_pending_sign_ins = 5, a sixth start evicts the oldest; the rest complete."""
+        """With max_pending_sign_ins = 5, a sixth start evicts the oldest (told so at its
+        callback: state_evicted, not state_unknown); the rest complete."""
         stack = await new_stack(config=limits(pending=5))
         browsers = [stack.browser() for _ in range(6)]
         callbacks = []
@@ -46,7 +47,7 @@ class TestPendingCap:
             from_address(browser, f"192.0.2.{i + 1}")
             callbacks.append(await browser.authenticate(await browser.start(), READER))
         oldest = await callback(stack, browsers[0], callbacks[0])
-        assert (400, ["state_unknown"], False) == (
+        assert (400, ["state_evicted"], False) == (
             oldest.status, oldest.refused_reasons, oldest.has_session)
         rest = [await callback(stack, browser, url)
                 for browser, url in zip(browsers[1:], callbacks[1:], strict=True)]

@@ -1,0 +1,181 @@
+"""The HTTP edge: malformed requests, slow and idle connections, quiet and bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from structlog.testing import capture_logs
+
+from agent.web.app import create_app
+from agent.web.server import FrontDoorRunner
+from tests.harness import Stack, agent_config, free_port, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "Zq9cookievalueThatMustNeverLeak"
+
+MALFORMED = [
+    b"GET /auth/check HTTP/1.1\r\nHost: a\r\nCookie: theme=\x0bdark; __Host-sensor_session="
+    + SECRET.encode() + b"\r\n\r\n",
+    b"GET /auth/check HTTP/1.1\r\nHost: a\r\nCookie: __Host-sensor_session=" + SECRET.encode()
+    + b"; pad=" + b"x" * 20000 + b"\r\n\r\n",
+    b"GET /auth/check HTTP/1.1\r\nHost: a\r\nNoColonHere" + SECRET.encode() + b"\r\n\r\n",
+    b"POST /auth/logout HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+    + SECRET.encode() + b"\r\n",
+    b"GET /auth/check HTTP/1.1\r\nHost: a\r\nCookie: a=" + SECRET.encode() + b"\x00\r\n\r\n",
+]
+
+
+async def raw(port: int, request: bytes, timeout: float = 10.0) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+class TestMalformedRequests:
+    @pytest.mark.parametrize("request_bytes", MALFORMED)
+    async def test_generic_400_with_security_headers(self, stack: Stack,
+                                                     request_bytes: bytes) -> None:
+        """A malformed request: 400, a body that echoes nothing, the security headers."""
+        with capture_logs() as logs:
+            answer = await raw(stack.port, request_bytes)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") or head.startswith(b"HTTP/1.0 400"), head
+        assert b"Bad request\n" == body
+        assert b"Content-Security-Policy: default-src 'none'" in head
+        assert b"X-Content-Type-Options: nosniff" in head
+        assert SECRET.encode() not in answer
+        events = [e for e in logs if e["event"] == "http_request_malformed"]
+        assert 1 == len(events)
+        assert {"error_class", "status", "peer", "suppressed"} <= set(events[0])
+        assert SECRET not in repr(logs)
+
+    async def test_a_burst_is_one_line(self, stack: Stack) -> None:
+        """300 malformed requests: one warning now, the rest counted (not one line each)."""
+        with capture_logs() as logs:
+            for i in range(300):
+                await raw(stack.port, MALFORMED[i % len(MALFORMED)])
+        events = [e for e in logs if e["event"] == "http_request_malformed"]
+        assert 1 == len(events), events
+
+
+class TestSlowAndIdleClients:
+    @pytest.fixture
+    async def agent(self, tmp_path: Path, stack: Stack) -> AsyncIterator[int]:
+        """A second agent on the stack's settings with a 1 s header timeout and a cap of 40."""
+        runner = FrontDoorRunner(create_app(stack.settings, persist=False),
+                                 header_timeout=1.0, max_connections=40, shutdown_timeout=0.5)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield port
+        await runner.cleanup()
+
+    async def test_slow_header_client_cut_off(self, agent: int) -> None:
+        """One header byte every 0.3 s: the connection is closed, not kept for ever."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", agent)
+        writer.write(b"GET /healthz HTTP/1.1\r\n")
+        closed = False
+        for _ in range(100):  # 30 s of trickling at most
+            if reader.at_eof() or writer.is_closing():
+                closed = True
+                break
+            try:
+                writer.write(b"X")
+                await writer.drain()
+                data = await asyncio.wait_for(reader.read(1), 0.3)
+                if data == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                closed = True
+                break
+        writer.close()
+        assert closed
+
+    async def test_idle_connections_do_not_lock_out(self, agent: int) -> None:
+        """More idle connections than the cap: /healthz still answers."""
+        idle = [await asyncio.open_connection("127.0.0.1", agent) for _ in range(100)]
+        try:
+            answer = await raw(agent, b"GET /healthz HTTP/1.1\r\nHost: a\r\n"
+                                      b"Connection: close\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        finally:
+            for _, writer in idle:
+                writer.close()
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))  # systemd's default soft limit
+
+
+class TestRealProcess:
+    @pytest.fixture
+    async def process(self, tmp_path: Path, stack: Stack) -> AsyncIterator[
+            tuple[subprocess.Popen[bytes], int, Path]]:
+        """`python -m agent serve` with 1,024 file descriptors, as under systemd's default."""
+        await stack.stop_agent()
+        port = stack.port
+        config = write_config(tmp_path / "agent.toml",
+                              agent_config(stack.idp, port, tmp_path / "state"))
+        out = tmp_path / "agent.out"
+        with out.open("wb") as sink:
+            proc = subprocess.Popen(  # noqa: S603, ASYNC220 - our interpreter; starts at once
+                [sys.executable, "-m", "agent", "serve", "--config", str(config)],
+                stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=_low_fd_limit,
+                env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+        try:
+            deadline = time.monotonic() + 20
+            while b'"agent_ready"' not in out.read_bytes():
+                assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
+                await asyncio.sleep(0.05)
+            yield proc, port, out
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    async def test_malformed_flood_adds_a_few_json_lines(
+            self, process: tuple[subprocess.Popen[bytes], int, Path]) -> None:
+        """300 malformed requests to the real process: a few lines, all JSON, no secret."""
+        _, port, out = process
+        before = len(out.read_bytes().splitlines())
+        for i in range(300):
+            await raw(port, MALFORMED[i % len(MALFORMED)])
+        await asyncio.sleep(0.5)
+        lines = out.read_bytes().splitlines()[before:]
+        assert 1 <= len(lines) <= 3, lines
+        assert all(json.loads(line)["event"] == "http_request_malformed" for line in lines)
+        assert SECRET.encode() not in out.read_bytes()
+
+    @pytest.mark.timeout(120)
+    async def test_1100_idle_connections_leave_healthz_answering(
+            self, process: tuple[subprocess.Popen[bytes], int, Path]) -> None:
+        """1,100 idle connections against 1,024 descriptors: /healthz answers, the log stays
+        small."""
+        _, port, out = process
+        idle = []
+        try:
+            for _ in range(1100):
+                idle.append(await asyncio.open_connection("127.0.0.1", port))
+            answer = await raw(port, b"GET /healthz HTTP/1.1\r\nHost: a\r\n"
+                                     b"Connection: close\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        finally:
+            for _, writer in idle:
+                writer.close()
+        assert len(out.read_bytes()) < 20_000
