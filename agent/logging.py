@@ -130,12 +130,12 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
 class AuditBursts:
     """Audit lines per client, bounded: one summary per client per interval for the rest.
 
-    In each ``interval`` (on the injected clock) a client's first ``allowance`` events are
-    written as they come; further ones are only counted, and at the end of the interval each
-    such client gets one ``audit_burst`` event with the counts per event name. At most
-    ``max_summaries`` clients are named; the rest share one line. A flood of
-    ``sso_login_started`` from one client is then a few lines, not 10,000, and journald's
-    rate limit is left for the events that matter.
+    In each ``interval`` (on the injected clock) a client's first ``allowance`` events of each
+    kind (event name and reason) are written as they come; further ones are only counted,
+    and at the end of the interval each such client gets one ``audit_burst`` event with the
+    counts per kind. At most ``max_summaries`` clients are named; the rest share one line. A
+    flood of ``sso_login_started`` from one client is then a few lines, not 10,000, while a
+    refusal of another kind from the same client still goes out at once.
     """
 
     def __init__(self, logger: Any, clock: Callable[[], float], interval: float = 10.0,
@@ -149,7 +149,7 @@ class AuditBursts:
         self.max_summaries = max_summaries
         self._window_end = 0.0
         self._written = 0
-        self._seen: dict[str, int] = {}
+        self._seen: dict[tuple[str, str], int] = {}
         self._counted: dict[str, Counter[str]] = {}
 
     def event(self, level: str, event: str, source_ip: str, **fields: Any) -> None:
@@ -158,12 +158,16 @@ class AuditBursts:
         if now >= self._window_end:
             self.flush(now)
         key = client_key(source_ip)
-        seen = self._seen[key] = self._seen.get(key, 0) + 1
+        kind = f"{event}/{fields['reason']}" if fields.get("reason") else event
+        seen = self._seen[key, kind] = self._seen.get((key, kind), 0) + 1
         if seen <= self.allowance and self._written < self.total_allowance:
             self._written += 1
             getattr(self.logger, level)(event, source_ip=source_ip, **fields)
             return
-        self._counted.setdefault(key, Counter())[event] += 1
+        counts = self._counted.get(key)
+        if counts is None:
+            counts = self._counted[key] = Counter()
+        counts[kind] += 1
         if len(self._seen) > 100_000:  # an interval with a vast address space: summarize now
             self.flush(now)
 

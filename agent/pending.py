@@ -53,7 +53,9 @@ class PendingSignIns:
         self.limiter = PerClientLimiter(per_minute, clock)
         self._items: OrderedDict[str, PendingSignIn] = OrderedDict()  # oldest first
         self._by_client: dict[str, OrderedDict[str, None]] = {}  # key → its states, oldest first
-        self._by_count: dict[int, dict[str, None]] = {}  # n → keys holding n pending
+        # n → keys holding n pending. OrderedDicts: taking the first of a plain dict that had
+        # its first entries deleted walks over their holes (slow under a flood).
+        self._by_count: dict[int, OrderedDict[str, None]] = {}
         self._most = 0
         self._evicted: OrderedDict[str, None] = OrderedDict()  # recently evicted states
         self.evicted = 0
@@ -127,7 +129,7 @@ class PendingSignIns:
             if not holders:
                 del self._by_count[old]
         if new:
-            self._by_count.setdefault(new, {})[key] = None
+            self._by_count.setdefault(new, OrderedDict())[key] = None
             self._most = max(self._most, new)
 
     def _purge(self) -> None:

@@ -30,7 +30,11 @@ class PerClientLimiter:
         return len(self._buckets)
 
     def _tokens(self, key: str, now: float) -> float:
-        tokens, when = self._buckets.pop(key, (self.capacity, now))
+        entry = self._buckets.get(key)
+        if entry is None:
+            return self.capacity
+        self._buckets.move_to_end(key)  # most recently seen last
+        tokens, when = entry
         return min(self.capacity, tokens + max(0.0, now - when) * self.refill)
 
     def allow(self, client: str, cost: float = 1.0) -> bool:
@@ -38,8 +42,8 @@ class PerClientLimiter:
         key, now = client_key(client), self.clock()
         tokens = self._tokens(key, now)
         allowed = tokens >= cost
-        self._buckets[key] = (tokens - cost if allowed else tokens, now)  # most recent last
-        while len(self._buckets) > self.max_clients:
+        self._buckets[key] = (tokens - cost if allowed else tokens, now)
+        if len(self._buckets) > self.max_clients:
             self._buckets.popitem(last=False)
         return allowed
 

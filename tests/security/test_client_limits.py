@@ -125,3 +125,15 @@ async def test_evicted_sign_in_is_audited_as_evicted(tmp_path: Path) -> None:
         assert "dropped" in outcome.text
     finally:
         await stack.close()
+
+
+def test_a_refusal_of_another_kind_is_not_swallowed() -> None:
+    """A client's burst of one kind does not hide its first events of another kind."""
+    clock = Clock()
+    with capture_logs() as logs:
+        bursts = AuditBursts(structlog.get_logger("agent.audit"), clock, allowance=10)
+        for _ in range(50):
+            bursts.event("info", "sso_login_started", "192.0.2.1", next="/")
+        bursts.event("warning", "sso_login_refused", "192.0.2.1", reason="state_unwritable")
+    assert ["state_unwritable"] == [e["reason"] for e in logs
+                                    if e["event"] == "sso_login_refused"]
