@@ -124,6 +124,30 @@ class TestSessionStore:
         assert again.get(cookie) is None and 0 == len(again)
         assert any(e["event"] == "session_state_unreadable" for e in logs)
 
+    async def test_per_user_cap_counts_live_sessions_only(self, tmp_path: Path) -> None:
+        """The cap ends the oldest live sessions of that user only; expired ones do not count
+        and the per-user index follows sign-outs, expiry and restarts."""
+        clock = Clock()
+        store = SessionStore(tmp_path, idle_timeout=1800, absolute_timeout=43200, clock=clock,
+                             max_per_user=2)
+        store.load()
+        old = await add(store)
+        clock.advance(1801)  # idle: expired, not yet swept
+        a, b = await add(store), await add(store)
+        assert store.get(a) is not None and store.get(b) is not None and store.get(old) is None
+        other = await add(store, "bo@contoso.example")
+        await store.delete(b)
+        c, d = await add(store), await add(store)
+        assert [None, None] == [store.get(x) for x in (a, b)]
+        assert store.get(c) and store.get(d) and store.get(other)
+        assert 2 == len(store.keys_of("ana@contoso.example"))
+        again = SessionStore(tmp_path, idle_timeout=1800, absolute_timeout=43200, clock=clock,
+                             max_per_user=2)
+        again.load()
+        assert 2 == len(again.keys_of("ana@contoso.example"))
+        e = await add(again)
+        assert again.get(c) is None and again.get(d) and again.get(e)
+
     async def test_memory_only_store(self) -> None:
         """Without a state directory the store works in memory."""
         store = new_store(None, Clock())
