@@ -34,8 +34,12 @@ from tests.deploy.test_nginx import (
 )
 from tests.devidp_driver import complete_sign_in
 from tests.harness import PASSWORD
+from tests.needs import need
 
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+
+@pytest.fixture(autouse=True)
+def _nginx_installed() -> None:
+    need(NGINX, "nginx is not installed (Debian package nginx-light; .ci/run installs it)")
 
 
 @dataclass

@@ -317,8 +317,7 @@ async def test_a_fresh_install_signs_a_user_in_through_nginx(
     from tests.deploy.support import AgentProcess, SignInClient, free_port
     from tests.deploy.test_nginx import NGINX, SITE, start_console, wait_listening
 
-    if NGINX is None:
-        pytest.skip("nginx is not installed")
+    need(NGINX, "nginx is not installed (Debian package nginx-light; .ci/run installs it)")
     share = unpacked / "usr/share" / NAME
     port, agent_port = free_port(), free_port()
     public = f"http://127.0.0.1:{port}"
