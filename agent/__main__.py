@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--user", default=None, metavar="NAME",
                            help="when run as root, read the files as this user (default: "
                                 "sensor-sso-agent, the service's user)")
+    from .local.cli import add_parser as add_local_user
+
+    add_local_user(sub, "configuration file (default: $SENSOR_SSO_AGENT_CONFIG or "
+                        "/etc/sensor-sso-agent/agent.toml)")
     demo = sub.add_parser("demo", help="the whole sign-in on this machine, no tenant needed",
                           description="Start a local Entra-like identity provider and the agent.")
     demo.add_argument("--port", type=int, default=8080, help="agent port (default 8080)")
@@ -53,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from .commands import serve
 
         return serve(config)
+    if args.command == "local-user":
+        from .local.cli import run as local_user
+
+        return local_user(args, config)
     if args.command == "demo":
         from .demo import run_demo
 

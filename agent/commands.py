@@ -277,7 +277,7 @@ class Service:
             assert self.sock is not None
             self.sock.close()
             self.sock = sock
-        changed = [name for name in ("server", "entra", "roles", "session", "sensor")
+        changed = [name for name in ("server", "entra", "roles", "session", "sensor", "local")
                    if getattr(old, name) != getattr(new, name)]
         try:
             self.settings = new

@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections import Counter
 from collections.abc import Callable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -81,11 +81,14 @@ def stdout_is_journal() -> bool:
         return False
 
 
-def configure_logging(level: str = "info", json: bool | None = None) -> None:
+def configure_logging(level: str = "info", json: bool | None = None,
+                      file: TextIO | None = None) -> None:
     """Configure structlog, and route every standard-library logger (aiohttp, asyncio, msal)
-    through the same rendering: one JSON object a line on stdout (call once)."""
+    through the same rendering: one JSON object a line on ``file`` (default stdout; the
+    ``local-user`` commands use stderr) (call once)."""
+    out = file or sys.stdout
     if json is None:
-        json = not sys.stdout.isatty()
+        json = not out.isatty()
     renderer: Any = (structlog.processors.JSONRenderer() if json
                      else structlog.dev.ConsoleRenderer(colors=False))
     if stdout_is_journal():
@@ -101,10 +104,10 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
             structlog.stdlib.add_logger_name,

@@ -63,6 +63,7 @@ class Session:
     sid: str | None = None
     refresh_token: str | None = field(default=None, repr=False)
     revalidated: float = 0.0
+    method: str = "sso"  # how the user signed in: "sso" (Entra ID) or "local" (accounts file)
     persisted_seen: float = 0.0
     next_revalidation: float = 0.0  # set by the re-validation engine (not persisted)
     failures: int = 0  # re-validation attempts that found Entra ID unavailable, in a row
@@ -76,6 +77,7 @@ class Session:
         # Usually empty: the shared empty tuple costs nothing per session.
         self.amr = tuple(self.amr) if self.amr else ()
         self.acrs = tuple(self.acrs) if self.acrs else ()
+        self.method = sys.intern(self.method)
 
     def record(self) -> dict[str, Any]:
         data = asdict(self)
@@ -249,7 +251,8 @@ class SessionStore:
     def new_session(self, *, upn: str, given_name: str, family_name: str, oid: str, role: str,
                     groups: list[str], auth_time: float, amr: list[str] | None = None,
                     acrs: list[str] | None = None, sub: str = "", sid: str | None = None,
-                    refresh_token: str | None = None) -> tuple[str, Session]:
+                    refresh_token: str | None = None, method: str = "sso"
+                    ) -> tuple[str, Session]:
         """A fresh cookie id and its session (not yet stored: ``await put``)."""
         cookie_id = secrets.token_urlsafe(32)
         now = self.clock()
@@ -258,7 +261,8 @@ class SessionStore:
             family_name=family_name, oid=oid, role=role, groups=tuple(groups),
             auth_time=auth_time, created=now, last_seen=now,
             csrf_token=secrets.token_urlsafe(32), amr=tuple(amr or ()), acrs=tuple(acrs or ()),
-            sub=sub, sid=sid, refresh_token=refresh_token, revalidated=now, persisted_seen=now,
+            sub=sub, sid=sid, refresh_token=refresh_token, revalidated=now, method=method,
+            persisted_seen=now,
         )
         return cookie_id, session
 
@@ -368,6 +372,8 @@ class SessionStore:
         decisions: dict[tuple[str, ...], RoleDecision] = {}
         orphans: list[Session] = []
         for session in list(self._sessions.values()):
+            if session.method == "local":  # no groups: the accounts file gives the role
+                continue
             decision = decisions.get(session.groups)
             if decision is None:
                 decision = decisions[session.groups] = decide_role(session.groups, mapping)

@@ -26,6 +26,7 @@ from .fleet import FleetChoice, SensorIdentity, effective_mapping
 from .roles import ROLES
 from .service_user import SERVICE_USER, current_user
 from .settings_entra import entra_extras
+from .settings_local import LOCAL_KEYS, LocalSettings, build_local
 from .settings_session import admin_socket_path, revalidation_settings
 
 DEFAULT_CONFIG_PATH = "/etc/sensor-sso-agent/agent.toml"
@@ -109,6 +110,7 @@ class Settings:
     roles: Mapping[str, tuple[str, ...]]
     server: ServerSettings = field(default_factory=ServerSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
+    local: LocalSettings = field(default_factory=LocalSettings)
     source: str = "<defaults>"
     sensor: SensorIdentity = field(default_factory=SensorIdentity)
     fleet: FleetChoice | None = None  # which [[setting]] applies and why (None: built in code)
@@ -188,6 +190,7 @@ _SECTIONS: dict[str, set[str]] = {
     "session": {"idle_timeout", "absolute_timeout", "state_dir", "sign_in_timeout",
                 "max_pending_sign_ins", "sign_ins_per_minute_per_client",
                 "max_sessions_per_user", "revalidate_interval", "revalidate_grace"},
+    "local": LOCAL_KEYS,
 }
 
 
@@ -288,7 +291,8 @@ class _Validator:
         entra = self.build_entra()
         roles = self.build_roles()
         session = self.build_session()
-        return Settings(entra=entra, roles=roles, server=server, session=session, source=source)
+        return Settings(entra=entra, roles=roles, server=server, session=session,
+                        local=build_local(self), source=source)
 
     def build_server(self) -> ServerSettings:
         s = self.section("server")

@@ -81,6 +81,14 @@ class SignIn:
         return {dep: why for dep, (why, when) in self._unavailable.items()
                 if now - when < window}
 
+    def note_reachable(self, prefix: str = "Entra ID") -> None:
+        """A probe reached Entra ID: its dependencies are no longer degraded."""
+        for dependency in [d for d in self._unavailable if d.startswith(prefix)]:
+            del self._unavailable[dependency]
+
+    def note_unreachable(self, dependency: str, why: str) -> None:
+        self._unavailable[dependency] = (why, self.clock())
+
     def safe_next(self, next_path: object) -> str:
         if isinstance(next_path, str) and is_local_path(next_path):
             return next_path

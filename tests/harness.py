@@ -92,6 +92,7 @@ class Stack:
     runner: web.AppRunner | None = None
     app: web.Application | None = None
     browsers: list[Browser] = field(default_factory=list)
+    app_options: dict[str, Any] = field(default_factory=dict)  # more create_app arguments
 
     @property
     def url(self) -> str:
@@ -99,7 +100,8 @@ class Stack:
 
     async def start_agent(self, settings: Settings | None = None, wait_ready: bool = True) -> None:
         self.settings = settings or self.settings
-        self.app = create_app(self.settings, clock=self.clock, console=True)
+        self.app = create_app(self.settings, clock=self.clock, console=True,
+                              **self.app_options)
         self.runner = FrontDoorRunner(self.app, shutdown_timeout=1)  # as serve runs it
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()

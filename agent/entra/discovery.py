@@ -92,6 +92,12 @@ class TenantDirectory:
         self._keys = keys
         self.not_ready_reason = None
 
+    async def probe(self) -> None:
+        """Fetch the discovery document once (is Entra ID reachable?); keeps what is loaded.
+
+        Raises ``IdentityProviderUnavailable`` or ``MetadataProblem`` like ``load``."""
+        await self._fetch_discovery()
+
     async def refresh_keys(self) -> None:
         """Periodic refresh; on failure keep the cached keys."""
         if self.metadata is None:

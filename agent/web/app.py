@@ -23,6 +23,7 @@ from ..entra.discovery import MetadataProblem, TenantDirectory
 from ..entra.graph import GraphClient
 from ..entra.outbound import Outbound
 from ..errors import IdentityProviderUnavailable
+from ..local.signin import LocalSignIn
 from ..pending import PendingSignIns
 from ..revalidation import Revalidator
 from ..sessions import SessionStore
@@ -30,6 +31,7 @@ from ..settings import Settings
 from ..signin import SignIn
 from ..state import StateDirUnsafe
 from . import handlers, keys
+from .local import local_sign_in
 from .middlewares import guarded, security_headers
 from .refusals import RefusalAudit
 
@@ -39,12 +41,16 @@ STATIC = Path(__file__).parent / "static"
 KEY_REFRESH_INTERVAL = 3600.0
 FLUSH_INTERVAL = 2.0
 SWEEP_EVERY = 15  # flushes; expired sessions are refused at lookup anyway
+PROBE_INTERVAL = 30.0
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
-               console: bool = False, persist: bool = True) -> web.Application:
+               console: bool = False, persist: bool = True,
+               probe_interval: float = PROBE_INTERVAL) -> web.Application:
     """Build the agent. ``console`` adds the demo's Overview page at ``post_login_path``
-    and an admin-only ``/admin`` page (403 below Admin), as a console stand-in."""
+    and an admin-only ``/admin`` page (403 below Admin), as a console stand-in.
+    ``probe_interval``: how often Entra ID's reachability is checked while local accounts
+    wait for it to fail (``[local] sign_in = "when-sso-unavailable"``)."""
     form_targets = settings.entra.authority_host
     app = web.Application(client_max_size=64 * 1024)  # no middleware chain: see middlewares.py
     app.on_response_prepare.append(
@@ -66,9 +72,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app[keys.REFUSALS] = RefusalAudit(clock)
     app[keys.SESSIONS] = sessions
     graph = GraphClient(outbound, settings.entra.graph_url)
-    app[keys.SIGN_IN] = SignIn(settings, directory, client, graph, pending, sessions, clock)
+    app[keys.SIGN_IN] = sign_in = SignIn(settings, directory, client, graph, pending, sessions,
+                                         clock)
     revalidator = app[keys.REVALIDATOR] = Revalidator(settings, directory, client, graph,
                                                       sessions, clock)
+    app[keys.LOCAL] = local = LocalSignIn(settings, directory, sign_in, sessions, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(sessions.load)  # StateDirUnsafe: refuse before anything runs
@@ -76,11 +84,15 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         for orphan in sessions.redecide_roles(settings.roles):  # [roles] changed meanwhile
             await sessions.end(orphan, "no_role", via="config_reload",
                                detail="no group of the session maps to a role any more")
+        await local.load()  # ends the sessions of removed or changed local accounts
         tasks = [asyncio.create_task(_keep_sessions(sessions)),
                  asyncio.create_task(_flush_audit_bursts(app[keys.SIGN_IN]))]
         if not settings.sso_off:  # no [[setting]] applies: no tenant to talk to
             tasks.append(asyncio.create_task(_keep_directory(directory, client)))
             tasks.append(asyncio.create_task(revalidator.run()))
+            if local.accounts.accounts and settings.local.sign_in == "when-sso-unavailable":
+                tasks.append(asyncio.create_task(
+                    _watch_entra(directory, sign_in, probe_interval)))
         try:
             yield
         finally:
@@ -103,6 +115,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     r.add_get("/auth/sso/start", guarded(handlers.sso_start))
     r.add_get(settings.entra.redirect_path, guarded(handlers.sso_callback))
     r.add_get("/auth/role-refused", guarded(handlers.role_refused))
+    r.add_post("/auth/local/sign-in", guarded(local_sign_in))
     r.add_get("/auth/me", guarded(handlers.me))
     r.add_post("/auth/logout", guarded(handlers.logout))
     r.add_get("/healthz", guarded(handlers.healthz))
@@ -142,6 +155,24 @@ async def _flush_audit_bursts(sign_in: SignIn) -> None:
     while True:
         await asyncio.sleep(1.0)
         sign_in.bursts.flush_due()
+
+
+async def _watch_entra(directory: TenantDirectory, sign_in: SignIn, interval: float) -> None:
+    """Is Entra ID reachable? The local sign-in form depends on the answer (``degraded``)."""
+    while True:
+        await asyncio.sleep(interval)
+        if not directory.ready:
+            continue  # _keep_directory is retrying; the form shows meanwhile
+        try:
+            await directory.probe()
+        except (IdentityProviderUnavailable, MetadataProblem) as exc:
+            dependency = str(getattr(exc, "info", {}).get("dependency") or "Entra ID")
+            if not sign_in.degraded().get(dependency):
+                log.warning("identity_provider_unreachable", dependency=dependency,
+                            reason=str(exc))
+            sign_in.note_unreachable(dependency, str(exc))
+        else:
+            sign_in.note_reachable("Entra ID")
 
 
 async def _keep_sessions(sessions: SessionStore) -> None:

@@ -15,6 +15,7 @@ from ..sessions import COOKIE_NAME, Session, StateUnwritable
 from ..signin import hint_ok, role_name
 from . import keys
 from .host import elsewhere
+from .local import local_form, not_ready_text, set_csrf_cookie
 from .pages import error_page, login_page, plain_error_page, render, role_refused_page
 from .refusals import SIGN_IN_PAGE, sign_in_location
 
@@ -74,13 +75,14 @@ async def login(request: web.Request) -> web.Response:
     sign_in = request.app[keys.SIGN_IN]
     raw_next = request.query.get("next")
     next_path = sign_in.safe_next(raw_next) if raw_next else None
-    directory = request.app[keys.DIRECTORY]
     settings = request.app[keys.SETTINGS]
     hint = request.query.get("login_hint")
-    return login_page(settings, next_path, signed_out="signed_out" in request.query,
-                      not_ready=None if directory.ready or settings.sso_off
-                      else "the sensor cannot reach Entra ID",
-                      login_hint=hint if hint_ok(hint) else None)
+    form, csrf_cookie = local_form(request, next_path)
+    response = login_page(settings, next_path, signed_out="signed_out" in request.query,
+                          not_ready=not_ready_text(request, form),
+                          login_hint=hint if hint_ok(hint) else None, local=form)
+    set_csrf_cookie(response, csrf_cookie)
+    return response
 
 
 async def sso_start(request: web.Request) -> web.StreamResponse:
@@ -138,6 +140,7 @@ async def auth_check(request: web.Request) -> web.Response:
             "X-Auth-Request-User": session.upn,
             "X-Auth-Request-Role": session.role,
             "X-Auth-Request-Name": _header_safe(f"{session.given_name} {session.family_name}"),
+            "X-Auth-Request-Method": session.method,
         }
     return web.Response(status=200, headers=headers)
 
@@ -173,7 +176,7 @@ async def me(request: web.Request) -> web.Response:
         "auth_time": session.auth_time,
         "expires_at": min(session.created + settings.session.absolute_timeout,
                           session.last_seen + settings.session.idle_timeout),
-        "csrf_token": session.csrf_token,
+        "csrf_token": session.csrf_token, "method": session.method,
     })
 
 
@@ -207,11 +210,12 @@ async def logout(request: web.Request) -> web.StreamResponse:
             "Try signing out again in a minute. If it keeps failing, tell the sensor's "
             "administrator that the agent's state directory cannot be written; closing the "
             "browser ends the session after the idle timeout.", _reference(request))
-    audit.info("sso_logout", upn=session.upn, role=session.role)
+    audit.info("sso_logout", upn=session.upn, role=session.role, method=session.method)
     settings = request.app[keys.SETTINGS]
     target = "/login?signed_out=1"
     metadata = request.app[keys.DIRECTORY].metadata
-    if settings.entra.signout_from_entra and metadata and metadata.end_session_endpoint:
+    if settings.entra.signout_from_entra and metadata and metadata.end_session_endpoint \
+            and session.method == "sso":
         # Back to a sign-in page that does not start SSO by itself.
         back = settings.entra.post_logout_redirect_uri or \
             f"{settings.entra.origin}/login?signed_out=1"
@@ -231,7 +235,8 @@ async def overview(request: web.Request) -> web.StreamResponse:
     settings = request.app[keys.SETTINGS]
     return render("overview.html", title="Overview", sensor_name=settings.server.sensor_name,
                   name=f"{session.given_name} {session.family_name}", upn=session.upn,
-                  role_name=role_name(session.role), csrf_token=session.csrf_token)
+                  role_name=role_name(session.role), csrf_token=session.csrf_token,
+                  method=session.method)
 
 
 async def admin_page(request: web.Request) -> web.StreamResponse:

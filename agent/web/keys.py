@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ..clientaddr import ProxyTrust
 from ..entra.discovery import TenantDirectory
+from ..local.signin import LocalSignIn
 from ..revalidation import Revalidator
 from ..sessions import SessionStore
 from ..settings import Settings
@@ -19,4 +20,5 @@ DIRECTORY = web.AppKey("directory", TenantDirectory)
 PROXY_TRUST = web.AppKey("proxy_trust", ProxyTrust)
 REVALIDATOR = web.AppKey("revalidator", Revalidator)
 REFUSALS = web.AppKey("refusals", RefusalAudit)
+LOCAL = web.AppKey("local_sign_in", LocalSignIn)
 REQUEST_ID = web.RequestKey("request_id", str)

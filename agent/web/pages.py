@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,12 +38,25 @@ def start_url(next_path: str | None, login_hint: str | None = None) -> str:
     return "/auth/sso/start" + (f"?{urlencode(params)}" if params else "")
 
 
+@dataclass(frozen=True)
+class LocalForm:
+    """The local-account form on the sign-in page (``local.signin.LocalSignIn.offered``)."""
+
+    reason: str
+    csrf_token: str
+    next_path: str | None = None
+    username: str = ""
+    error: str | None = None
+
+
 def login_page(settings: Settings, next_path: str | None, signed_out: bool,
-               not_ready: str | None, login_hint: str | None = None) -> web.Response:
-    return render("login.html", title="Sign in", sensor_name=settings.server.sensor_name,
+               not_ready: str | None, login_hint: str | None = None,
+               local: LocalForm | None = None, status: int = 200) -> web.Response:
+    return render("login.html", status=status, title="Sign in",
+                  sensor_name=settings.server.sensor_name,
                   start_url=start_url(next_path, login_hint),
                   contact=settings.server.access_contact, signed_out=signed_out,
-                  not_ready=not_ready, sso_off=settings.sso_off)
+                  not_ready=not_ready, sso_off=settings.sso_off, local=local)
 
 
 def explain(error: SignInError, settings: Settings) -> tuple[Explanation, str | None]:

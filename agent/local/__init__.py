@@ -1,0 +1,10 @@
+"""On-premises accounts beside SSO: sign-in that works when Entra ID cannot be reached.
+
+* ``passwords``: scrypt hashing and the password rules (length, the commonest passwords);
+* ``accounts``: the accounts file (atomic writes, permissions) and account names;
+* ``throttle``: growing delays after failed sign-ins, per account and per client;
+* ``signin``: when the sign-in page offers the form, login CSRF, the sign-in itself;
+* ``cli``: ``sensor-sso-agent local-user add | passwd | remove | list``.
+
+No ``aiohttp.web`` here: the handlers in ``agent.web`` parse and respond.
+"""
