@@ -8,7 +8,8 @@
   puts ``HMAC(key, cookie)`` in a hidden field (double submit, signed with a key of this
   process); the POST must carry both.
 * The same work and the same answer for an unknown name as for a wrong password (a dummy
-  hash is checked), growing delays per account name and per client (``throttle``), and
+  hash is checked), growing delays per account name and per client (``throttle``; clients
+  keyed like every per-client limit, ``clientaddr.client_key``: an IPv6 client is its /64), and
   ``hmac.compare_digest`` for every comparison.
 * The session is an ordinary session (same cookie, timeouts, ``/auth/check``, sign-out) with
   ``method = "local"``; its ``upn`` is the account name (never contains ``@``) and its ``oid``
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from ..clientaddr import client_key
 from ..entra.discovery import TenantDirectory
 from ..errors import SignInRefused
 from ..sessions import Session, SessionStore, StateUnwritable
@@ -174,14 +176,15 @@ class LocalSignIn:
             raise LocalSignInRefused("csrf_invalid", 403, "the sign-in form has expired")
         name = form.get("username", "").strip().lower()[:_MAX_NAME]
         password = form.get("password", "")[:_MAX_PASSWORD]
-        account_key = "name:" + name
-        wait = max(self.per_account.wait(account_key), self.per_client.wait(client))
+        account_key, client_id = "name:" + name, client_key(client)
+        wait = max(self.per_account.wait(account_key), self.per_client.wait(client_id))
         if wait > 0:
             raise LocalSignInRefused("throttled", 429, "too many failed sign-ins",
                                      retry_after=math.ceil(wait))
         account = self.accounts.accounts.get(name)
         if not await self._verify(account, password):
-            lockout = max(self.per_account.failed(account_key), self.per_client.failed(client))
+            lockout = max(self.per_account.failed(account_key),
+                          self.per_client.failed(client_id))
             exc = LocalSignInRefused("bad_credentials", 401, "wrong user name or password",
                                      retry_after=math.ceil(lockout) or None)
             # The audit log tells the two apart; the answer does not. An unknown name is not
