@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -210,6 +211,20 @@ class TestTheLocalSession:
         await down.stop_agent()
         await down.start_agent(wait_ready=False)
         assert 401 == (await second.get("/auth/check")).status
+
+
+    async def test_a_reload_with_changed_roles_keeps_the_local_session(
+            self, down: Stack) -> None:
+        """[roles] re-decides SSO sessions from their groups; a local session has none and
+        keeps the role its account gives."""
+        browser = down.browser()
+        await local_sign_in(browser)
+        await down.stop_agent()
+        await down.start_agent(dataclasses.replace(down.settings, roles={
+            "admin": ("eeeeeeee-0000-4000-8000-00000000000e",), "security_analyst": (),
+            "read_only": ()}), wait_ready=False)
+        check = await browser.get("/auth/check?role=admin")
+        assert (200, "local") == (check.status, check.headers["X-Auth-Request-Method"])
 
 
 class TestRefusals:
