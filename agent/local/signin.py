@@ -162,9 +162,9 @@ class LocalSignIn:
                       client: str) -> Completed:
         try:
             return await self._sign_in(form, csrf_cookie, client)
-        except LocalSignInRefused as exc:
-            audit.warning("local_login_refused", reason=exc.reason, status=exc.status,
-                          source_ip=client, **exc.info)
+        except LocalSignInRefused as exc:  # a flood becomes summaries (audit_burst)
+            self.sso.bursts.event("warning", "local_login_refused", client,
+                                  reason=exc.reason, status=exc.status, **exc.info)
             raise
 
     async def _sign_in(self, form: Mapping[str, str], csrf_cookie: str | None,
