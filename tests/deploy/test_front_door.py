@@ -8,6 +8,7 @@ group ids, ports, state_dir), and browsers at different source addresses (Linux 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import re
@@ -170,9 +171,11 @@ async def test_one_address_flooding_leaves_another_signing_in(deployment: Deploy
     refused = deployment.audit("sso_login_refused")
     assert 10 == len(refused) and {"127.0.0.2"} == {e["source_ip"] for e in refused}
     await deployment.agent.wait_event("audit_burst", timeout=30)
-    assert [("127.0.0.2", {"sso_login_started": flood.count(302) - 10,
-                           "sso_login_refused/too_many_sign_ins": flood.count(429) - 10})] == [
-        (e["source_ip"], e["suppressed"]) for e in deployment.audit("audit_burst")]
+    bursts = deployment.audit("audit_burst")
+    assert {"127.0.0.2"} == {e["source_ip"] for e in bursts}
+    summed = sum((collections.Counter(e["suppressed"]) for e in bursts), collections.Counter())
+    assert {"sso_login_started": flood.count(302) - 10,
+            "sso_login_refused/too_many_sign_ins": flood.count(429) - 10} == summed
 
 
 async def test_spoofed_forwarded_for_from_an_untrusted_peer_ignored(
@@ -210,11 +213,17 @@ async def test_mid_sign_in_user_survives_a_many_address_flood(deployment: Deploy
         assert (200, "console page /overview") == (status, body)
     finally:
         await user.close()
-    # the flood's own sign-ins were evicted: audited, past the first lines as a summary
-    await deployment.agent.wait_event("audit_burst", timeout=30)
-    evicted = len(deployment.audit("state_evicted")) + sum(
-        e["suppressed"].get("state_evicted", 0) for e in deployment.audit("audit_burst"))
-    assert evicted >= 20
+    # the flood's own sign-ins were evicted (21 of them): audited, past the first lines in
+    # the summary of the 10 s interval they fell in
+    def evicted() -> int:
+        return len(deployment.audit("state_evicted")) + sum(
+            e["suppressed"].get("state_evicted", 0) for e in deployment.audit("audit_burst"))
+
+    for _ in range(300):
+        if evicted() >= 21:
+            break
+        await asyncio.sleep(0.1)
+    assert 21 == evicted()
 
 
 async def test_stray_control_character_beside_a_valid_cookie(deployment: Deployment) -> None:
