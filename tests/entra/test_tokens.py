@@ -328,6 +328,38 @@ class TestNonce:
         assert "id_token_missing_claim" == await rejected_because(token(claims(nonce=DROP)))
 
 
+class TestRefreshedToken:
+    """``nonce_hash=None``: an ID token from a refresh, which Entra sends without a nonce."""
+
+    async def test_no_nonce_is_accepted(self) -> None:
+        """A refreshed ID token without a nonce is valid."""
+        payload = claims(nonce=DROP)
+        assert payload == await validate(token(payload), nonce_hash=None)
+
+    @pytest.mark.parametrize(("changes", "reason"), [
+        ({"aud": "other-app"}, "id_token_wrong_audience"),
+        ({"iss": "https://login.microsoftonline.com/common/v2.0"}, "id_token_wrong_issuer"),
+        ({"exp": int(NOW - LEEWAY)}, "id_token_expired"),
+        ({"sub": ""}, "id_token_missing_claim"),
+    ])
+    async def test_every_other_check_still_applies(self, changes: dict[str, object],
+                                                   reason: str) -> None:
+        """Without a nonce to compare, audience, issuer, expiry and subject still count."""
+        raw = token(claims(nonce=DROP, **changes))
+        assert reason == await rejected_because(raw, nonce_hash=None)
+
+    async def test_signature_still_applies(self) -> None:
+        """A refreshed token signed by another key is refused."""
+        raw = token(claims(nonce=DROP), key=OTHER_KEY)
+        assert "id_token_bad_signature" == await rejected_because(raw, nonce_hash=None)
+
+    async def test_tenant_still_applies(self) -> None:
+        """A refreshed token of another tenant is refused."""
+        error = await refused(token(claims(nonce=DROP, tid="99999999-86f1-41af-91ab-2d7cd011db47")),
+                              nonce_hash=None)
+        assert "wrong_tenant" == error.reason
+
+
 class TestSubject:
     async def test_subject_missing(self) -> None:
         """A token without sub is refused."""
