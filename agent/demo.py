@@ -3,19 +3,28 @@
 Starts the local Entra-like identity provider (HTTPS on 127.0.0.1, throwaway CA) with demo
 users for every role and every refusal, and the agent in front of a small console stand-in
 ("Overview"), then prints the sign-in URL and the users. Ctrl-C stops both.
+
+It also creates one local break-glass account (``[local]``) and prints it. Pressing Enter in
+the terminal switches the identity provider off (every endpoint answers 503, as when the
+sensor cannot reach Entra ID) and on again, so a newcomer sees the sign-in page offer the
+local account while Entra ID is unreachable and stop offering it when it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
+import sys
 import tempfile
 from pathlib import Path
 
 from aiohttp import web
 
-from .devidp import DEMO_PASSWORD, DevIdentityProvider, DevUser, demo_users
+from .devidp import DEMO_PASSWORD, ENDPOINTS, DevIdentityProvider, DevUser, Fault, demo_users
+from .local.accounts import Account, write_accounts
+from .local.passwords import hash_password
 from .logging import configure_logging
 from .settings import Settings, settings_from_mapping
 from .web.app import create_app
@@ -30,7 +39,13 @@ DEMO_GROUPS = {
 }
 
 
-def demo_settings(idp: DevIdentityProvider, port: int, state_dir: Path) -> Settings:
+BREAK_GLASS = "breakglass"
+PROBE_INTERVAL = 2.0  # the demo notices the switched-off provider within seconds
+
+
+def demo_settings(idp: DevIdentityProvider, port: int, state_dir: Path,
+                  accounts_file: Path | None = None) -> Settings:
+    local = {"local": {"accounts_file": str(accounts_file)}} if accounts_file else {}
     return settings_from_mapping({
         "server": {"listen": f"127.0.0.1:{port}", "sensor_name": "Demo sensor · Plant A",
                    "access_contact": "the demo's administrator"},
@@ -40,7 +55,26 @@ def demo_settings(idp: DevIdentityProvider, port: int, state_dir: Path) -> Setti
                   "ca_bundle": str(idp.ca_file)},
         "roles": DEMO_GROUPS,
         "session": {"state_dir": str(state_dir)},
+        **local,
     }, source="<demo>")
+
+
+def break_glass_account(path: Path) -> str:
+    """Write the demo's one local admin to ``path``; returns its (random) password."""
+    password = secrets.token_urlsafe(12)
+    write_accounts(path, {BREAK_GLASS: Account.create(
+        BREAK_GLASS, "admin", "Break", "Glass", hash_password(password))})
+    return password
+
+
+def switch_provider(idp: DevIdentityProvider) -> bool:
+    """Off (every endpoint answers 503) when on, on when off; returns whether it is on now."""
+    if idp.faults:
+        idp.faults.clear()
+        return True
+    for name in ENDPOINTS:
+        idp.faults[name] = Fault(status=503, body=b'{"error":"temporarily_unavailable"}')
+    return False
 
 
 def describe(user: DevUser, groups: dict[str, list[str]]) -> str:
@@ -63,7 +97,9 @@ def describe(user: DevUser, groups: dict[str, list[str]]) -> str:
 
 
 async def serve_demo(port: int, ready: asyncio.Event | None = None,
-                     stop: asyncio.Event | None = None) -> None:
+                     stop: asyncio.Event | None = None,
+                     switches: asyncio.Queue[None] | None = None) -> None:
+    """Serve until ``stop``; each item put on ``switches`` switches the provider off or on."""
     with tempfile.TemporaryDirectory(prefix="sensor-sso-demo-") as tmp:
         users = demo_users(DEMO_GROUPS)
         idp = DevIdentityProvider(
@@ -71,8 +107,11 @@ async def serve_demo(port: int, ready: asyncio.Event | None = None,
             redirect_uris=[f"http://127.0.0.1:{port}/auth/sso/callback"], users=users,
             state_dir=Path(tmp) / "idp", pages_over_http=True)
         await idp.start()
-        runner = FrontDoorRunner(create_app(demo_settings(idp, port, Path(tmp) / "agent"),
-                                            console=True))
+        accounts = Path(tmp) / "local-accounts"
+        local_password = await asyncio.to_thread(break_glass_account, accounts)
+        settings = demo_settings(idp, port, Path(tmp) / "agent", accounts)
+        runner = FrontDoorRunner(create_app(settings, console=True,
+                                            probe_interval=PROBE_INTERVAL))
         try:
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -84,10 +123,28 @@ async def serve_demo(port: int, ready: asyncio.Event | None = None,
                   f"  {'user':34} {'role groups':28} notes", flush=True)
             for user in users:
                 print("  " + describe(user, DEMO_GROUPS), flush=True)
-            print("\n  Ctrl-C stops the demo.\n", flush=True)
+            print(f"\n  Local break-glass account (offered only while Entra ID cannot be "
+                  f"reached):\n    user name {BREAK_GLASS}, password {local_password}\n"
+                  f"  Press Enter here to switch the identity provider off (and again to switch "
+                  f"it back on),\n  then reload the sign-in page.\n"
+                  f"\n  Ctrl-C stops the demo.\n", flush=True)
             if ready is not None:
                 ready.set()
-            await (stop or asyncio.Event()).wait()
+            waiting = asyncio.ensure_future((stop or asyncio.Event()).wait())
+            try:
+                while switches is not None:
+                    switched = asyncio.ensure_future(switches.get())
+                    done, _ = await asyncio.wait({waiting, switched},
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if waiting in done:
+                        switched.cancel()
+                        break
+                    up = switch_provider(idp)
+                    print(f"  Identity provider {'ON' if up else 'OFF: Entra ID unreachable'}",
+                          flush=True)
+                await waiting
+            finally:
+                waiting.cancel()
         finally:
             await runner.cleanup()
             await idp.stop()
@@ -98,14 +155,26 @@ def run_demo(port: int) -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
+        switches: asyncio.Queue[None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve_demo(port, stop=stop)
+        if sys.stdin.isatty():  # Enter switches the provider off and on
+            def enter() -> None:
+                sys.stdin.readline()
+                switches.put_nowait(None)
+
+            loop.add_reader(sys.stdin.fileno(), enter)
+        try:
+            await serve_demo(port, stop=stop, switches=switches)
+        finally:
+            if sys.stdin.isatty():
+                loop.remove_reader(sys.stdin.fileno())
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
     return 0
 
 
-__all__ = ["DEMO_CLIENT", "DEMO_GROUPS", "DEMO_TENANT", "run_demo", "serve_demo"]
+__all__ = ["BREAK_GLASS", "DEMO_CLIENT", "DEMO_GROUPS", "DEMO_TENANT", "run_demo",
+           "serve_demo"]

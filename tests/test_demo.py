@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 
 import aiohttp
 import pytest
@@ -12,6 +13,7 @@ from agent.demo import serve_demo
 from agent.devidp import DEMO_PASSWORD
 from tests.devidp_driver import complete_sign_in
 from tests.harness import free_port
+from tests.local.helpers import csrf_token, has_form
 
 
 class TestDemo:
@@ -46,6 +48,53 @@ class TestDemo:
                 async with http.get(f"{base}/") as resp:
                     page = await resp.text()
                 assert "Admin" in page and "admin@contoso.example" in page
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+
+
+class TestDemoBreakGlass:
+    async def test_switching_the_provider_off_shows_the_form_and_the_printed_account_works(
+            self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The demo prints a break-glass account; switched off, the sign-in page offers it
+        and it signs in; switched on again, the form goes and the session stays."""
+        port = free_port()
+        ready, stop = asyncio.Event(), asyncio.Event()
+        switches: asyncio.Queue[None] = asyncio.Queue()
+        task = asyncio.create_task(serve_demo(port, ready=ready, stop=stop, switches=switches))
+        try:
+            await asyncio.wait_for(ready.wait(), 20)
+            out = capsys.readouterr().out
+            found = re.search(r"user name (\S+), password (\S+)", out)
+            assert found is not None and "Press Enter" in out
+            name, password = found.groups()
+            base = f"http://127.0.0.1:{port}"
+            jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[base])
+            async with aiohttp.ClientSession(cookie_jar=jar) as http:
+                async def page() -> str:
+                    async with http.get(f"{base}/login") as resp:
+                        return await resp.text()
+
+                async def until(form: bool) -> str:
+                    for _ in range(300):  # the demo probes Entra ID every 2 s
+                        text = await page()
+                        if has_form(text) is form:
+                            return text
+                        await asyncio.sleep(0.05)
+                    raise AssertionError(f"form shown should be {form}")
+
+                await until(False)
+                switches.put_nowait(None)
+                text = await until(True)
+                async with http.post(f"{base}/auth/local/sign-in", allow_redirects=False,
+                                     data={"username": name, "password": password,
+                                           "csrf_token": csrf_token(text)}) as resp:
+                    assert 303 == resp.status
+                switches.put_nowait(None)
+                await until(False)
+                async with http.get(f"{base}/auth/me") as resp:
+                    assert (200, name) == (resp.status, (await resp.json())["upn"])
         finally:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
