@@ -20,6 +20,7 @@ import aiohttp
 
 from . import idtoken
 from .load import client_name, run_load
+from .nginx import console_pairs
 from .report import evaluate, table
 from .stack import (
     ROOT,
@@ -190,6 +191,8 @@ async def run(smoke: bool) -> dict[str, Any]:
             await _wait_http(ceiling_url)
             results["auth_check"] = await _check_pair(agent_url, agent.pid, ceiling_url,
                                                       ceiling.pid, cookie, p)
+            results["console_through_nginx"] = await console_pairs(
+                tmp, port, agent.pid, cookie, p)
             results["sign_in"] = await _sign_ins(agent, idp, tls, p)
             agent.stop()
 

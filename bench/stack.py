@@ -78,7 +78,7 @@ def seed_sessions(state_dir: Path, count: int) -> float:
         batch.append(Session(
             key=session_key(secrets.token_urlsafe(32)), upn=f"user{i}@contoso.example",
             given_name="Bench", family_name=f"User {i}", oid=f"{i:08d}-0000-4000-8000-bench",
-            role="read_only", groups=[ROLE_GROUPS["read_only"][0]], auth_time=now,
+            role="read_only", groups=(ROLE_GROUPS["read_only"][0],), auth_time=now,
             created=now, last_seen=now, csrf_token=secrets.token_urlsafe(32)).record())
         if len(batch) == 10_000:
             journal.append(batch)

@@ -14,7 +14,8 @@ Smoke = tuple[dict[str, Any], str]
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = {"mode", "parameters", "machine", "auth_check", "sign_in",
-            "auth_check_many_sessions", "resources", "id_token", "targets"}
+            "auth_check_many_sessions", "resources", "id_token", "targets",
+            "console_through_nginx"}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,19 @@ class TestBenchmarkSmoke:
             assert {"agent", "ceiling", "ratio", "cpu_ratio"} == set(row)
             assert 0 == row["agent"]["bad_responses"]
 
+    def test_console_pairs_through_nginx(self, smoke: Smoke) -> None:
+        """Through real nginx, with and without auth_request, without and with the optional
+        /auth/check cache: every console request answered 200."""
+        nginx = smoke[0]["console_through_nginx"]
+        if "skipped" in nginx:
+            pytest.skip(nginx["skipped"])
+        for name in ("no_cache", "check_cache"):
+            row = nginx[name]
+            assert {"auth_request", "without", "ratio"} == set(row)
+            for kind in ("auth_request", "without"):
+                assert 0 < row[kind]["requests"]
+                assert (0, 0) == (row[kind]["bad_responses"], row[kind]["errors"])
+
     def test_every_sign_in_succeeded(self, smoke: Smoke) -> None:
         """The real flow signed in every session it was asked for."""
         sign_in = smoke[0]["sign_in"]
@@ -55,7 +69,7 @@ class TestBenchmarkSmoke:
     def test_every_target_is_judged(self, smoke: Smoke) -> None:
         """Each of the issue's targets (two judged also by CPU) has a value and a verdict."""
         targets = smoke[0]["targets"]
-        assert 11 == len(targets)
+        assert 13 == len(targets)
         assert all(t["met"] in (True, False) for t in targets)
 
     def test_table_printed(self, smoke: Smoke) -> None:

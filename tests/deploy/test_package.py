@@ -98,7 +98,8 @@ def test_contents(deb: Path, unpacked: Path) -> None:
     docs = {p.name for p in (unpacked / "usr/share/doc" / NAME).iterdir()}
     assert {"install.md.gz", "fleet.md.gz", "security.md.gz"} <= docs
     assert {p.name for p in (unpacked / "usr/share" / NAME / "nginx").iterdir()} == \
-        {"sensor-sso.conf", "sensor-sso-auth.conf", "sensor-sso-upstream.conf"}
+        {"sensor-sso.conf", "sensor-sso-auth.conf", "sensor-sso-upstream.conf",
+         "sensor-sso-check-cache.conf", "sensor-sso-check-cache-zone.conf"}
     assert os.readlink(unpacked / "usr/bin" / NAME) == f"/opt/{NAME}/venv/bin/{NAME}"
 
 
