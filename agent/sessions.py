@@ -17,6 +17,7 @@ fails.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import secrets
 import sys
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from multidict import CIMultiDict
 
 from .roles import RoleDecision, decide_role
 from .state import SessionJournal, StateUnwritable
@@ -68,12 +70,12 @@ class Session:
     next_revalidation: float = 0.0  # set by the re-validation engine (not persisted)
     failures: int = 0  # re-validation attempts that found Entra ID unavailable, in a row
     # What /auth/check answers for this session, built on first use (not persisted).
-    check_headers: dict[str, str] | None = field(default=None, repr=False, compare=False)
+    check_headers: CIMultiDict[str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Role and group ids repeat across thousands of sessions: keep one copy of each.
         self.role = sys.intern(self.role)
-        self.groups = tuple(sys.intern(g) for g in self.groups)
+        self.groups = _shared_groups(self.groups)
         # Usually empty: the shared empty tuple costs nothing per session.
         self.amr = tuple(self.amr) if self.amr else ()
         self.acrs = tuple(self.acrs) if self.acrs else ()
@@ -87,8 +89,7 @@ class Session:
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> Session:
-        names = {f.name for f in fields(cls)} - set(_NOT_PERSISTED)
-        session = cls(**{k: data[k] for k in names if k in data})
+        session = cls(**{k: data[k] for k in _PERSISTED if k in data})
         session.persisted_seen = session.last_seen
         if not session.revalidated:
             session.revalidated = session.created
@@ -98,9 +99,35 @@ class Session:
         """Take a new role decision; returns the previous role when it changed."""
         before = self.role
         self.role = sys.intern(role)
-        self.groups = tuple(sys.intern(g) for g in groups)
+        self.groups = _shared_groups(groups)
         self.check_headers = None  # /auth/check answers with the new role from now on
         return before if before != self.role else None
+
+
+_PERSISTED = tuple(f.name for f in fields(Session) if f.name not in _NOT_PERSISTED)
+# One tuple per distinct set of groups (a handful: the groups mapped to roles), not per session.
+_GROUPS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _shared_groups(groups: Iterable[str]) -> tuple[str, ...]:
+    key = tuple(groups)
+    shared = _GROUPS.get(key)
+    if shared is None:
+        shared = tuple(sys.intern(g) for g in key)
+        if len(_GROUPS) < 4096:
+            _GROUPS[shared] = shared
+    return shared
+
+
+def _trim_heap() -> None:
+    """Hand the heap a restore freed back to the system (glibc keeps it mapped otherwise:
+    about 8 MiB after 100,000 sessions). Elsewhere, nothing."""
+    import ctypes  # only after a large restore: not worth its memory in every agent
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def session_key(cookie_id: str) -> str:
@@ -156,19 +183,15 @@ class SessionStore:
         except OSError:
             return  # logged by the journal; flush() calls load() again
         sessions: dict[str, Session] = {}
-        for record in self.journal.replay():
-            op = record.get("op")
-            try:
-                if op == "put":
-                    s = Session.from_record(record["session"])
-                    sessions[s.key] = s
-                elif op == "touch" and record.get("key") in sessions:
-                    sessions[record["key"]].last_seen = float(record["last_seen"])
-                    sessions[record["key"]].persisted_seen = float(record["last_seen"])
-                elif op == "del":
-                    sessions.pop(str(record.get("key")), None)
-            except (KeyError, TypeError, ValueError):
-                log.error("session_record_unusable", op=str(op)[:16])
+        # No collector passes while 100,000 records become objects (none of them cycles):
+        # each full pass would walk every session restored so far.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._replay(sessions)
+        finally:
+            if collecting:
+                gc.enable()
         now = self.clock()
         self._sessions = {}
         self._by_user = {}
@@ -189,6 +212,24 @@ class SessionStore:
                     log.warning("session_state_set_aside", path=str(aside),
                                 readable_records_kept=len(self._sessions))
         log.info("sessions_restored", sessions=len(self._sessions))
+        if len(sessions) >= 10_000:
+            _trim_heap()
+
+    def _replay(self, sessions: dict[str, Session]) -> None:
+        assert self.journal is not None
+        for record in self.journal.replay():
+            op = record.get("op")
+            try:
+                if op == "put":
+                    s = Session.from_record(record["session"])
+                    sessions[s.key] = s
+                elif op == "touch" and record.get("key") in sessions:
+                    sessions[record["key"]].last_seen = float(record["last_seen"])
+                    sessions[record["key"]].persisted_seen = float(record["last_seen"])
+                elif op == "del":
+                    sessions.pop(str(record.get("key")), None)
+            except (KeyError, TypeError, ValueError):
+                log.error("session_record_unusable", op=str(op)[:16])
 
     def _journal_bloated(self) -> bool:
         """More than twice as many journal lines as live sessions (plus slack)."""

@@ -56,6 +56,22 @@ class TestSessionStore:
         again = new_store(tmp_path, clock)
         assert again.get(keep) is not None and again.get(gone) is None
 
+    async def test_sessions_share_their_group_tuple_across_restarts(self,
+                                                                      tmp_path: Path) -> None:
+        """Sessions with the same groups hold one tuple, not one each (memory at 100,000
+        sessions), before and after a restart; the restored sessions have their groups."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        one, two = await add(store), await add(store, "bo@contoso.example")
+        first, second = store.get(one), store.get(two)
+        assert first is not None and second is not None
+        assert ("g",) == first.groups and first.groups is second.groups
+        again = new_store(tmp_path, clock)
+        first, second = again.get(one), again.get(two)
+        assert first is not None and second is not None
+        assert ("g",) == first.groups and first.groups is second.groups
+        assert ("ana@contoso.example", "bo@contoso.example") == (first.upn, second.upn)
+
     async def test_idle_refresh_is_persisted(self, tmp_path: Path) -> None:
         """A refreshed idle timer survives a restart once flushed."""
         clock = Clock()

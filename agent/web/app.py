@@ -32,7 +32,7 @@ from ..signin import SignIn
 from ..state import StateDirUnsafe
 from . import handlers, keys
 from .local import local_sign_in
-from .middlewares import guarded, security_headers
+from .middlewares import guarded, security_header_set, security_headers
 from .refusals import RefusalAudit
 
 log = structlog.get_logger("agent.web")
@@ -53,8 +53,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     wait for it to fail (``[local] sign_in = "when-sso-unavailable"``)."""
     form_targets = settings.entra.authority_host
     app = web.Application(client_max_size=64 * 1024)  # no middleware chain: see middlewares.py
-    app.on_response_prepare.append(
-        security_headers(settings.server.tls_cert_file is not None, form_targets))
+    app[keys.SECURITY_HEADERS] = fixed_headers = security_header_set(
+        settings.server.tls_cert_file is not None, form_targets)
+    app.on_response_prepare.append(security_headers(fixed_headers))
     app[keys.SETTINGS] = settings
     app[keys.PROXY_TRUST] = ProxyTrust(settings.server.trusted_proxies)
     outbound = Outbound(settings.entra)

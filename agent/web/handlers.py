@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..clientaddr import parse_address
 from ..errors import SignInError
@@ -135,13 +136,15 @@ async def auth_check(request: web.Request) -> web.Response:
             "X-Original-URI"), client_address(request))
         return web.Response(status=403, headers={"X-Auth-Request-Needed": wanted})
     headers = session.check_headers
-    if headers is None:
-        headers = session.check_headers = {
+    if headers is None:  # built once per session: the identity, then the security headers
+        headers = CIMultiDict({
             "X-Auth-Request-User": session.upn,
             "X-Auth-Request-Role": session.role,
             "X-Auth-Request-Name": _header_safe(f"{session.given_name} {session.family_name}"),
             "X-Auth-Request-Method": session.method,
-        }
+        })
+        headers.extend(request.app[keys.SECURITY_HEADERS])
+        session.check_headers = headers
     return web.Response(status=200, headers=headers)
 
 

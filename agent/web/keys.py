@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from ..clientaddr import ProxyTrust
 from ..entra.discovery import TenantDirectory
@@ -20,5 +21,6 @@ DIRECTORY = web.AppKey("directory", TenantDirectory)
 PROXY_TRUST = web.AppKey("proxy_trust", ProxyTrust)
 REVALIDATOR = web.AppKey("revalidator", Revalidator)
 REFUSALS = web.AppKey("refusals", RefusalAudit)
+SECURITY_HEADERS = web.AppKey("security_headers", CIMultiDictProxy[str])
 LOCAL = web.AppKey("local_sign_in", LocalSignIn)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import keys
 from .pages import plain_error_page
@@ -71,9 +72,8 @@ ERROR_HEADERS = {
 }
 
 
-def security_headers(tls: bool, form_targets: str) -> PrepareHook:
-    """An ``on_response_prepare`` receiver setting the security headers on every answer."""
-    # No handler sets any of these itself, so one update() covers every answer.
+def security_header_set(tls: bool, form_targets: str) -> CIMultiDictProxy[str]:
+    """The security headers every answer carries (built once)."""
     fixed = {
         "Content-Security-Policy": (
             "default-src 'none'; style-src 'self'; img-src 'self' data:; "
@@ -85,8 +85,19 @@ def security_headers(tls: bool, form_targets: str) -> PrepareHook:
     }
     if tls:
         fixed["Strict-Transport-Security"] = "max-age=31536000"
+    return CIMultiDictProxy(CIMultiDict(fixed))
+
+
+def security_headers(fixed: CIMultiDictProxy[str]) -> PrepareHook:
+    """An ``on_response_prepare`` receiver setting the security headers on every answer.
+
+    ``/auth/check``'s yes carries them already (copied from ``fixed`` once per session): the
+    very same policy string tells, and the update is skipped."""
+    csp = fixed["Content-Security-Policy"]
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers.update(fixed)
+        headers = response.headers
+        if headers.get("Content-Security-Policy") is not csp:
+            headers.update(fixed)
 
     return on_prepare

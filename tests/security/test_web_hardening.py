@@ -161,6 +161,20 @@ class TestHeaders:
             assert resp.status < 400, name
             assert_hardened(resp, name)
 
+    async def test_auth_check_yes_carries_each_header_once(self, stack: Stack) -> None:
+        """/auth/check's yes is built once per session with the security headers in it:
+        the first answer and the reused one carry each header exactly once."""
+        browser = stack.browser()
+        await browser.sign_in(ADMIN)
+        for _ in range(2):
+            resp = await browser.get("/auth/check")
+            assert 200 == resp.status
+            assert_hardened(resp, "/auth/check")
+            for name in ("Content-Security-Policy", "Cache-Control", "X-Content-Type-Options",
+                         "X-Frame-Options", "Referrer-Policy", "X-Auth-Request-User",
+                         "X-Auth-Request-Role"):
+                assert 1 == len(resp.headers.getall(name)), name
+
     @pytest.mark.parametrize("path", ["/login", "/", "/auth/sso/callback?state=x"])
     async def test_no_inline_script_in_pages(self, stack: Stack, path: str) -> None:
         """The HTML the agent serves carries no inline script or event handler (CSP-clean)."""
