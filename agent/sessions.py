@@ -120,9 +120,9 @@ def _shared_groups(groups: Iterable[str]) -> tuple[str, ...]:
 
 
 def _trim_heap() -> None:
-    """Hand the heap a restore freed back to the system (glibc keeps it mapped otherwise:
-    about 8 MiB after 100,000 sessions). Elsewhere, nothing."""
-    import ctypes  # only after a large restore: not worth its memory in every agent
+    """Hand the heap that start-up and the restore freed back to the system (glibc keeps it
+    mapped otherwise: about 8 MiB after 100,000 sessions). Elsewhere, nothing."""
+    import ctypes
 
     try:
         ctypes.CDLL(None).malloc_trim(0)
@@ -212,8 +212,7 @@ class SessionStore:
                     log.warning("session_state_set_aside", path=str(aside),
                                 readable_records_kept=len(self._sessions))
         log.info("sessions_restored", sessions=len(self._sessions))
-        if len(sessions) >= 10_000:
-            _trim_heap()
+        _trim_heap()
 
     def _replay(self, sessions: dict[str, Session]) -> None:
         assert self.journal is not None
