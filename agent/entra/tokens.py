@@ -4,8 +4,8 @@ RS256 only; the signature against the tenant's JWKS; exact ``iss`` from discover
 ``aud`` = client id (several audiences only with ``azp`` = client id); ``tid`` = tenant;
 ``exp``/``nbf``/``iat`` against the injected clock with a small leeway; ``nonce`` against
 the hash MSAL sent (``nonce_hash=None`` for a refreshed ID token: Entra puts no nonce in
-it); ``sub`` present. Key-location headers (``jku``, ``x5u``, ``jwk``) are
-never followed: a token carrying one is refused.
+it); ``sub`` present; ``oid``, when present, a non-empty string. Key-location headers
+(``jku``, ``x5u``, ``jwk``) are never followed: a token carrying one is refused.
 """
 
 from __future__ import annotations
@@ -74,6 +74,9 @@ async def validate_id_token(
     _check_times(claims, now, leeway)
     if not isinstance(claims["sub"], str) or not claims["sub"]:
         raise SignInRejected("id_token_missing_claim", "the ID token lacks the 'sub' claim")
+    oid = claims.get("oid")  # optional; when present it is the session's user id
+    if oid is not None and (not isinstance(oid, str) or not oid):
+        raise SignInRejected("id_token_malformed", "the ID token's 'oid' is not a string")
     nonce = claims.get("nonce")
     if nonce_hash is not None and (not isinstance(nonce, str) or not hmac.compare_digest(
             nonce.encode(), nonce_hash.encode())):

@@ -374,3 +374,15 @@ class TestSubject:
         """A non-string sub is refused."""
         assert await rejected_because(token(claims(sub=value))) in {
             "id_token_missing_claim", "id_token_malformed"}
+
+
+class TestObjectId:
+    async def test_object_id_is_optional(self) -> None:
+        """Without oid the token stands on sub (sign-in falls back to it)."""
+        assert "oid" not in await validate(token(claims(oid=DROP)))
+
+    @pytest.mark.parametrize("value", [42, "", ["11111111-2222-3333-4444-555555555555"],
+                                       {"id": "x"}, True])
+    async def test_object_id_not_a_nonempty_string(self, value: object) -> None:
+        """An oid that is not a non-empty string is refused, not turned into the session's id."""
+        assert "id_token_malformed" == await rejected_because(token(claims(oid=value)))
