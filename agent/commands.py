@@ -30,6 +30,7 @@ from aiohttp import web
 from .config_checks import warnings as config_warnings
 from .entra.discovery import TenantDirectory
 from .errors import ConfigError
+from .local.signin import describe_local
 from .logging import configure_logging
 from .service_user import as_service_user, current_user
 from .settings import Settings, load_settings
@@ -78,6 +79,11 @@ def _check_config(path: str) -> int:
               f"{settings.entra.redirect_path})")
     for warning in config_warnings(settings):
         print(f"warning: {warning}", file=sys.stderr)
+    local_notes, local_warnings = describe_local(settings)
+    for line in local_notes:
+        print(f"note: {line}")
+    for line in local_warnings:
+        print(f"warning: {line}", file=sys.stderr)
     print(f"note: files read as user {current_user()}")
     release = check_sensor_version(settings.server.sensor_version_file)
     if release.ok:

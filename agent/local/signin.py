@@ -82,6 +82,23 @@ class LocalAccounts:
         return len(self.accounts)
 
 
+def describe_local(settings: Settings) -> tuple[list[str], list[str]]:
+    """``check-config``'s notes and warnings about local sign-in (reads the accounts file)."""
+    policy, path = settings.local.sign_in, settings.local.accounts_file
+    if policy == "never":
+        return ['local sign-in: off (local.sign_in = "never")'], []
+    accounts = LocalAccounts.load(settings)
+    if accounts.problem:
+        return [], [f"local accounts unusable, so no local sign-in: {accounts.problem}"]
+    if not accounts.accounts:
+        return [f"local sign-in: no accounts in {path} (sensor-sso-agent local-user add)"], []
+    when = "beside SSO" if policy == "always" else \
+        "while Entra ID cannot be reached or SSO is off"
+    count = len(accounts)
+    return [f"local sign-in: {count} account{'s' if count != 1 else ''} in {path}, "
+            f"offered {when}"], []
+
+
 class LocalSignIn:
     def __init__(self, settings: Settings, directory: TenantDirectory, sso: SignIn,
                  sessions: SessionStore, clock: Callable[[], float]) -> None:

@@ -136,6 +136,23 @@ class TestCommands:
         assert 2 == result.returncode and not local_user.accounts.exists()
 
 
+class TestCheckConfig:
+    def test_check_config_counts_the_accounts_and_warns_about_an_unsafe_file(
+            self, local_user: LocalUser) -> None:
+        """check-config names the accounts it found, or why the file cannot be used."""
+        local_user.add("breakglass")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        command = [sys.executable, "-m", "agent", "check-config", "--config",
+                   str(local_user.config)]
+        ok = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT,  # noqa: S603
+                            timeout=60, check=False)
+        assert "local sign-in: 1 account in" in ok.stdout, ok.stderr
+        local_user.accounts.chmod(0o644)
+        unsafe = subprocess.run(command, capture_output=True, text=True, env=env,  # noqa: S603
+                                cwd=ROOT, timeout=60, check=False)
+        assert "local accounts unusable" in unsafe.stderr and "chmod 0640" in unsafe.stderr
+
+
 class TestTheFile:
     def test_the_agent_refuses_a_file_others_can_read(self, local_user: LocalUser) -> None:
         """0644 is refused (the hashes would be readable by every local user)."""
