@@ -382,6 +382,10 @@ class SessionStore:
     def is_live(self, session: Session) -> bool:
         return self._sessions.get(session.key) is session
 
+    def with_sid(self, sid: str) -> list[Session]:
+        """The sessions of one Entra ID sign-in session (front-channel sign-out; rare)."""
+        return [s for s in self._sessions.values() if s.sid == sid]
+
     def changed(self, session: Session) -> None:
         """Journal ``session`` again at the next flush (new role, names or refresh token)."""
         if self._sessions.get(session.key) is session:

@@ -94,10 +94,18 @@ class SignIn:
             return next_path
         return self.settings.server.post_login_path
 
-    def authorize_extras(self, login_hint: object = None) -> dict[str, Any]:
-        """Hints and the auth-context claims request for MSAL's ``initiate_auth_code_flow``."""
+    def authorize_extras(self, login_hint: object = None,
+                         after_sign_out: bool = False) -> dict[str, Any]:
+        """Hints, ``prompt`` and the auth-context claims request for MSAL's
+        ``initiate_auth_code_flow``. After a sign-out from this browser the user picks the
+        account (shared workstations: Entra's own session would sign in the previous user)."""
         entra = self.settings.entra
         extra: dict[str, Any] = {}
+        prompt = entra.prompt
+        if after_sign_out and prompt != "login":
+            prompt = "select_account"
+        if prompt:
+            extra["prompt"] = prompt
         hint = login_hint if hint_ok(login_hint) else entra.login_hint
         if hint:
             extra["login_hint"] = hint
@@ -109,7 +117,7 @@ class SignIn:
         return extra
 
     async def start(self, next_path: object, client: str, binding: str | None,
-                    login_hint: object = None) -> Started:
+                    login_hint: object = None, after_sign_out: bool = False) -> Started:
         if self.settings.sso_off:
             raise SignInRefused("sso_off", "single sign-on is off for this sensor: "
                                 + self.settings.sso_off)
@@ -124,7 +132,7 @@ class SignIn:
                 dependency="Entra ID")
         if not self.client.loaded:
             await asyncio.to_thread(self.client.app)
-        flow = self.client.start(**self.authorize_extras(login_hint))
+        flow = self.client.start(**self.authorize_extras(login_hint, after_sign_out))
         if self.settings.entra.max_age is not None:
             # Not through MSAL: it checks auth_time against the wall clock and reports a
             # stale sign-in as a nonce error. The agent checks auth_time itself (complete).

@@ -205,7 +205,8 @@ async def make_stack(tmp_path: Path, users: list[DevUser] | None = None,
         tenant_id=TENANT, client_id=CLIENT,
         redirect_uris=[f"http://127.0.0.1:{port}/auth/sso/callback"],
         users=users if users is not None else demo_users(ROLE_GROUPS), clock=clock,
-        **(idp_options or {}))
+        **{"frontchannel_logout_url": f"http://127.0.0.1:{port}/auth/sso/frontchannel-logout",
+           **(idp_options or {})})
     await idp.start()
     data = agent_config(idp, port, tmp_path / "state")
     if config is not None:

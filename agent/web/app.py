@@ -31,6 +31,7 @@ from ..settings import Settings
 from ..signin import SignIn
 from ..state import StateDirUnsafe
 from . import handlers, keys
+from .frontchannel import FRONTCHANNEL_LOGOUT_PATH, frontchannel_logout
 from .local import local_sign_in
 from .middlewares import guarded, security_header_set, security_headers
 from .refusals import RefusalAudit
@@ -119,6 +120,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     r.add_post("/auth/local/sign-in", guarded(local_sign_in))
     r.add_get("/auth/me", guarded(handlers.me))
     r.add_post("/auth/logout", guarded(handlers.logout))
+    r.add_get(FRONTCHANNEL_LOGOUT_PATH, guarded(frontchannel_logout))
     r.add_get("/healthz", guarded(handlers.healthz))
     r.add_get("/readyz", guarded(handlers.readyz))
     r.add_static("/auth/static", STATIC, append_version=False)

@@ -15,6 +15,7 @@ from ..roles import ROLES, allows
 from ..sessions import COOKIE_NAME, Session, StateUnwritable
 from ..signin import hint_ok, role_name
 from . import keys
+from .frontchannel import SIGNED_OUT_COOKIE, SIGNED_OUT_MAX_AGE
 from .host import elsewhere
 from .local import local_form, not_ready_text, set_csrf_cookie
 from .pages import error_page, login_page, plain_error_page, render, role_refused_page
@@ -93,7 +94,8 @@ async def sso_start(request: web.Request) -> web.StreamResponse:
     try:
         started = await sign_in.start(request.query.get("next"), client_address(request),
                                       request.cookies.get(BINDING_COOKIE),
-                                      login_hint=request.query.get("login_hint"))
+                                      login_hint=request.query.get("login_hint"),
+                                      after_sign_out=SIGNED_OUT_COOKIE in request.cookies)
     except SignInError as exc:
         return error_page(exc, request.app[keys.SETTINGS], _reference(request), "/login")
     response = redirect(started.authorize_url)
@@ -120,6 +122,8 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
     response = redirect(done.next_path)
     _set_cookie(response, COOKIE_NAME, done.cookie_id)
     _clear_cookie(response, BINDING_COOKIE)
+    if SIGNED_OUT_COOKIE in request.cookies:
+        _clear_cookie(response, SIGNED_OUT_COOKIE)
     return response
 
 
@@ -227,6 +231,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
             {"post_logout_redirect_uri": back})
     response = redirect(target, 303)
     _clear_cookie(response, COOKIE_NAME)
+    _set_cookie(response, SIGNED_OUT_COOKIE, "1", max_age=SIGNED_OUT_MAX_AGE)
     return response
 
 

@@ -23,6 +23,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import keys
+from .frontchannel import FRONTCHANNEL_LOGOUT_PATH
 from .pages import plain_error_page
 
 log = structlog.get_logger("agent.web")
@@ -97,7 +98,12 @@ def security_headers(fixed: CIMultiDictProxy[str]) -> PrepareHook:
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         headers = response.headers
-        if headers.get("Content-Security-Policy") is not csp:
+        own = headers.get("Content-Security-Policy")
+        if own is not csp:
             headers.update(fixed)
+            if own is not None and request.path == FRONTCHANNEL_LOGOUT_PATH:
+                # Framed by Entra ID's sign-out page: the handler's frame-ancestors stands.
+                headers["Content-Security-Policy"] = own
+                del headers["X-Frame-Options"]
 
     return on_prepare
