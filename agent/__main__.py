@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from . import __version__
 from .settings import default_config_path
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--user", default=None, metavar="NAME",
                            help="when run as root, read the files as this user (default: "
                                 "sensor-sso-agent, the service's user)")
+    add_sessions_parser(sub)
     from .local.cli import add_parser as add_local_user
 
     add_local_user(sub, "configuration file (default: $SENSOR_SSO_AGENT_CONFIG or "
@@ -36,6 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Start a local Entra-like identity provider and the agent.")
     demo.add_argument("--port", type=int, default=8080, help="agent port (default 8080)")
     return parser
+
+
+def add_sessions_parser(sub: Any) -> None:
+    """``sessions list | revoke --upn UPN | revoke --all | revalidate [--upn UPN]``."""
+    text = "list, end or re-validate sign-in sessions of the running agent (root or the " \
+           "service user)"
+    sessions = sub.add_parser("sessions", help=text, description=text)
+    actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every session: UPN, role, sign-in method, "
+                                 "created, last seen, last re-validated")
+    revoke = actions.add_parser("revoke", help="end one user's sessions, or everyone's")
+    who = revoke.add_mutually_exclusive_group(required=True)
+    who.add_argument("--upn", help="the user principal name whose sessions end")
+    who.add_argument("--all", action="store_true", dest="everyone", help="every session")
+    again = actions.add_parser("revalidate", help="ask Entra ID about the sessions now")
+    again.add_argument("--upn", help="only this user's sessions")
+    for p in (listing, revoke, again):
+        p.add_argument("--config", default=None, metavar="PATH",
+                       help="configuration file (names the admin socket)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         from .local.cli import run as local_user
 
         return local_user(args, config)
+    if args.command == "sessions":
+        from .sessions_cli import sessions_command
+
+        return sessions_command(config, args.action, getattr(args, "upn", None),
+                                getattr(args, "everyone", False))
     if args.command == "demo":
         from .demo import run_demo
 

@@ -23,6 +23,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -37,6 +38,9 @@ from .settings import Settings, load_settings
 from .state import StateDirUnsafe, state_dir_problems
 from .systemd import Notifier
 from .version_check import check_sensor_version
+
+if TYPE_CHECKING:
+    from .admin import AdminSocket
 
 log = structlog.get_logger("agent")
 
@@ -194,6 +198,7 @@ class Service:
         self.runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._announcer: asyncio.Task[None] | None = None
+        self.admin: AdminSocket | None = None  # the sessions commands' socket
 
     async def start(self) -> None:
         ssl_ctx = server_ssl_context(self.settings)
@@ -206,6 +211,7 @@ class Service:
             raise
         log.info("agent_started", listen=_listen(self.settings),
                  tls=ssl_ctx is not None, config=self.config_path)
+        await self._start_admin()
         interval = self.notifier.watchdog_interval
         if interval is not None:
             self._tasks.append(asyncio.create_task(self._watchdog(interval)))
@@ -295,13 +301,27 @@ class Service:
             await self._start_app(old, server_ssl_context(old))
             return False
         log.info("config_reloaded", config=path, changed=changed, listen=_listen(new))
+        if new.server.admin_socket != old.server.admin_socket:
+            await self._start_admin()
         return True
+
+    async def _start_admin(self) -> None:
+        """The ``sessions`` commands' socket; the agent serves on without it."""
+        from .admin import AdminSocket
+
+        if self.admin is not None:
+            await self.admin.stop()
+        self.admin = AdminSocket(self.settings.server.admin_socket, lambda: self.app)
+        await self.admin.start()
 
     async def stop(self) -> None:
         self.notifier.stopping("stopping: finishing requests, saving sessions")
         log.info("agent_stopping")
         if self._announcer is not None:
             self._announcer.cancel()
+        if self.admin is not None:
+            await self.admin.stop()
+            self.admin = None
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

@@ -58,6 +58,11 @@ def test_the_unit_runs_what_the_package_installs() -> None:
     assert values("User") == values("Group") == ["sensor-sso-agent"]
     assert "DynamicUser" not in dict(directives())
     assert values("StateDirectory") == values("ConfigurationDirectory") == ["sensor-sso-agent"]
+    # The admin socket's directory (default [server] admin_socket), private to the service.
+    from agent.settings import ServerSettings
+
+    assert values("RuntimeDirectory") == [ServerSettings().admin_socket.parent.name]
+    assert values("RuntimeDirectoryMode") == ["0700"]
     assert values("Restart") == ["on-failure"]
     watchdog = values("WatchdogSec")[0]
     assert watchdog.endswith("s") and int(watchdog[:-1]) >= 10

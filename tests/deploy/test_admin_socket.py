@@ -1,0 +1,180 @@
+"""``sensor-sso-agent sessions ...`` against a running service over its admin socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from agent.commands import Service
+from agent.devidp import DevIdentityProvider
+from agent.devidp.refresh import disable_user
+from agent.settings import settings_from_mapping
+from tests.deploy.support import REPO, SignInClient, agent_config_for, free_port, write_config
+
+ADMIN, READER = "admin@contoso.example", "reader@contoso.example"
+NOBODY = 65534
+
+
+@dataclass
+class Running:
+    service: Service
+    config: Path
+    socket: Path
+    url: str
+
+
+@pytest.fixture
+async def running(tmp_path: Path, idp: DevIdentityProvider) -> AsyncIterator[Running]:
+    """The agent as ``serve`` runs it (in this process), its admin socket in a short path."""
+    socket_dir = Path(tempfile.mkdtemp(prefix="adm", dir="/tmp"))  # sun_path <= 107 bytes
+    port = free_port()
+    data = agent_config_for(idp, port, tmp_path / "state")
+    data["server"]["admin_socket"] = str(socket_dir / "admin.sock")
+    config = write_config(tmp_path / "agent.toml", data)
+    service = Service(settings_from_mapping(data, source=str(config)))
+    await service.start()
+    url = f"http://127.0.0.1:{port}"
+    probe = SignInClient(url, idp)
+    deadline = time.monotonic() + 15
+    while (await probe.get("/readyz"))[0] != 200:
+        assert time.monotonic() < deadline, "agent not ready"
+        await asyncio.sleep(0.05)
+    await probe.close()
+    try:
+        yield Running(service, config, socket_dir / "admin.sock", url)
+    finally:
+        await service.stop()
+        for leftover in socket_dir.iterdir():
+            leftover.unlink()
+        socket_dir.rmdir()
+
+
+async def cli(running: Running, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m agent sessions ...`` as root, in a thread (the agent serves in this loop)."""
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "agent", "sessions", *args,
+                         "--config", str(running.config)],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+
+
+async def signed_in(running: Running, idp: DevIdentityProvider, username: str) -> SignInClient:
+    client = SignInClient(running.url, idp)
+    await client.sign_in(username)
+    return client
+
+
+def as_nobody(path: Path) -> str:
+    """Fork; the child drops to nobody, asks the socket for the session list and reports."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: only system calls, then _exit
+        os.close(read_end)
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(10)
+                sock.connect(str(path))
+                sock.sendall(b"GET /sessions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = sock.recv(200).split(b"\r\n", 1)[0].decode()
+        except PermissionError:
+            answer = "EACCES"
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            answer = type(exc).__name__
+        os.write(write_end, answer.encode())
+        os._exit(0)
+    os.close(write_end)
+    try:
+        chunks = []
+        while chunk := os.read(read_end, 200):
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    return b"".join(chunks).decode()
+
+
+class TestSessionsCommand:
+    async def test_list_revalidate_and_revoke(self, running: Running,
+                                              idp: DevIdentityProvider) -> None:
+        """list shows who, role, method and times; revalidate asks Entra now (a disabled user
+        is out); revoke --upn ends one user's, revoke --all everyone's; each is audited."""
+        admin = await signed_in(running, idp, ADMIN)
+        reader = await signed_in(running, idp, READER)
+        analyst = await signed_in(running, idp, "analyst@contoso.example")
+        with capture_logs() as logs:
+            listing = await cli(running, "list")
+            assert 0 == listing.returncode, listing.stderr
+            lines = listing.stdout.splitlines()
+            assert ["UPN", "ROLE", "METHOD", "CREATED", "LAST", "SEEN", "LAST",
+                    "RE-VALIDATED"] == lines[0].split()
+            assert any(line.split()[:3] == [ADMIN, "admin", "sso"] for line in lines)
+            assert any(line.split()[:3] == [READER, "read_only", "sso"] for line in lines)
+            assert "3 sessions" == lines[-1]
+
+            disable_user(idp, READER)
+            again = await cli(running, "revalidate", "--upn", READER)
+            assert 0 == again.returncode, again.stderr
+            assert f"{READER}: revoked (invalid_grant)" in again.stdout
+            assert 401 == (await reader.get("/auth/check"))[0]
+
+            one = await cli(running, "revoke", "--upn", ADMIN)
+            assert (0, "revoked 1 session") == (one.returncode, one.stdout.strip())
+            assert 401 == (await admin.get("/auth/check"))[0]
+            assert 200 == (await analyst.get("/auth/check"))[0]
+
+            everyone = await cli(running, "revoke", "--all")
+            assert "revoked 1 session" == everyone.stdout.strip()
+            assert 401 == (await analyst.get("/auth/check"))[0]
+        admin_events = [e for e in logs if e["event"] == "sessions_admin"]
+        assert ["list", "revalidate", "revoke", "revoke"] == [e["action"] for e in admin_events]
+        assert {0} == {e["caller_uid"] for e in admin_events}
+        revoked = [(e["upn"], e["reason"]) for e in logs if e["event"] == "session_revoked"]
+        assert (READER, "invalid_grant") in revoked and (ADMIN, "admin_revoke") in revoked
+        for client in (admin, reader, analyst):
+            await client.close()
+
+    async def test_socket_is_private(self, running: Running) -> None:
+        """The socket is mode 0600, owned by the agent's user."""
+        info = os.stat(running.socket)
+        assert stat.S_ISSOCK(info.st_mode)
+        assert (0o600, os.geteuid()) == (stat.S_IMODE(info.st_mode), info.st_uid)
+
+    async def test_other_users_are_refused(self, running: Running) -> None:
+        """A process running as nobody cannot connect (0600); with the file opened up, the
+        SO_PEERCRED check still answers 403, audited with the caller's uid."""
+        os.chmod(running.socket.parent, 0o711)  # noqa: S103 - nobody may reach the socket
+        assert "EACCES" == await asyncio.to_thread(as_nobody, running.socket)
+        os.chmod(running.socket, 0o666)  # noqa: S103 - opened up on purpose: SO_PEERCRED
+        with capture_logs() as logs:
+            answer = await asyncio.to_thread(as_nobody, running.socket)
+        assert answer.startswith("HTTP/1.1 403")
+        refused = [e for e in logs if e["event"] == "sessions_admin"]
+        assert [(NOBODY, True)] == [(e["caller_uid"], e["refused"]) for e in refused]
+
+    async def test_without_a_running_agent_the_command_says_so(self, tmp_path: Path,
+                                                               idp: DevIdentityProvider) -> None:
+        """No socket: exit 1 and a hint to check the service."""
+        data = agent_config_for(idp, free_port(), tmp_path / "state")
+        empty = Path(tempfile.mkdtemp(prefix="adm", dir="/tmp"))
+        data["server"]["admin_socket"] = str(empty / "admin.sock")
+        config = write_config(tmp_path / "agent.toml", data)
+        result = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "agent", "sessions", "list",
+                             "--config", str(config)],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+        empty.rmdir()
+        assert 1 == result.returncode
+        assert "is sensor-sso-agent running" in result.stderr
