@@ -54,7 +54,9 @@ def demo_settings(idp: DevIdentityProvider, port: int, state_dir: Path,
                   "authority_host": idp.authority_host, "graph_url": idp.graph_url,
                   "ca_bundle": str(idp.ca_file)},
         "roles": DEMO_GROUPS,
-        "session": {"state_dir": str(state_dir)},
+        # Short, so that a change on the provider's directory page shows within seconds.
+        "session": {"state_dir": str(state_dir), "revalidate_interval": "15s",
+                    "revalidate_grace": "1m"},
         **local,
     }, source="<demo>")
 
@@ -105,7 +107,10 @@ async def serve_demo(port: int, ready: asyncio.Event | None = None,
         idp = DevIdentityProvider(
             tenant_id=DEMO_TENANT, client_id=DEMO_CLIENT,
             redirect_uris=[f"http://127.0.0.1:{port}/auth/sso/callback"], users=users,
-            state_dir=Path(tmp) / "idp", pages_over_http=True)
+            state_dir=Path(tmp) / "idp", pages_over_http=True,
+            frontchannel_logout_url=f"http://127.0.0.1:{port}/auth/sso/frontchannel-logout",
+            group_labels={gid: f"{role} group" for role, ids in DEMO_GROUPS.items()
+                          for gid in ids})
         await idp.start()
         accounts = Path(tmp) / "local-accounts"
         local_password = await asyncio.to_thread(break_glass_account, accounts)
@@ -119,7 +124,10 @@ async def serve_demo(port: int, ready: asyncio.Event | None = None,
                   f"  Open http://127.0.0.1:{port}/login in a browser on this machine.\n"
                   f"  Identity provider (local, Entra-like): {idp.pages_url} for the browser, "
                   f"{idp.url} for the agent\n"
-                  f"  Every demo password: {DEMO_PASSWORD}\n\n"
+                  f"  Every demo password: {DEMO_PASSWORD}\n"
+                  f"  Offboard someone (block sign-in, change groups, revoke, sign out "
+                  f"everywhere): {idp.pages_url}/directory\n"
+                  f"  The sensor re-validates sessions every 15 s in the demo.\n\n"
                   f"  {'user':34} {'role groups':28} notes", flush=True)
             for user in users:
                 print("  " + describe(user, DEMO_GROUPS), flush=True)

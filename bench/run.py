@@ -23,6 +23,7 @@ from .load import client_name, run_load
 from .nginx import console_pairs
 from .report import evaluate, table
 from .stack import (
+    REFRESH_TOKEN_CHARS,
     ROOT,
     AgentProcess,
     cpu_seconds,
@@ -35,9 +36,12 @@ from .stack import (
 
 COOKIE = "__Host-sensor_session"
 FULL: dict[str, Any] = {"seconds": 3.0, "warmup": 0.5, "repeats": 3, "sessions": 100_000,
-                        "sign_ins": 200, "sign_in_concurrency": 4, "token_seconds": 2.0}
+                        "sign_ins": 200, "sign_in_concurrency": 4, "token_seconds": 2.0,
+                        "revalidating_sessions": 300, "revalidate_window": 10.0}
 SMOKE: dict[str, Any] = {"seconds": 1.0, "warmup": 0.0, "repeats": 1, "sessions": 1_000,
-                         "sign_ins": 4, "sign_in_concurrency": 2, "token_seconds": 0.2}
+                         "sign_ins": 4, "sign_in_concurrency": 2, "token_seconds": 0.2,
+                         "revalidating_sessions": 20, "revalidate_window": 2.0}
+REVALIDATE_INTERVAL = 10.0  # the shortest allowed: 300 sessions = 9,000 at the default 5 min
 CONNECTIONS = (8, 64)
 
 
@@ -160,6 +164,35 @@ async def _sign_ins(agent: AgentProcess, idp: Any, tls: ssl.SSLContext,
     }
 
 
+async def _revalidating_agent(tmp: Path, idp: Any, port: int,
+                              p: dict[str, Any]) -> AgentProcess:
+    state = tmp / "state-c"
+    seed_sessions(state, p["revalidating_sessions"], refresh_tokens=True, idp=idp,
+                  interval=REVALIDATE_INTERVAL)
+    agent = AgentProcess(write_config(tmp / "c.toml", idp, port, state,
+                                      f'revalidate_interval = "{int(REVALIDATE_INTERVAL)}s"'),
+                         port, tmp / "agent-c.log")
+    agent.start()
+    await agent.wait_ready()
+    return agent
+
+
+async def _revalidation(agent: AgentProcess, idp: Any, tls: ssl.SSLContext,
+                        p: dict[str, Any]) -> dict[str, Any]:
+    """Agent CPU per re-validation: a quiet window where re-validation is all it does."""
+    await asyncio.sleep(1.0)
+    refreshes0, cpu0 = idp.requests["token_refresh"], agent.cpu_seconds()
+    await asyncio.sleep(p["revalidate_window"])
+    refreshes = idp.requests["token_refresh"] - refreshes0
+    cpu = agent.cpu_seconds() - cpu0
+    return {"sessions": p["revalidating_sessions"], "interval_s": REVALIDATE_INTERVAL,
+            "window_s": p["revalidate_window"], "refreshes": refreshes,
+            "per_s": round(refreshes / p["revalidate_window"], 1),
+            "agent_cpu_ms_per_revalidation": round(cpu * 1000 / refreshes, 2)
+            if refreshes else None,
+            "refreshes_before": idp.requests["token_refresh"]}
+
+
 async def run(smoke: bool) -> dict[str, Any]:
     p = SMOKE if smoke else FULL
     results: dict[str, Any] = {"mode": "smoke" if smoke else "full", "parameters": p,
@@ -197,9 +230,12 @@ async def run(smoke: bool) -> dict[str, Any]:
             agent.stop()
 
             # 2. many sessions, written into the journal before the agent starts.
+            # Every seeded session holds a refresh token of Entra's size; the interval is
+            # long enough that none is due while this phase runs.
             state_b = tmp / "state-b"
-            seeded_s = seed_sessions(state_b, p["sessions"])
-            agent = AgentProcess(write_config(tmp / "b.toml", idp, port, state_b), port,
+            seeded_s = seed_sessions(state_b, p["sessions"], refresh_tokens=True)
+            agent = AgentProcess(write_config(tmp / "b.toml", idp, port, state_b,
+                                              'revalidate_interval = "1h"'), port,
                                  tmp / "agent-b.log")
             agent.start()
             ready_many = await agent.wait_ready()
@@ -223,7 +259,30 @@ async def run(smoke: bool) -> dict[str, Any]:
                 "rss_idle_mib": rss_idle, "rss_with_sessions_mib": rss_after,
                 "rss_sessions_delta_mib": round(rss_after - rss_idle, 1),
                 "rss_right_after_restore_mib": rss_loaded,
-                "ready_s": round(ready, 3), "ready_with_sessions_s": round(ready_many, 3)}
+                "ready_s": round(ready, 3), "ready_with_sessions_s": round(ready_many, 3),
+                "refresh_token_chars": REFRESH_TOKEN_CHARS}
+            agent.stop()
+
+            # 3. re-validation running: sessions confirmed with the provider all the time.
+            agent = await _revalidating_agent(tmp, idp, port, p)
+            results["revalidation"] = await _revalidation(agent, idp, tls, p)
+            cookie_c = await sign_in(agent.url, idp, tls)
+            ceiling.terminate()
+            ceiling.wait(10)
+            ceiling = subprocess.Popen(  # noqa: S603, ASYNC220 - our module, fixed arguments
+                [sys.executable, "-m", "bench.ceiling", str(ceiling_port)], cwd=ROOT,
+                env={**os.environ, "BENCH_COOKIE": cookie_c})
+            await _wait_http(ceiling_url)
+            during = await _check_pair(agent_url, agent.pid, ceiling_url, ceiling.pid,
+                                       cookie_c, p)
+            refreshed = idp.requests["token_refresh"] - results["revalidation"]["refreshes_before"]
+            for name, row in during.items():
+                quiet = results["auth_check"][name]["ratio"]
+                row["vs_without_revalidation"] = (round(row["ratio"] / quiet, 3)
+                                                  if row["ratio"] and quiet else None)
+            results["auth_check_revalidating"] = {
+                "sessions": p["revalidating_sessions"], "interval_s": REVALIDATE_INTERVAL,
+                "refreshes_during_runs": refreshed, **during}
         finally:
             if ceiling is not None:
                 ceiling.terminate()

@@ -18,6 +18,7 @@ import aiohttp
 
 from agent.demo import DEMO_CLIENT, DEMO_GROUPS, DEMO_TENANT
 from agent.devidp import DEMO_PASSWORD, DevIdentityProvider, demo_users
+from agent.devidp.state import IssuedRefreshToken
 from agent.sessions import COOKIE_NAME, Session, session_key
 from agent.state import SessionJournal
 from tests.devidp_driver import complete_sign_in
@@ -41,7 +42,8 @@ def start_idp(port: int) -> DevIdentityProvider:
         users=demo_users(ROLE_GROUPS))
 
 
-def write_config(path: Path, idp: DevIdentityProvider, port: int, state_dir: Path) -> Path:
+def write_config(path: Path, idp: DevIdentityProvider, port: int, state_dir: Path,
+                 session_extra: str = "") -> Path:
     roles = "\n".join(f'{role} = ["{groups[0]}"]' for role, groups in ROLE_GROUPS.items())
     path.write_text(f"""\
 [server]
@@ -62,24 +64,48 @@ ca_bundle = "{idp.ca_file}"
 state_dir = "{state_dir}"
 # The benchmark signs everyone in from 127.0.0.1: lift the per-address start limit.
 sign_ins_per_minute_per_client = 1000000
+{session_extra}
 """)
     return path
 
 
-def seed_sessions(state_dir: Path, count: int) -> float:
+REFRESH_TOKEN_CHARS = 1100  # about the size of an Entra ID refresh token (opaque, base64url)
+
+
+def seed_sessions(state_dir: Path, count: int, refresh_tokens: bool = False,
+                  idp: DevIdentityProvider | None = None, interval: float = 0.0) -> float:
     """Write ``count`` live sessions into the agent's journal (its real persistence path,
-    ``SessionJournal.append`` of ``Session.record()``) before it starts; returns seconds."""
+    ``SessionJournal.append`` of ``Session.record()``) before it starts; returns seconds.
+
+    ``refresh_tokens``: each holds a refresh token of Entra's size. With ``idp`` they are
+    ``USER``'s and the provider honours them (re-validation succeeds), last confirmed at
+    random points of the past ``interval`` so that re-validation is spread from the start."""
     t0 = time.perf_counter()
     journal = SessionJournal(state_dir)
     journal.open()
     now = time.time()
+    user = idp.user_by_username(USER) if idp is not None else None
     batch: list[dict[str, object]] = []
     for i in range(count):
+        token = None
+        if refresh_tokens:
+            token = "0.A" + secrets.token_urlsafe(REFRESH_TOKEN_CHARS * 3 // 4)[
+                :REFRESH_TOKEN_CHARS - 3]
+        if idp is not None and user is not None and token is not None:
+            idp.refresh_tokens[token] = IssuedRefreshToken(
+                oid=user.oid, client_id=CLIENT, scope=f"openid profile offline_access "
+                f"{idp.graph_url}/.default", session_state=f"sid-{i}", auth_time=now,
+                granted_at=now, expires_at=now + 86400)
         batch.append(Session(
-            key=session_key(secrets.token_urlsafe(32)), upn=f"user{i}@contoso.example",
-            given_name="Bench", family_name=f"User {i}", oid=f"{i:08d}-0000-4000-8000-bench",
-            role="read_only", groups=(ROLE_GROUPS["read_only"][0],), auth_time=now,
-            created=now, last_seen=now, csrf_token=secrets.token_urlsafe(32)).record())
+            key=session_key(secrets.token_urlsafe(32)),
+            upn=user.username if user else f"user{i}@contoso.example",
+            given_name="Bench", family_name=f"User {i}",
+            oid=user.oid if user else f"{i:08d}-0000-4000-8000-bench",
+            role="admin" if user else "read_only",
+            groups=(ROLE_GROUPS["admin" if user else "read_only"][0],), auth_time=now,
+            created=now, last_seen=now, csrf_token=secrets.token_urlsafe(32),
+            refresh_token=token, sid=f"sid-{i}" if token else None,
+            revalidated=now - interval * secrets.randbelow(1000) / 1000).record())
         if len(batch) == 10_000:
             journal.append(batch)
             batch = []

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import authorize, graph, metadata, signout, tokens
+from . import authorize, directory, graph, metadata, signout, tokens
 from .certs import TlsMaterial, make_tls_material
 from .state import ProviderState
 
@@ -83,7 +83,7 @@ class DevIdentityProvider(ProviderState):
 
     def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[_security_headers])
-        for module in (metadata, authorize, tokens, signout, graph):
+        for module in (metadata, authorize, tokens, signout, graph, directory):
             app.add_routes(module.routes(self))
         return app
 

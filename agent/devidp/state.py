@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -139,6 +140,8 @@ class ProviderState:
     pages_over_http: bool = False
     # The app registration's "Front-channel logout URL" (loaded with ?sid= on sign-out).
     frontchannel_logout_url: str | None = None
+    # Group object id → the name the directory page shows (the demo's role groups).
+    group_labels: dict[str, str] = field(default_factory=dict)
     # Misbehaviour (reset_misbehaviour clears it).
     faults: FaultMap = field(default_factory=FaultMap, init=False)
     token_tweaks: TokenTweaks = field(default_factory=TokenTweaks, init=False)
@@ -167,6 +170,8 @@ class ProviderState:
     http_port: int | None = field(default=None, init=False)
     templates: jinja2.Environment = field(default_factory=_templates, init=False, repr=False)
     _foreign_key: SigningKey | None = field(default=None, init=False, repr=False)
+    directory_token: str = field(default_factory=lambda: secrets.token_urlsafe(24),
+                                 init=False, repr=False)  # the directory page's forms
 
     def __post_init__(self) -> None:
         self.redirect_uris = list(self.redirect_uris)

@@ -15,7 +15,7 @@ Smoke = tuple[dict[str, Any], str]
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = {"mode", "parameters", "machine", "auth_check", "sign_in",
             "auth_check_many_sessions", "resources", "id_token", "targets",
-            "console_through_nginx"}
+            "console_through_nginx", "revalidation", "auth_check_revalidating"}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Smoke:
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
     done = subprocess.run(  # noqa: S603 - our own module, fixed arguments
         [sys.executable, "-m", "bench", "--smoke", "--out", str(out)], cwd=ROOT,
-        capture_output=True, text=True, timeout=100, check=False)
+        capture_output=True, text=True, timeout=150, check=False)
     assert 0 == done.returncode, done.stderr[-3000:]
     return json.loads(out.read_text()), done.stdout
 
@@ -66,10 +66,19 @@ class TestBenchmarkSmoke:
         assert smoke[0]["parameters"]["sessions"] == many["restored_by_agent"]
         assert 0 == many["c64"]["agent"]["bad_responses"]
 
+    def test_revalidation_ran_beside_auth_check(self, smoke: Smoke) -> None:
+        """Sessions were re-validated (CPU per re-validation measured) while /auth/check ran,
+        and every /auth/check answer was good."""
+        assert smoke[0]["revalidation"]["refreshes"] > 0
+        assert smoke[0]["revalidation"]["agent_cpu_ms_per_revalidation"] is not None
+        during = smoke[0]["auth_check_revalidating"]
+        assert during["refreshes_during_runs"] > 0
+        assert 0 == during["c64"]["agent"]["bad_responses"]
+
     def test_every_target_is_judged(self, smoke: Smoke) -> None:
         """Each of the issue's targets (two judged also by CPU) has a value and a verdict."""
         targets = smoke[0]["targets"]
-        assert 13 == len(targets)
+        assert 14 == len(targets)
         assert all(t["met"] in (True, False) for t in targets)
 
     def test_table_printed(self, smoke: Smoke) -> None:

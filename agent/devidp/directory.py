@@ -1,0 +1,70 @@
+"""The provider's directory page: what an Entra administrator does to offboard someone.
+
+``GET /directory`` lists the users; its forms ``POST /directory`` one change at a time —
+block or allow sign-in, move the user to another labelled group, revoke the user's sessions,
+sign the user out everywhere (which loads the registered front-channel logout URL) — and
+come back to the page saying what was done. The forms carry a token only this page knows.
+For the demo and tests on loopback only, like the rest of the provider.
+"""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from .endpoint import bind
+from .refresh import disable_user, revoke_sessions, set_groups, sign_out_everywhere
+from .state import ProviderState
+
+ACTIONS = ("disable", "enable", "move", "revoke", "sign_out_everywhere")
+
+
+def routes(state: ProviderState) -> list[web.RouteDef]:
+    return [bind(state, "GET", "/directory", page), bind(state, "POST", "/directory", change)]
+
+
+async def page(state: ProviderState, request: web.Request) -> web.StreamResponse:
+    state.requests["directory"] += 1
+    rows = []
+    for user in state.users:
+        labelled = [state.group_labels[g] for g in user.groups if g in state.group_labels]
+        rows.append({"username": user.username, "name": user.name, "disabled": user.disabled,
+                     "groups": ", ".join(labelled) or "no labelled group",
+                     "other_groups": sum(g not in state.group_labels for g in user.groups)})
+    return state.render("directory.html", users=rows, labels=sorted(
+        state.group_labels.items(), key=lambda kv: kv[1]), token=state.directory_token,
+        done=request.query.get("done", "")[:200], app_name=state.app_name)
+
+
+async def change(state: ProviderState, request: web.Request) -> web.StreamResponse:
+    """One directory change from the page's form; 303 back with what happened."""
+    state.requests["directory_change"] += 1
+    form = {k: str(v) for k, v in (await request.post()).items()}
+    if not hmac.compare_digest(form.get("token", "").encode(), state.directory_token.encode()):
+        return state.error_page(None, "This form is stale: reload the directory page.",
+                                status=403)
+    action, username = form.get("action", ""), form.get("username", "")
+    user = state.user_by_username(username)
+    if action not in ACTIONS or user is None:
+        return state.error_page(None, "Unknown action or user.", status=400)
+    if action in ("disable", "enable"):
+        disable_user(state, user.username, disabled=action == "disable")
+        done = f"{user.username}: sign-in {'blocked' if action == 'disable' else 'allowed'}"
+    elif action == "move":
+        group = form.get("group", "")
+        if group and group not in state.group_labels:
+            return state.error_page(None, "Unknown group.", status=400)
+        kept = [g for g in user.groups if g not in state.group_labels]
+        set_groups(state, user.username, kept + ([group] if group else []))
+        done = f"{user.username}: now in {state.group_labels.get(group, 'no labelled group')}"
+    elif action == "revoke":
+        revoke_sessions(state, user.username)
+        done = f"{user.username}: sessions revoked"
+    else:
+        answered = await sign_out_everywhere(state, user.username)
+        done = f"{user.username}: signed out everywhere ({len(answered)} front-channel " \
+               "sign-out" + ("s" if len(answered) != 1 else "") + " sent)"
+    return web.Response(status=303, headers={"Location": "/directory?" + urlencode(
+        {"done": done})})
