@@ -1,12 +1,16 @@
 """Life after sign-in: Entra ID confirms every SSO session at least once per interval.
 
 Each session that holds a refresh token is re-validated in the background at a random point
-in the last quarter of its ``[session] revalidate_interval`` (so sessions created together do
-not stay together), a few at a time: the refresh token is redeemed through MSAL (SPA with the
-``Origin`` header, Web with the client credential), the new ID token is validated like a
-sign-in's (no nonce: Entra puts none in a refreshed one) and must name the same user, the
-names and groups are read again (Graph ``checkMemberGroups`` on overage or when the token
-carries no groups) and the role is decided again:
+between 75 % and 87.5 % of its ``[session] revalidate_interval`` after the last one (so
+sessions created together do not stay together), a few at a time. The schedule is read in
+slices, a whole pass every eighth of an interval, so that 100,000 sessions never hold the
+event loop for more than a fraction of a millisecond per tick.
+
+A re-validation redeems the refresh token through MSAL (SPA with the ``Origin`` header, Web
+with the client credential), validates the new ID token like a
+sign-in's (no nonce: Entra puts none in a refreshed one; it must name the same user), reads
+the names and groups again (Graph ``checkMemberGroups`` on overage or when the token
+carries no groups) and decides the role again:
 
 * no role → the session ends at once (``session_revoked``, reason ``no_role``);
 * ``invalid_grant`` (disabled, revoked, Conditional Access, the SPA's 24-hour limit ...) →
@@ -45,6 +49,8 @@ audit = structlog.get_logger("agent.audit")
 CONCURRENCY = 4  # refreshes in flight at once (each holds a thread while MSAL waits)
 FIRST_RETRY = 10.0  # seconds after Entra ID first failed; doubles up to the interval
 MAX_RETRY_AFTER = 3600.0
+PASSES_PER_INTERVAL = 8  # the schedule is read through this often: never late by more
+MIN_SLICE = 500  # sessions looked at per tick at least
 
 # What the AADSTS code of an ``invalid_grant`` on refresh means, in plain words.
 AADSTS_REASONS = {
@@ -99,6 +105,8 @@ class Revalidator:
         self._backoff = 0.0
         self._unavailable_since: float | None = None
         self._in_flight: set[str] = set()
+        self._pass: list[Session] = []  # the rest of the current pass through the sessions
+        self._pass_size = 0
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self.completed = 0  # re-validations that reached Entra ID and came back (for the bench)
@@ -106,12 +114,22 @@ class Revalidator:
     # ----- schedule -----------------------------------------------------------------------
 
     def _schedule(self, session: Session, after: float) -> None:
-        """Next look in the last quarter of an interval from ``after``: spread, never late."""
-        session.next_revalidation = after + self.interval * self.rng.uniform(0.75, 1.0)
+        """Next look at 75-87.5 % of an interval from ``after``: spread, and with a pass
+        through the schedule every eighth of an interval, never later than the interval."""
+        session.next_revalidation = after + self.interval * self.rng.uniform(
+            0.75, 1 - 1 / PASSES_PER_INTERVAL)
 
     def due(self, now: float) -> list[Session]:
+        """The due sessions in this tick's slice of the current pass."""
+        if not self._pass:
+            self._pass = self.sessions.live()
+            self._pass_size = len(self._pass)
+        ticks_per_pass = max(1.0, self.interval / PASSES_PER_INTERVAL / self.tick)
+        size = max(MIN_SLICE, int(self._pass_size / ticks_per_pass) + 1)
+        part = self._pass[-size:]
+        del self._pass[-size:]
         found = []
-        for session in self.sessions.live():
+        for session in part:
             if session.refresh_token is None or session.key in self._in_flight:
                 continue
             if not session.next_revalidation:
@@ -132,7 +150,9 @@ class Revalidator:
                 await asyncio.wait_for(self._wake.wait(), self.tick)
             self._wake.clear()
             if self.directory.ready and self.clock() >= self.paused_until:
-                await self._run(self.due(self.clock()), forced=False)
+                due = self.due(self.clock())
+                if due:
+                    await self._run(due, forced=False)
 
     async def revalidate_now(self, upn: str | None = None) -> list[Outcome]:
         """Re-validate every session (or one user's) at once, waiting for the answers."""
