@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from agent.devidp import Fault
 from agent.devidp.refresh import disable_user, revoke_sessions, set_groups
 from agent.web import keys
-from tests.harness import ROLE_GROUPS, Browser, Stack, make_stack
+from tests.harness import ROLE_GROUPS, Browser, Stack, StackFactory, make_stack
 
 INTERVAL = 10.0
 GRACE = 60.0
@@ -242,3 +242,58 @@ class TestRefreshTokenKept:
             return await check_status(browser) == 401
 
         await eventually(out, "the restored session is re-validated and ends")
+
+
+class TestPlatformsAndThrottling:
+    async def test_web_platform_refreshes_with_its_secret(self, tmp_path: Path,
+                                                          new_stack: StackFactory) -> None:
+        """A Web platform app refreshes with the client secret and no Origin; a disabled
+        user is out after one interval as with an SPA."""
+        secret = tmp_path / "client-secret"
+        secret.write_text("s3cr3t-value~from-the-portal\n")
+
+        def web_app(data: dict[str, Any]) -> None:
+            short_intervals(data)
+            data["entra"].update(platform="web", client_secret_file=str(secret))
+
+        stack = await new_stack(idp_options={"spa": False,
+                                             "client_secret": "s3cr3t-value~from-the-portal"},
+                                config=web_app)
+        browser = await signed_in(stack, "analyst@contoso.example")
+        disable_user(stack.idp, "analyst@contoso.example")
+        await one_interval_later(stack)
+
+        async def out() -> bool:
+            return await check_status(browser) == 401
+
+        await eventually(out, "the disabled user's session ends")
+        assert stack.idp.requests["token_refresh"] >= 1
+        assert stack.idp.last_token_origin is None
+
+    async def test_retry_after_is_honoured(self, rstack: Stack) -> None:
+        """A 429 with Retry-After: 120 → no refresh before 120 s have passed, one after."""
+        await signed_in(rstack, "analyst@contoso.example")
+        await signed_in(rstack, "reader@contoso.example")
+        rstack.idp.faults["token"] = Fault(status=429, body=b'{"error":"temporarily_unavailable"}',
+                                           headers={"Retry-After": "120"}, times=1)
+        tries = rstack.idp.requests["token"]
+        await one_interval_later(rstack)
+
+        async def tried() -> bool:
+            return rstack.idp.requests["token"] > tries
+
+        await eventually(tried, "a refresh was attempted")
+        assert rstack.app is not None
+        revalidator = rstack.app[keys.REVALIDATOR]
+        assert revalidator.paused_until >= rstack.clock() + 119
+        after_429 = rstack.idp.requests["token"]
+        for _ in range(3):  # 60 s later, three wake-ups: still waiting
+            await one_interval_later(rstack, 20)
+            await asyncio.sleep(0.2)
+        assert after_429 == rstack.idp.requests["token"]
+        await one_interval_later(rstack, 61)
+
+        async def resumed() -> bool:
+            return rstack.idp.requests["token"] > after_429
+
+        await eventually(resumed, "re-validation resumes after Retry-After")
