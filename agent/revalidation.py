@@ -230,7 +230,8 @@ class Revalidator:
         self._recovered()
         now = self.clock()
         session.refresh_token = redemption.refresh_token or token
-        session.upn = profile["upn"]
+        # The UPN stays the one of the sign-in: the store indexes sessions by it (a renamed
+        # user shows the new UPN from the next sign-in on). Names follow the directory.
         session.given_name = profile["given_name"]
         session.family_name = profile["family_name"]
         before = session.apply_role(decision.role.id, decision.matched_groups)
