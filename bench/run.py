@@ -179,15 +179,22 @@ async def _revalidating_agent(tmp: Path, idp: Any, port: int,
 
 async def _revalidation(agent: AgentProcess, idp: Any, tls: ssl.SSLContext,
                         p: dict[str, Any]) -> dict[str, Any]:
-    """Agent CPU per re-validation: a quiet window where re-validation is all it does."""
+    """Agent CPU per re-validation: a quiet window where re-validation is all it does (at
+    least ``revalidate_window`` seconds, longer until a few re-validations happened)."""
     await asyncio.sleep(1.0)
     refreshes0, cpu0 = idp.requests["token_refresh"], agent.cpu_seconds()
-    await asyncio.sleep(p["revalidate_window"])
-    refreshes = idp.requests["token_refresh"] - refreshes0
+    t0 = time.perf_counter()
+    while True:
+        await asyncio.sleep(0.25)
+        elapsed = time.perf_counter() - t0
+        refreshes = idp.requests["token_refresh"] - refreshes0
+        if elapsed >= p["revalidate_window"] and refreshes >= 3 or \
+                elapsed >= 4 * REVALIDATE_INTERVAL:
+            break
     cpu = agent.cpu_seconds() - cpu0
     return {"sessions": p["revalidating_sessions"], "interval_s": REVALIDATE_INTERVAL,
-            "window_s": p["revalidate_window"], "refreshes": refreshes,
-            "per_s": round(refreshes / p["revalidate_window"], 1),
+            "window_s": round(elapsed, 2), "refreshes": refreshes,
+            "per_s": round(refreshes / elapsed, 1),
             "agent_cpu_ms_per_revalidation": round(cpu * 1000 / refreshes, 2)
             if refreshes else None,
             "refreshes_before": idp.requests["token_refresh"]}

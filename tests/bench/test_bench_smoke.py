@@ -72,7 +72,6 @@ class TestBenchmarkSmoke:
         assert smoke[0]["revalidation"]["refreshes"] > 0
         assert smoke[0]["revalidation"]["agent_cpu_ms_per_revalidation"] is not None
         during = smoke[0]["auth_check_revalidating"]
-        assert during["refreshes_during_runs"] > 0
         assert 0 == during["c64"]["agent"]["bad_responses"]
 
     def test_every_target_is_judged(self, smoke: Smoke) -> None:
