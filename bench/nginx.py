@@ -25,6 +25,16 @@ from .stack import ROOT, cpu_seconds, free_port
 SHIPPED = ROOT / "config" / "nginx"
 CONNECTIONS = 32
 COOKIE = "__Host-sensor_session"
+# What a browser sends with a console page request (besides Host), so nginx and the agent
+# see a realistic request: the console's own cookie beside the session's.
+BROWSER = {
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "Chrome/131.0.0.0 Safari/537.36",
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Accept-Language": "en-US,en;q=0.9",
+    "Accept-Encoding": "gzip, deflate, br",
+    "Referer": "https://sensor-01.plant.example/overview",
+}
 
 
 def find_nginx() -> str | None:
@@ -125,7 +135,7 @@ class Nginx:
 
 async def _run(url: str, cookie: str, p: dict[str, Any], nginx_pid: int,
                agent_pid: int) -> dict[str, Any]:
-    headers = {"Cookie": f"{COOKIE}={cookie}"}
+    headers = {**BROWSER, "Cookie": f"theme=dark; {COOKIE}={cookie}"}
     if p["warmup"]:
         await run_load(url, headers, CONNECTIONS, p["warmup"])
     n0, a0 = cpu_seconds(nginx_pid), cpu_seconds(agent_pid)

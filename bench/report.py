@@ -49,6 +49,8 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
         _target("RSS added by the sessions (MiB)", res["rss_sessions_delta_mib"], "<= 64",
                 res["rss_sessions_delta_mib"] <= 64),
         _target("start to /readyz 200 (s)", res["ready_s"], "<= 1.5", res["ready_s"] <= 1.5),
+        _target("start to /readyz 200 with the sessions to restore (s)",
+                res["ready_with_sessions_s"], "<= 1.5", res["ready_with_sessions_s"] <= 1.5),
     ]
 
 
