@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.needs import unavailable
+
 Smoke = tuple[dict[str, Any], str]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +48,7 @@ class TestBenchmarkSmoke:
         /auth/check cache: every console request answered 200."""
         nginx = smoke[0]["console_through_nginx"]
         if "skipped" in nginx:
-            pytest.skip(nginx["skipped"])
+            unavailable(nginx["skipped"])
         for name in ("no_cache", "check_cache"):
             row = nginx[name]
             assert {"auth_request", "without", "ratio"} == set(row)

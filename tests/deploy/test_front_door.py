@@ -13,7 +13,6 @@ import contextlib
 import json
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -27,10 +26,14 @@ import pytest
 from agent.devidp import DevIdentityProvider
 from agent.sessions import COOKIE_NAME
 from tests.deploy.support import REPO, AgentProcess, SignInClient, free_port
-from tests.deploy.test_nginx import NGINX, start_console, wait_listening, write_nginx_conf
+from tests.deploy.test_nginx import NGINX, nginx_in_front, start_console
 from tests.harness import CLIENT, ROLE_GROUPS, TENANT
+from tests.needs import need
 
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+
+@pytest.fixture(autouse=True)
+def _nginx_installed() -> None:
+    need(NGINX, "nginx is not installed (Debian package nginx-light; .ci/run installs it)")
 
 EXAMPLE = REPO / "config" / "agent.example.toml"
 READER = "reader@contoso.example"
@@ -89,20 +92,11 @@ async def deployment(tmp_path: Path, idp: DevIdentityProvider) -> AsyncIterator[
     agent = AgentProcess(config, agent_port, argv=[
         prlimit, "--nofile=1024:1024", sys.executable, "-m", "agent", "serve",
         "--config", str(config)])
-    conf_dir = tmp_path / "nginx"
-    conf_dir.mkdir()
-    conf = write_nginx_conf(conf_dir, port, agent_port, console_port)
-    nginx = await asyncio.create_subprocess_exec(
-        NGINX, "-p", str(conf_dir), "-c", str(conf), "-e", str(conf_dir / "error.log"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        await wait_listening(port, nginx, conf_dir)
-        await agent.wait_healthy()
-        yield Deployment(public, agent, idp, conf_dir / "error.log")
+        async with nginx_in_front(tmp_path, port, agent_port, console_port) as conf_dir:
+            await agent.wait_healthy()
+            yield Deployment(public, agent, idp, conf_dir / "error.log")
     finally:
-        if nginx.returncode is None:
-            nginx.terminate()
-            await nginx.wait()
         agent.kill()
         await console.cleanup()
 

@@ -122,6 +122,21 @@ async def front(tmp_path: Path, idp: DevIdentityProvider) -> AsyncIterator[Front
     agent = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await agent.setup()
     await web.TCPSite(agent, "127.0.0.1", agent_port).start()
+    try:
+        async with nginx_in_front(tmp_path, port, agent_port, console_port):
+            await wait_agent_ready(f"http://127.0.0.1:{agent_port}")
+            yield Front(f"http://127.0.0.1:{port}", seen, agent_port)
+    finally:
+        await agent.cleanup()
+        await console.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def nginx_in_front(tmp_path: Path, port: int, agent_port: int,
+                         console_port: int) -> AsyncIterator[Path]:
+    """Real nginx with the shipped snippets on ``port`` (config and error.log in the
+    yielded folder), listening when entered, stopped on exit."""
+    assert NGINX is not None
     conf_dir = tmp_path / "nginx"
     conf_dir.mkdir()
     conf = write_nginx_conf(conf_dir, port, agent_port, console_port)
@@ -130,8 +145,7 @@ async def front(tmp_path: Path, idp: DevIdentityProvider) -> AsyncIterator[Front
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await wait_listening(port, nginx, conf_dir)
-        await wait_agent_ready(f"http://127.0.0.1:{agent_port}")
-        yield Front(f"http://127.0.0.1:{port}", seen, agent_port)
+        yield conf_dir
     finally:
         if nginx.returncode is None:
             nginx.terminate()
@@ -140,8 +154,6 @@ async def front(tmp_path: Path, idp: DevIdentityProvider) -> AsyncIterator[Front
             except TimeoutError:
                 nginx.kill()
                 await nginx.wait()
-        await agent.cleanup()
-        await console.cleanup()
 
 
 async def wait_listening(port: int, proc: asyncio.subprocess.Process, conf_dir: Path) -> None:

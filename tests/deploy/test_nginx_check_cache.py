@@ -31,6 +31,7 @@ from tests.deploy.test_nginx import (
     wait_agent_ready,
     wait_listening,
 )
+from tests.needs import need
 
 # The window is 5 s as shipped; 60 s here so that no test depends on how fast the machine is.
 WINDOW_AS_SHIPPED, WINDOW_IN_TESTS = "proxy_cache_valid 200 5s;", "proxy_cache_valid 200 60s;"
@@ -53,8 +54,7 @@ class CachedFront:
 
 @pytest.fixture
 async def front(tmp_path: Path, idp: DevIdentityProvider) -> AsyncIterator[CachedFront]:
-    if NGINX is None:
-        pytest.skip("nginx is not installed")
+    need(NGINX, "nginx is not installed (Debian package nginx-light; .ci/run installs it)")
     seen: list[dict[str, str]] = []
     console, console_port = await start_console(seen)
     port, agent_port = free_port(), free_port()

@@ -4,10 +4,8 @@ audit line), and a clear 503 while the agent is down."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,11 +24,10 @@ from tests.clock import Clock
 from tests.deploy.support import SignInClient, agent_config_for, free_port
 from tests.deploy.test_nginx import (
     NGINX,
+    nginx_in_front,
     plain_get,
     start_console,
     wait_agent_ready,
-    wait_listening,
-    write_nginx_conf,
 )
 from tests.devidp_driver import complete_sign_in
 from tests.harness import PASSWORD
@@ -71,12 +68,6 @@ async def site(tmp_path: Path, idp: DevIdentityProvider, *, agent: bool = True,
                                access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", agent_port).start()
-    conf_dir = tmp_path / "nginx"
-    conf_dir.mkdir()
-    conf = write_nginx_conf(conf_dir, port, agent_port, console_port)
-    nginx = await asyncio.create_subprocess_exec(
-        NGINX, "-p", str(conf_dir), "-c", str(conf), "-e", str(conf_dir / "error.log"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     async def stop_agent() -> None:
         nonlocal runner
@@ -85,15 +76,12 @@ async def site(tmp_path: Path, idp: DevIdentityProvider, *, agent: bool = True,
             runner = None
 
     try:
-        await wait_listening(port, nginx, conf_dir)
-        if agent:
-            await wait_agent_ready(f"http://127.0.0.1:{agent_port}")
-        yield Site(f"http://127.0.0.1:{port}", seen, clock, stop_agent,
-                   f"http://127.0.0.1:{agent_port}")
+        async with nginx_in_front(tmp_path, port, agent_port, console_port):
+            if agent:
+                await wait_agent_ready(f"http://127.0.0.1:{agent_port}")
+            yield Site(f"http://127.0.0.1:{port}", seen, clock, stop_agent,
+                       f"http://127.0.0.1:{agent_port}")
     finally:
-        if nginx.returncode is None:
-            nginx.terminate()
-            await nginx.wait()
         await stop_agent()
         if console:
             await console_runner.cleanup()

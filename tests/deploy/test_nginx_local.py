@@ -4,7 +4,6 @@ the console learns ``X-Auth-Request-Method: local`` (a browser's own header is o
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,9 +18,8 @@ from tests.deploy.support import agent_config_for, free_port
 from tests.deploy.test_nginx import (
     NGINX,
     Front,
+    nginx_in_front,
     start_console,
-    wait_listening,
-    write_nginx_conf,
 )
 from tests.local.helpers import LOCAL_ADMIN, LOCAL_PASSWORD, accounts_file, csrf_token, has_form
 from tests.needs import need
@@ -45,19 +43,10 @@ async def down_front(tmp_path: Path, idp: DevIdentityProvider) -> AsyncIterator[
                           shutdown_timeout=0.5)
     await agent.setup()
     await web.TCPSite(agent, "127.0.0.1", agent_port).start()
-    conf_dir = tmp_path / "nginx"
-    conf_dir.mkdir()
-    conf = write_nginx_conf(conf_dir, port, agent_port, console_port)
-    nginx = await asyncio.create_subprocess_exec(
-        NGINX, "-p", str(conf_dir), "-c", str(conf), "-e", str(conf_dir / "error.log"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        await wait_listening(port, nginx, conf_dir)
-        yield Front(f"http://127.0.0.1:{port}", seen, agent_port)
+        async with nginx_in_front(tmp_path, port, agent_port, console_port):
+            yield Front(f"http://127.0.0.1:{port}", seen, agent_port)
     finally:
-        if nginx.returncode is None:
-            nginx.terminate()
-            await nginx.wait()
         await agent.cleanup()
         await console.cleanup()
 
