@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Stack, StackFactory, make_stack
+from agent.devidp import DevIdentityProvider, demo_users
+from tests.harness import CLIENT, ROLE_GROUPS, TENANT, Stack, StackFactory, make_stack
 
 
 @pytest.fixture
@@ -32,3 +33,14 @@ async def new_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
 async def stack(new_stack: StackFactory) -> Stack:
     """The local identity provider and the agent on loopback, ready, with the demo users."""
     return await new_stack()
+
+
+@pytest.fixture
+async def idp() -> AsyncIterator[DevIdentityProvider]:
+    """The local identity provider with the demo users, no redirect URIs registered (the
+    deployment and behind-nginx tests register their own). Sub-folders may override it."""
+    provider = DevIdentityProvider(tenant_id=TENANT, client_id=CLIENT, redirect_uris=[],
+                                   users=demo_users(ROLE_GROUPS))
+    await provider.start()
+    yield provider
+    await provider.stop()

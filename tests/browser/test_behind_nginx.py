@@ -3,27 +3,16 @@ opened by IP address or another name, a deep link, a role that is too low, and a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from agent.devidp import DevIdentityProvider, demo_users
+from agent.devidp import DevIdentityProvider
 from tests.browser.conftest import Chromium
 from tests.browser.pages import enter_credentials
 from tests.deploy.test_nginx_day_two import UNAVAILABLE, site
-from tests.harness import CLIENT, ROLE_GROUPS, TENANT
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-async def idp() -> AsyncIterator[DevIdentityProvider]:
-    provider = DevIdentityProvider(tenant_id=TENANT, client_id=CLIENT, redirect_uris=[],
-                                   users=demo_users(ROLE_GROUPS))
-    await provider.start()
-    yield provider
-    await provider.stop()
 
 
 async def test_opened_under_another_name_a_deep_link_ends_signed_in_on_that_page(
