@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 import ssl
 import time
@@ -61,10 +62,28 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel hands out for ":0" can be taken
+# by one of the thousands of client sockets the floods open between this check and the
+# server's bind ("address already in use"); a port below the range is never a client's.
+_PORTS = range(20000, 32768)
+_handed: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port on 127.0.0.1 that nothing listens on, not handed out before in this run."""
+    if len(_handed) > len(_PORTS) // 2:
+        _handed.clear()
+    while True:
+        port = random.choice(_PORTS)
+        if port in _handed:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed.add(port)
+        return port
 
 
 def agent_config(idp: DevIdentityProvider, port: int, state_dir: Path,
