@@ -19,18 +19,12 @@ from .frontchannel import SIGNED_OUT_COOKIE, SIGNED_OUT_MAX_AGE
 from .host import elsewhere
 from .local import local_form, not_ready_text, set_csrf_cookie
 from .pages import error_page, login_page, plain_error_page, render, role_refused_page
+from .peer import client_address
 from .refusals import SIGN_IN_PAGE, sign_in_location
 
 audit = structlog.get_logger("agent.audit")
 
 BINDING_COOKIE = "__Host-sso_signin"
-
-
-def client_address(request: web.Request) -> str:
-    """The TCP peer, or the address a trusted proxy forwarded (see agent/clientaddr.py)."""
-    forwarded = request.headers.getall("X-Forwarded-For", None)
-    return request.app[keys.PROXY_TRUST].client(
-        request.remote, ",".join(forwarded) if forwarded else None)
 
 
 def redirect(location: str, status: int = 302) -> web.Response:

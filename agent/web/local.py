@@ -10,6 +10,7 @@ from ..local.signin import CSRF_COOKIE, LocalSignInRefused
 from ..sessions import COOKIE_NAME
 from . import keys
 from .pages import LocalForm, login_page
+from .peer import client_address
 
 _FIELDS = ("username", "password", "csrf_token", "next")
 MESSAGES = {
@@ -69,8 +70,6 @@ async def _fields(request: web.Request) -> dict[str, str]:
 
 
 async def local_sign_in(request: web.Request) -> web.StreamResponse:
-    from .handlers import client_address
-
     fields = await _fields(request)
     local = request.app[keys.LOCAL]
     settings = request.app[keys.SETTINGS]
