@@ -39,10 +39,10 @@ from .entra.discovery import TenantDirectory
 from .entra.graph import GraphClient
 from .entra.tokens import validate_id_token
 from .errors import IdentityProviderUnavailable, SignInError, SignInRefused
+from .identity import read_groups, read_profile
 from .roles import decide_role
 from .sessions import Session, SessionStore
 from .settings import Settings
-from .signin import read_groups, read_profile
 
 audit = structlog.get_logger("agent.audit")
 

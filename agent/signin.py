@@ -3,9 +3,9 @@
 ``SignIn.start`` creates a pending sign-in bound to the browser and returns the authorization
 URL. ``SignIn.complete`` checks the authorization response (state, browser binding, RFC 9207
 ``iss``, ``error=``), redeems the code through MSAL off the event loop, validates the ID token,
-gathers the required attributes and groups (Graph when the token lacks them), decides the
-role and stores a new session. Every refusal raises a ``SignInError`` with a reason code and
-is written to the audit log.
+gathers the required attributes and groups (``identity.py``: Graph when the token lacks them),
+decides the role and stores a new session. Every refusal raises a ``SignInError`` with a
+reason code and is written to the audit log.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from multidict import MultiMapping
 
 from .entra.client import EntraClient, aadsts_code, nonce_hash
 from .entra.discovery import TenantDirectory
-from .entra.graph import GraphClient, text_or_none
+from .entra.graph import GraphClient
 from .entra.tokens import validate_id_token
 from .errors import (
     IdentityProviderUnavailable,
@@ -33,9 +33,10 @@ from .errors import (
     SignInRejected,
     StateUnavailable,
 )
+from .identity import read_groups, read_profile
 from .logging import AuditBursts
 from .pending import PendingSignIn, PendingSignIns, binding_hash
-from .roles import ROLES, configured_groups, decide_role
+from .roles import ROLES, decide_role
 from .sessions import Session, SessionStore, StateUnwritable
 from .settings import Settings, is_local_path
 
@@ -43,9 +44,6 @@ audit = structlog.get_logger("agent.audit")
 
 _MAX_PARAM = 4096
 _MAX_QUERY = 8192
-_MAX_ATTRIBUTE = 256  # characters of a name or UPN (Entra's own limits: 64 and 113)
-_ATTRIBUTE_NAMES = {"given_name": "First name", "family_name": "Last name",
-                    "upn": "User principal name"}
 
 
 @dataclass(frozen=True)
@@ -207,8 +205,9 @@ class SignIn:
             leeway=self.settings.entra.clock_skew)
         try:
             self._check_step_up(claims)
-            profile = await self._profile(claims, redemption.access_token)
-            groups = await self._groups(claims, redemption.access_token)
+            profile = await read_profile(claims, redemption.access_token, self.graph)
+            groups = await read_groups(claims, redemption.access_token, self.graph,
+                                       self.settings.roles)
         except SignInRefused as exc:  # a genuine identity: the audit line names its object id
             exc.info.setdefault("oid", claims.get("oid"))
             raise
@@ -248,55 +247,6 @@ class SignIn:
                     self.clock() - auth_time > entra.max_age + entra.clock_skew:
                 raise SignInRefused("reauthentication_required", "the sign-in reused an "
                                     "Entra ID session older than max_age")
-
-    async def _profile(self, claims: Mapping[str, Any], access_token: str | None
-                       ) -> dict[str, str]:
-        return await read_profile(claims, access_token, self.graph)
-
-    async def _groups(self, claims: Mapping[str, Any], access_token: str | None) -> list[str]:
-        return await read_groups(claims, access_token, self.graph, self.settings.roles)
-
-
-async def read_profile(claims: Mapping[str, Any], access_token: str | None,
-                       graph: GraphClient) -> dict[str, str]:
-    """First name, last name and UPN from the ID token, else from Graph; refused if missing."""
-    found = {name: text_or_none(claims.get(name)) for name in _ATTRIBUTE_NAMES}
-    if None in found.values():
-        me = await graph.profile(_graph_token(access_token))
-        found["given_name"] = found["given_name"] or me.given_name
-        found["family_name"] = found["family_name"] or me.family_name
-        found["upn"] = found["upn"] or me.upn
-    if len(found["upn"] or "") > _MAX_ATTRIBUTE:  # an identity is never cut short
-        raise SignInRefused("attribute_too_long", "the account's User principal name is "
-                            f"longer than {_MAX_ATTRIBUTE} characters")
-    for name in ("given_name", "family_name"):  # Entra allows 64; shown, never matched
-        found[name] = (found[name] or "")[:_MAX_ATTRIBUTE] or None
-    missing = [label for name, label in _ATTRIBUTE_NAMES.items() if not found[name]]
-    if missing:
-        raise SignInRefused("missing_attributes",
-                            "the account lacks " + ", ".join(missing), missing=missing,
-                            upn=found["upn"])
-    return {k: v for k, v in found.items() if v is not None}
-
-
-async def read_groups(claims: Mapping[str, Any], access_token: str | None, graph: GraphClient,
-                      roles: Mapping[str, tuple[str, ...]]) -> list[str]:
-    """The token's groups; Graph ``checkMemberGroups`` on overage or when it carries none."""
-    names = claims.get("_claim_names")
-    overage = isinstance(names, dict) and "groups" in names
-    groups = claims.get("groups")
-    if not overage and isinstance(groups, list) and all(isinstance(g, str) for g in groups):
-        return groups
-    return await graph.member_groups(_graph_token(access_token), configured_groups(roles))
-
-
-def _graph_token(access_token: str | None) -> str:
-    """The access token for Graph; without one the sign-in cannot go on (fail closed)."""
-    if access_token is None:
-        raise IdentityProviderUnavailable(
-            "graph_no_token", "Entra ID issued no token for Microsoft Graph",
-            dependency="Microsoft Graph")
-    return access_token
 
 
 def single_valued(query: Mapping[str, str] | MultiMapping[str]) -> dict[str, str]:

@@ -1,0 +1,62 @@
+"""The signed-in identity's attributes and groups: from the ID token, else Microsoft Graph.
+
+Shared by the sign-in (``signin.py``) and the re-validation of live sessions
+(``revalidation.py``): first name, last name and UPN must be present (refused otherwise), the
+groups come from the token unless it reports an overage or carries none, then from Graph's
+``checkMemberGroups`` restricted to the groups the role mapping names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .entra.graph import GraphClient, text_or_none
+from .errors import IdentityProviderUnavailable, SignInRefused
+from .roles import configured_groups
+
+_MAX_ATTRIBUTE = 256  # characters of a name or UPN (Entra's own limits: 64 and 113)
+_ATTRIBUTE_NAMES = {"given_name": "First name", "family_name": "Last name",
+                    "upn": "User principal name"}
+
+
+async def read_profile(claims: Mapping[str, Any], access_token: str | None,
+                       graph: GraphClient) -> dict[str, str]:
+    """First name, last name and UPN from the ID token, else from Graph; refused if missing."""
+    found = {name: text_or_none(claims.get(name)) for name in _ATTRIBUTE_NAMES}
+    if None in found.values():
+        me = await graph.profile(_graph_token(access_token))
+        found["given_name"] = found["given_name"] or me.given_name
+        found["family_name"] = found["family_name"] or me.family_name
+        found["upn"] = found["upn"] or me.upn
+    if len(found["upn"] or "") > _MAX_ATTRIBUTE:  # an identity is never cut short
+        raise SignInRefused("attribute_too_long", "the account's User principal name is "
+                            f"longer than {_MAX_ATTRIBUTE} characters")
+    for name in ("given_name", "family_name"):  # Entra allows 64; shown, never matched
+        found[name] = (found[name] or "")[:_MAX_ATTRIBUTE] or None
+    missing = [label for name, label in _ATTRIBUTE_NAMES.items() if not found[name]]
+    if missing:
+        raise SignInRefused("missing_attributes",
+                            "the account lacks " + ", ".join(missing), missing=missing,
+                            upn=found["upn"])
+    return {k: v for k, v in found.items() if v is not None}
+
+
+async def read_groups(claims: Mapping[str, Any], access_token: str | None, graph: GraphClient,
+                      roles: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """The token's groups; Graph ``checkMemberGroups`` on overage or when it carries none."""
+    names = claims.get("_claim_names")
+    overage = isinstance(names, dict) and "groups" in names
+    groups = claims.get("groups")
+    if not overage and isinstance(groups, list) and all(isinstance(g, str) for g in groups):
+        return groups
+    return await graph.member_groups(_graph_token(access_token), configured_groups(roles))
+
+
+def _graph_token(access_token: str | None) -> str:
+    """The access token for Graph; without one the sign-in cannot go on (fail closed)."""
+    if access_token is None:
+        raise IdentityProviderUnavailable(
+            "graph_no_token", "Entra ID issued no token for Microsoft Graph",
+            dependency="Microsoft Graph")
+    return access_token
