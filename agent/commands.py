@@ -1,55 +1,27 @@
 """The command line's actions: check-config, serve, check-connectivity.
 
-``serve`` runs the agent as systemd's ``Type=notify`` unit expects: ``READY=1`` once the
-tenant's discovery document and signing keys are loaded (or, so that systemd does not kill an
-agent that already serves existing sessions, after ``READY_GRACE`` seconds with a status
-saying what is missing), ``WATCHDOG=1`` every half ``$WATCHDOG_USEC``, ``STOPPING=1`` on
-SIGTERM/SIGINT followed by a graceful stop (in-flight requests finish, sessions are flushed).
-
-SIGHUP reloads the configuration file: an invalid file is rejected (``config_reload_rejected``
-with every problem) and the running configuration is kept; a valid one replaces the web
-application in the same process. The listening socket stays open throughout, so connections
-arriving during the swap wait in its backlog instead of being refused, and sessions survive
-because the old application flushes them to ``state_dir`` before the new one loads them.
+``serve`` loads and checks the configuration, then hands the process to agent/lifecycle.py
+(systemd notifications, readiness, watchdog, SIGHUP reload, graceful stop).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import socket
-import ssl
 import sys
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
 
 from .config_checks import warnings as config_warnings
-from .entra.discovery import TenantDirectory
 from .errors import ConfigError
+from .lifecycle import listen_address, problem_lines, run_service
 from .local.signin import describe_local
 from .logging import configure_logging
 from .service_user import as_service_user, current_user
 from .settings import Settings, load_settings
 from .state import StateDirUnsafe, state_dir_problems
-from .systemd import Notifier
 from .version_check import check_sensor_version
 
-if TYPE_CHECKING:
-    from .admin import AdminSocket
-
 log = structlog.get_logger("agent")
-
-READY_GRACE = 60.0  # seconds; below the unit's TimeoutStartSec
-SHUTDOWN_TIMEOUT = 10.0  # in-flight requests get this long; below the unit's TimeoutStopSec
-
-
-def _problem_lines(exc: ConfigError) -> list[str]:
-    return [f"{key}{' = ' + value if value else ''}: {why}" for key, value, why in exc.problems]
 
 
 def check_config(path: str, user: str | None = None) -> int:
@@ -63,7 +35,7 @@ def _check_config(path: str) -> int:
     except ConfigError as exc:
         print(f"{path}: configuration is invalid ({len(exc.problems)} problem"
               f"{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
-        for line in _problem_lines(exc):
+        for line in problem_lines(exc):
             print(f"  {line}", file=sys.stderr)
         return 1
     unsafe = state_dir_problems(settings.session.state_dir)
@@ -121,7 +93,7 @@ def serve(path: str) -> int:
     try:
         settings = load_settings(path)
     except ConfigError as exc:
-        for line in _problem_lines(exc):
+        for line in problem_lines(exc):
             print(line, file=sys.stderr)
         return 1
     configure_logging()
@@ -134,230 +106,6 @@ def serve(path: str) -> int:
                   why="whoever can change it can forge sessions with a planted key")
         return 1
     except OSError as exc:
-        log.error("serve_failed", error=exc.strerror or str(exc), listen=_listen(settings))
+        log.error("serve_failed", error=exc.strerror or str(exc), listen=listen_address(settings))
         return 1
     return 0
-
-
-def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if settings.server.tls_cert_file is None or settings.server.tls_key_file is None:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(settings.server.tls_cert_file, settings.server.tls_key_file)
-    return ctx
-
-
-def _listen(settings: Settings) -> str:
-    host = settings.server.listen_host
-    return f"[{host}]:{settings.server.listen_port}" if ":" in host else \
-        f"{host}:{settings.server.listen_port}"
-
-
-def bind_listener(settings: Settings) -> socket.socket:
-    """The listening socket for ``server.listen`` (kept open across reloads)."""
-    host, port = settings.server.listen_host, settings.server.listen_port
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(256)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-async def _poll(predicate: Callable[[], bool], step: float,
-                deadline: float | None = None) -> bool:
-    """Wait until ``predicate()`` (the directory exposes a property, not an event)."""
-    while not predicate():  # noqa: ASYNC110
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(step)
-    return True
-
-
-class Service:
-    """The agent's web application on a listening socket, replaceable in place (reload)."""
-
-    def __init__(self, settings: Settings, *, config_path: str | None = None,
-                 notifier: Notifier | None = None, ready_grace: float = READY_GRACE,
-                 console: bool = False) -> None:
-        self.settings = settings
-        self.config_path = config_path or (None if settings.source.startswith("<")
-                                           else settings.source)
-        self.notifier = notifier or Notifier(None)
-        self.ready_grace = ready_grace
-        self.console = console
-        self.sock: socket.socket | None = None
-        self.app: web.Application | None = None
-        self.runner: web.AppRunner | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._announcer: asyncio.Task[None] | None = None
-        self.admin: AdminSocket | None = None  # the sessions commands' socket
-
-    async def start(self) -> None:
-        ssl_ctx = server_ssl_context(self.settings)
-        self.sock = bind_listener(self.settings)
-        try:
-            await self._start_app(self.settings, ssl_ctx)
-        except BaseException:
-            self.sock.close()
-            self.sock = None
-            raise
-        log.info("agent_started", listen=_listen(self.settings),
-                 tls=ssl_ctx is not None, config=self.config_path)
-        await self._start_admin()
-        interval = self.notifier.watchdog_interval
-        if interval is not None:
-            self._tasks.append(asyncio.create_task(self._watchdog(interval)))
-
-    async def _start_app(self, settings: Settings, ssl_ctx: ssl.SSLContext | None) -> None:
-        from .web.app import create_app
-        from .web.keys import DIRECTORY
-        from .web.server import FrontDoorRunner
-
-        assert self.sock is not None
-        app = create_app(settings, console=self.console)
-        runner = FrontDoorRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT,
-                               handle_signals=False)
-        await runner.setup()
-        try:
-            # The site owns (and closes) a duplicate; self.sock keeps listening meanwhile.
-            await web.SockSite(runner, self.sock.dup(), ssl_context=ssl_ctx).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self.app, self.runner = app, runner
-        if self._announcer is not None:
-            self._announcer.cancel()
-        self._announcer = asyncio.create_task(self._announce_ready(app[DIRECTORY]))
-
-    async def _announce_ready(self, directory: TenantDirectory) -> None:
-        where = f"serving on {_listen(self.settings)}"
-        if await _poll(lambda: directory.ready, 0.05, time.monotonic() + self.ready_grace):
-            log.info("agent_ready", listen=_listen(self.settings))
-            self.notifier.ready(f"{where}; identity provider ready")
-            return
-        reason = directory.not_ready_reason or "unknown"
-        log.warning("agent_serving_without_identity_provider", reason=reason,
-                    fix="run sensor-sso-agent check-connectivity")
-        self.notifier.ready(f"{where}; NOT READY, sign-in unavailable: {reason}")
-        await _poll(lambda: directory.ready, 1.0)
-        log.info("agent_ready", listen=_listen(self.settings))
-        self.notifier.status(f"{where}; identity provider ready")
-
-    async def _watchdog(self, interval: float) -> None:
-        while True:
-            self.notifier.watchdog()
-            await asyncio.sleep(interval)
-
-    async def reload(self) -> bool:
-        """Re-read the configuration file; True when the new one now serves."""
-        path = self.config_path
-        if path is None:
-            log.error("config_reload_rejected", problems=["no configuration file to re-read"])
-            return False
-        try:
-            new = await asyncio.to_thread(load_settings, path)
-            ssl_ctx = server_ssl_context(new)
-        except ConfigError as exc:
-            log.error("config_reload_rejected", config=path, problems=_problem_lines(exc),
-                      action="keeping the running configuration")
-            return False
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            log.error("config_reload_rejected", config=path, action="keeping the running "
-                      "configuration", problems=[f"server.tls_cert_file/tls_key_file: {exc}"])
-            return False
-        old, sock = self.settings, self.sock
-        if _listen(new) != _listen(old):
-            try:
-                sock = bind_listener(new)
-            except OSError as exc:
-                log.error("config_reload_rejected", config=path, action="keeping the running "
-                          "configuration", problems=[f"server.listen = {_listen(new)}: "
-                                                      f"{exc.strerror or exc}"])
-                return False
-        self.notifier.reloading("reloading the configuration")
-        assert self.runner is not None
-        await self.runner.cleanup()  # in-flight requests finish; sessions are flushed
-        if sock is not self.sock:
-            assert self.sock is not None
-            self.sock.close()
-            self.sock = sock
-        changed = [name for name in ("server", "entra", "roles", "session", "sensor", "local")
-                   if getattr(old, name) != getattr(new, name)]
-        try:
-            self.settings = new
-            await self._start_app(new, ssl_ctx)
-        except Exception as exc:  # e.g. state_dir not writable: fall back to the old settings
-            log.error("config_reload_failed", config=path, error=str(exc),
-                      action="serving with the previous configuration")
-            self.settings = old
-            await self._start_app(old, server_ssl_context(old))
-            return False
-        log.info("config_reloaded", config=path, changed=changed, listen=_listen(new))
-        if new.server.admin_socket != old.server.admin_socket:
-            await self._start_admin()
-        return True
-
-    async def _start_admin(self) -> None:
-        """The ``sessions`` commands' socket; the agent serves on without it."""
-        from .admin import AdminSocket
-
-        if self.admin is not None:
-            await self.admin.stop()
-        self.admin = AdminSocket(self.settings.server.admin_socket, lambda: self.app)
-        await self.admin.start()
-
-    async def stop(self) -> None:
-        self.notifier.stopping("stopping: finishing requests, saving sessions")
-        log.info("agent_stopping")
-        if self._announcer is not None:
-            self._announcer.cancel()
-        if self.admin is not None:
-            await self.admin.stop()
-            self.admin = None
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
-        for task in self._tasks:
-            task.cancel()
-        for task in [*self._tasks, *([self._announcer] if self._announcer else [])]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        log.info("agent_stopped")
-
-
-async def run_service(settings: Settings, *, config_path: str | None = None,
-                      notifier: Notifier | None = None,
-                      ready_grace: float = READY_GRACE) -> None:
-    """Serve until SIGTERM/SIGINT; SIGHUP reloads the configuration file."""
-    service = Service(settings, config_path=config_path,
-                      notifier=notifier or Notifier.from_environ(), ready_grace=ready_grace)
-    events: asyncio.Queue[str] = asyncio.Queue()
-    loop = asyncio.get_running_loop()
-    # Handlers first: a SIGTERM or SIGHUP during start-up waits in the queue instead of
-    # killing the process with the default action.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, events.put_nowait, "stop")
-    loop.add_signal_handler(signal.SIGHUP, events.put_nowait, "reload")
-    try:
-        await service.start()
-        try:
-            while await events.get() != "stop":
-                log.info("config_reload_requested", config=service.config_path)
-                await service.reload()  # READY=1 follows from the new application
-        finally:
-            await service.stop()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)

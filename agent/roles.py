@@ -24,6 +24,12 @@ ROLES: dict[str, Role] = {
 }
 
 
+def role_name(role_id: str) -> str:
+    """The name people read for ``role_id`` (the id itself for one this agent does not know)."""
+    role = ROLES.get(role_id)
+    return role.name if role else role_id
+
+
 @dataclass(frozen=True)
 class RoleDecision:
     role: Role | None

@@ -278,6 +278,10 @@ class SessionStore:
         else:
             log.info("session_expired", upn=session.upn, reason=reason)
 
+    def expires_at(self, s: Session) -> float:
+        """When ``s`` ends unless used again: its idle or its absolute timeout, the earlier."""
+        return min(s.created + self.absolute_timeout, s.last_seen + self.idle_timeout)
+
     def _expired(self, s: Session, now: float) -> str | None:
         if now - s.created >= self.absolute_timeout:
             return "absolute_timeout"

@@ -36,7 +36,7 @@ from .errors import (
 from .identity import read_groups, read_profile
 from .logging import AuditBursts
 from .pending import PendingSignIn, PendingSignIns, binding_hash
-from .roles import ROLES, decide_role
+from .roles import decide_role
 from .sessions import Session, SessionStore, StateUnwritable
 from .settings import Settings, is_local_path
 
@@ -261,11 +261,6 @@ def single_valued(query: Mapping[str, str] | MultiMapping[str]) -> dict[str, str
                                  "the sign-in response repeats a parameter")
         params[key] = value
     return params
-
-
-def role_name(role_id: str) -> str:
-    role = ROLES.get(role_id)
-    return role.name if role else role_id
 
 
 def hint_ok(value: object) -> bool:

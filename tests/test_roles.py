@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.roles import configured_groups, decide_role
+from agent.roles import configured_groups, decide_role, role_name
 
 MAPPING = {"admin": ("a1", "a2"), "security_analyst": ("s1",), "read_only": ("r1", "r2")}
 
@@ -32,3 +32,10 @@ class TestDecideRole:
     def test_configured_groups_most_privileged_first(self) -> None:
         """Graph is asked about admin groups first."""
         assert ["a1", "a2", "s1", "r1", "r2"] == configured_groups(MAPPING)
+
+
+def test_role_name_is_the_readable_name_or_the_id() -> None:
+    """Known roles read as people name them; an id this agent does not know stays as it is."""
+    assert ("Admin", "Security analyst", "Read only", "auditor") == tuple(
+        role_name(r) for r in ("admin", "security_analyst", "read_only", "auditor"))
+

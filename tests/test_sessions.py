@@ -35,6 +35,21 @@ class TestSessionStore:
         assert found is not None and "ana@contoso.example" == found.upn
         assert store.get(cookie + "x") is None and store.get(None) is None
 
+    async def test_expires_at_the_earlier_of_idle_and_absolute(self, tmp_path: Path) -> None:
+        """A session ends at its idle timeout unless used; never after its absolute one."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        cookie = await add(store)
+        started = clock.now
+        for _ in range(27):  # used every 25 minutes: the idle timeout is the nearer
+            clock.advance(1500)
+            session = store.get(cookie)
+            assert session is not None
+            assert clock.now + 1800 == store.expires_at(session)
+        clock.advance(1500)
+        session = store.get(cookie)
+        assert session is not None and started + 43200 == store.expires_at(session)
+
     async def test_key_file_is_private(self, tmp_path: Path) -> None:
         """The encryption key is created 0600 on first start."""
         new_store(tmp_path, Clock())

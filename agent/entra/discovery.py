@@ -5,6 +5,7 @@
 * Keys roll without notice: an unknown ``kid`` triggers one refetch, rate-limited counting
   from the last *forced* refetch, so the first genuine rotation is always picked up.
 * While the JWKS endpoint is unreachable the cached keys keep serving.
+* ``wait_ready()`` returns once both are loaded (an event, set by whichever load succeeds).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import jwt
 import structlog
@@ -67,6 +68,7 @@ class TenantDirectory:
         self._lock = asyncio.Lock()
         self.not_ready_reason: str | None = "discovery document not loaded yet"
         self.counts = FetchCounts()
+        self._ready = asyncio.Event()  # set once metadata and keys are loaded (see wait_ready)
 
     @property
     def discovery_url(self) -> str:
@@ -75,6 +77,30 @@ class TenantDirectory:
     @property
     def ready(self) -> bool:
         return self.metadata is not None and bool(self._keys.keys)
+
+    async def wait_ready(self) -> None:
+        """Return once the discovery document and signing keys are loaded."""
+        while not self.ready:
+            self._ready.clear()
+            await self._ready.wait()
+
+    def _loaded(self) -> None:
+        if self.ready:
+            self._ready.set()
+
+    def sign_out_url(self) -> str | None:
+        """Entra ID's sign-out page for an SSO session, or None to stay on this sensor.
+
+        Only with ``signout_from_entra`` and a loaded ``end_session_endpoint``; Entra ID sends
+        the browser back to ``post_logout_redirect_uri`` or a sign-in page of this sensor that
+        does not start SSO by itself."""
+        end_session = self.metadata.end_session_endpoint if self.metadata else None
+        if not self.settings.signout_from_entra or not end_session:
+            return None
+        back = self.settings.post_logout_redirect_uri or \
+            f"{self.settings.origin}/login?signed_out=1"
+        return end_session + ("&" if "?" in end_session else "?") + urlencode(
+            {"post_logout_redirect_uri": back})
 
     async def load(self) -> None:
         """Fetch discovery and keys; records why the agent is not ready on failure."""
@@ -91,6 +117,7 @@ class TenantDirectory:
         self.metadata = metadata
         self._keys = keys
         self.not_ready_reason = None
+        self._loaded()
 
     async def probe(self) -> None:
         """Fetch the discovery document once (is Entra ID reachable?); keeps what is loaded.
@@ -104,6 +131,7 @@ class TenantDirectory:
             await self.load()
             return
         self._keys = await self._fetch_jwks(self.metadata.jwks_uri)
+        self._loaded()
 
     async def signing_key(self, kid: str | None) -> Any | None:
         """The key for ``kid``; refetches once (rate-limited) when it is unknown."""

@@ -11,9 +11,9 @@ from multidict import CIMultiDict
 
 from ..clientaddr import parse_address
 from ..errors import SignInError
-from ..roles import ROLES, allows
+from ..roles import ROLES, allows, role_name
 from ..sessions import COOKIE_NAME, Session, StateUnwritable
-from ..signin import hint_ok, role_name
+from ..signin import hint_ok
 from . import keys
 from .frontchannel import SIGNED_OUT_COOKIE, SIGNED_OUT_MAX_AGE
 from .host import elsewhere
@@ -169,14 +169,12 @@ async def me(request: web.Request) -> web.Response:
     session = current_session(request)
     if session is None:
         return web.json_response({"error": "not signed in"}, status=401)
-    settings = request.app[keys.SETTINGS]
     return web.json_response({
         "upn": session.upn, "given_name": session.given_name,
         "family_name": session.family_name, "role": session.role,
         "role_name": role_name(session.role), "groups": list(session.groups),
         "auth_time": session.auth_time,
-        "expires_at": min(session.created + settings.session.absolute_timeout,
-                          session.last_seen + settings.session.idle_timeout),
+        "expires_at": request.app[keys.SESSIONS].expires_at(session),
         "csrf_token": session.csrf_token, "method": session.method,
     })
 
@@ -212,17 +210,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
             "administrator that the agent's state directory cannot be written; closing the "
             "browser ends the session after the idle timeout.", _reference(request))
     audit.info("sso_logout", upn=session.upn, role=session.role, method=session.method)
-    settings = request.app[keys.SETTINGS]
     target = "/login?signed_out=1"
-    metadata = request.app[keys.DIRECTORY].metadata
-    if settings.entra.signout_from_entra and metadata and metadata.end_session_endpoint \
-            and session.method == "sso":
-        # Back to a sign-in page that does not start SSO by itself.
-        back = settings.entra.post_logout_redirect_uri or \
-            f"{settings.entra.origin}/login?signed_out=1"
-        target = metadata.end_session_endpoint + (
-            "&" if "?" in metadata.end_session_endpoint else "?") + urlencode(
-            {"post_logout_redirect_uri": back})
+    if session.method == "sso":
+        target = request.app[keys.DIRECTORY].sign_out_url() or target
     response = redirect(target, 303)
     _clear_cookie(response, COOKIE_NAME)
     _set_cookie(response, SIGNED_OUT_COOKIE, "1", max_age=SIGNED_OUT_MAX_AGE)

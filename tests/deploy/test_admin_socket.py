@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from agent.commands import Service
 from agent.devidp import DevIdentityProvider
 from agent.devidp.refresh import disable_user
+from agent.lifecycle import Service
 from agent.settings import settings_from_mapping
 from tests.deploy.support import REPO, SignInClient, agent_config_for, free_port, write_config
 

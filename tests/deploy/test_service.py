@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from agent.__main__ import main
-from agent.commands import Service
 from agent.devidp import DevIdentityProvider, Fault
+from agent.lifecycle import Service
 from agent.settings import settings_from_mapping
 from agent.systemd import Notifier
 from tests.deploy.support import (
@@ -181,6 +181,31 @@ async def test_ready_after_the_grace_period_when_entra_is_unreachable(
     finally:
         await service.stop()
     assert (await notify_socket.wait_for("STOPPING", timeout=2))["STOPPING"] == "1"
+
+
+async def test_ready_when_the_provider_comes_back(
+        tmp_path: Path, idp: DevIdentityProvider, notify_socket: NotifySocket) -> None:
+    """Provider down at start: READY=1 after the grace saying NOT READY; once discovery
+    answers again the directory's readiness event turns the status to ready."""
+    port = free_port()
+    data = agent_config_for(idp, port, tmp_path / "state")
+    idp.faults["discovery"] = Fault(status=503, body=b"{}")
+    service = Service(settings_from_mapping(data), notifier=Notifier(notify_socket.path),
+                      ready_grace=0.3)
+    await service.start()
+    try:
+        ready = await notify_socket.wait_for("READY", timeout=5)
+        assert "NOT READY" in ready["STATUS"] and "HTTP 503" in ready["STATUS"]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                assert resp.status == 503
+            del idp.faults["discovery"]
+            status = await notify_socket.wait_for("STATUS", timeout=10)
+            assert status == {"STATUS": f"serving on 127.0.0.1:{port}; identity provider ready"}
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                assert resp.status == 200
+    finally:
+        await service.stop()
 
 
 async def test_notifier_is_silent_without_notify_socket_and_reaches_abstract_sockets() -> None:

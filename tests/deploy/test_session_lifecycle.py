@@ -8,8 +8,8 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from agent.commands import Service
 from agent.devidp import DevIdentityProvider
+from agent.lifecycle import Service
 from agent.settings import settings_from_mapping
 from tests.deploy.support import SignInClient, agent_config_for, free_port, write_config
 from tests.harness import ROLE_GROUPS

@@ -67,7 +67,7 @@ def test_the_unit_runs_what_the_package_installs() -> None:
     watchdog = values("WatchdogSec")[0]
     assert watchdog.endswith("s") and int(watchdog[:-1]) >= 10
     # READY may wait for the agent's grace period when Entra ID is unreachable
-    from agent.commands import READY_GRACE, SHUTDOWN_TIMEOUT
+    from agent.lifecycle import READY_GRACE, SHUTDOWN_TIMEOUT
 
     assert int(values("TimeoutStartSec")[0].rstrip("s")) > READY_GRACE
     assert int(values("TimeoutStopSec")[0].rstrip("s")) > SHUTDOWN_TIMEOUT

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 
 from agent.devidp import DevIdentityProvider, Fault
@@ -115,3 +119,63 @@ class TestSigningKeys:
         with pytest.raises(IdentityProviderUnavailable) as caught:
             await directory.signing_key("new-kid")
         assert "jwks_unreachable" == caught.value.reason
+
+
+class TestReadiness:
+    async def test_wait_ready_returns_once_a_load_succeeds(
+            self, entra: EntraSettings, outbound: Outbound, clock: Clock,
+            idp: DevIdentityProvider) -> None:
+        """A waiter stays waiting through a failed load and wakes at the successful one."""
+        directory = TenantDirectory(entra, outbound, clock)
+        waiter = asyncio.create_task(directory.wait_ready())
+        idp.faults["discovery"] = Fault(status=503, body=b"{}")
+        with pytest.raises(Exception):  # noqa: B017 (which class: issue 13's error tree)
+            await directory.load()
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        idp.faults.clear()
+        await directory.load()
+        await asyncio.wait_for(waiter, 5)
+        await asyncio.wait_for(directory.wait_ready(), 5)  # and at once once ready
+
+    async def test_waits_again_after_the_metadata_is_refused(
+            self, directory: TenantDirectory, idp: DevIdentityProvider) -> None:
+        """A directory that was ready and then loads a foreign issuer is not ready again."""
+        idp.token_tweaks.discovery_issuer = "https://evil.example/v2.0"
+        with pytest.raises(Exception):  # noqa: B017 (which class: issue 13's error tree)
+            await directory.load()
+        waiter = asyncio.create_task(directory.wait_ready())
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        idp.token_tweaks.discovery_issuer = None
+        await directory.load()
+        await asyncio.wait_for(waiter, 5)
+
+
+class TestSignOutUrl:
+    async def test_none_unless_signout_from_entra(self, directory: TenantDirectory) -> None:
+        """Without ``signout_from_entra`` sign-out stays on the sensor."""
+        assert directory.sign_out_url() is None
+
+    async def test_entra_end_session_with_the_way_back(
+            self, directory: TenantDirectory, idp: DevIdentityProvider) -> None:
+        """With it: the tenant's end_session_endpoint, back to a sign-in page that does not
+        start SSO by itself, or to ``post_logout_redirect_uri`` when set."""
+        directory.settings = dataclasses.replace(directory.settings, signout_from_entra=True)
+        url = directory.sign_out_url()
+        assert url is not None and url.startswith(idp.end_session_endpoint + "?")
+        back = parse_qs(urlsplit(url).query)["post_logout_redirect_uri"]
+        assert [f"{directory.settings.origin}/login?signed_out=1"] == back
+        directory.settings = dataclasses.replace(
+            directory.settings, post_logout_redirect_uri="https://sensor.example/bye")
+        url = directory.sign_out_url()
+        assert url is not None
+        assert ["https://sensor.example/bye"] == parse_qs(
+            urlsplit(url).query)["post_logout_redirect_uri"]
+
+    async def test_none_without_an_end_session_endpoint(
+            self, entra: EntraSettings, outbound: Outbound, clock: Clock) -> None:
+        """Before the discovery document is loaded there is no page to send the browser to."""
+        settings = dataclasses.replace(entra, signout_from_entra=True)
+        assert TenantDirectory(settings, outbound, clock).sign_out_url() is None
+

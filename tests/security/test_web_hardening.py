@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent.commands import server_ssl_context
 from agent.devidp.certs import make_tls_material
+from agent.lifecycle import server_ssl_context
 from agent.sessions import COOKIE_NAME
 from agent.settings import settings_from_mapping
 from agent.web.app import create_app
