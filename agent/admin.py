@@ -47,7 +47,7 @@ def session_row(session: Any) -> dict[str, Any]:
     return {"upn": session.upn, "role": session.role,
             "method": getattr(session, "method", "sso"), "created": session.created,
             "last_seen": session.last_seen,
-            "revalidated": session.revalidated if session.refresh_token else None}
+            "revalidated": session.revalidated if session.has_refresh_token else None}
 
 
 class AdminSocket:

@@ -104,7 +104,7 @@ class Revalidator:
         self.paused_until = 0.0  # Entra ID unavailable or asked to wait (clock time)
         self._backoff = 0.0
         self._unavailable_since: float | None = None
-        self._in_flight: set[str] = set()
+        self._in_flight: set[bytes] = set()
         self._pass: list[Session] = []  # the rest of the current pass through the sessions
         self._pass_size = 0
         self._wake = asyncio.Event()
@@ -130,7 +130,7 @@ class Revalidator:
         del self._pass[-size:]
         found = []
         for session in part:
-            if session.refresh_token is None or session.key in self._in_flight:
+            if not session.has_refresh_token or session.key in self._in_flight:
                 continue
             if not session.next_revalidation:
                 self._schedule(session, session.revalidated)
@@ -157,7 +157,7 @@ class Revalidator:
     async def revalidate_now(self, upn: str | None = None) -> list[Outcome]:
         """Re-validate every session (or one user's) at once, waiting for the answers."""
         wanted = upn.casefold() if upn else None
-        chosen = [s for s in self.sessions.live() if s.refresh_token is not None
+        chosen = [s for s in self.sessions.live() if s.has_refresh_token
                   and s.key not in self._in_flight
                   and (wanted is None or s.upn.casefold() == wanted)]
         return await self._run(chosen, forced=True)
@@ -187,10 +187,13 @@ class Revalidator:
 
     async def revalidate(self, session: Session) -> Outcome:
         """Refresh, validate, re-read, re-decide; returns what happened."""
-        token = session.refresh_token
         metadata = self.directory.metadata
-        if token is None or metadata is None:
+        if metadata is None:
             return Outcome(session.upn, "unavailable", "Entra ID metadata not loaded")
+        token = await self.sessions.refresh_token(session)
+        if token is None:  # its journal line cannot be read now: try again later
+            self._retry_later(session)
+            return Outcome(session.upn, "unavailable", "refresh token not readable")
         try:
             redemption = await asyncio.to_thread(self.client.refresh, token)
             claims = await validate_id_token(
@@ -229,7 +232,8 @@ class Revalidator:
                                    "mapped to a sensor role")
         self._recovered()
         now = self.clock()
-        session.refresh_token = redemption.refresh_token or token
+        if redemption.refresh_token and redemption.refresh_token != token:
+            self.sessions.replace_refresh_token(session, redemption.refresh_token)
         # The UPN stays the one of the sign-in: the store indexes sessions by it (a renamed
         # user shows the new UPN from the next sign-in on). Names follow the directory.
         session.given_name = profile["given_name"]

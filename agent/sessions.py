@@ -1,8 +1,8 @@
-"""Sensor sessions: opaque cookie ids, idle and absolute timeouts, encrypted persistence.
+"""The session store: cookie ids to sessions, idle and absolute timeouts, the journal.
 
 The cookie carries a random id only; the store keys sessions by ``sha256(id)`` so neither
 memory dumps of the index nor the journal hold a usable cookie value. Lookups are one dict
-access.
+access. A session's record and what it keeps in memory: ``session_record``.
 
 What survives what: a new session is on disk (fsync) before its cookie is sent, or it is
 refused (``StateUnwritable``: the sign-in answers 503). A revocation — sign-out, the per-user
@@ -11,112 +11,34 @@ restart never brings a revoked session back; if it cannot be written the session
 the caller says so. Expiry needs no such care (a restarted agent computes it again from the
 same timestamps); idle-timer refreshes and expiries are journalled in batches by ``flush``,
 at most once per session every ``touch_interval``, and kept for the next flush when a write
-fails.
+fails. Refresh tokens are read from the journal one at a time, when re-validation needs one
+(``refresh_token``), and never kept in memory once written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
-import hashlib
+import hmac
 import secrets
-import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import structlog
-from multidict import CIMultiDict
 
+from .journal_lines import CopiedLine, Item, TokenLine
 from .roles import RoleDecision, decide_role
+from .session_record import Session, session_key
 from .state import SessionJournal, StateUnwritable
 
 log = structlog.get_logger("agent.audit")
 
 COOKIE_NAME = "__Host-sensor_session"
 
-__all__ = ["COOKIE_NAME", "Session", "SessionStore", "StateUnwritable", "session_key"]
-
-
-_NOT_PERSISTED = ("persisted_seen", "check_headers", "next_revalidation", "failures")
-
-
-@dataclass(slots=True)
-class Session:
-    key: str
-    upn: str
-    given_name: str
-    family_name: str
-    oid: str
-    role: str
-    groups: tuple[str, ...]
-    auth_time: float
-    created: float
-    last_seen: float
-    csrf_token: str
-    amr: tuple[str, ...] = ()
-    acrs: tuple[str, ...] = ()
-    # Life after sign-in (issue 14): the ID token's ``sub`` and ``sid``, the refresh token that
-    # re-validation redeems (encrypted at rest like the rest of the record; never logged, never
-    # in /auth/me) and when Entra ID last confirmed the session. No refresh token: not
-    # re-validated (sessions from before this release, local accounts).
-    sub: str = ""
-    sid: str | None = None
-    refresh_token: str | None = field(default=None, repr=False)
-    revalidated: float = 0.0
-    method: str = "sso"  # how the user signed in: "sso" (Entra ID) or "local" (accounts file)
-    persisted_seen: float = 0.0
-    next_revalidation: float = 0.0  # set by the re-validation engine (not persisted)
-    failures: int = 0  # re-validation attempts that found Entra ID unavailable, in a row
-    # What /auth/check answers for this session, built on first use (not persisted).
-    check_headers: CIMultiDict[str] | None = field(default=None, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        # Role and group ids repeat across thousands of sessions: keep one copy of each.
-        self.role = sys.intern(self.role)
-        self.groups = _shared_groups(self.groups)
-        # Usually empty: the shared empty tuple costs nothing per session.
-        self.amr = tuple(self.amr) if self.amr else ()
-        self.acrs = tuple(self.acrs) if self.acrs else ()
-        self.method = sys.intern(self.method)
-
-    def record(self) -> dict[str, Any]:
-        data = asdict(self)
-        for name in _NOT_PERSISTED:
-            data.pop(name)
-        return {"op": "put", "session": data}
-
-    @classmethod
-    def from_record(cls, data: dict[str, Any]) -> Session:
-        session = cls(**{k: data[k] for k in _PERSISTED if k in data})
-        session.persisted_seen = session.last_seen
-        if not session.revalidated:
-            session.revalidated = session.created
-        return session
-
-    def apply_role(self, role: str, groups: tuple[str, ...]) -> str | None:
-        """Take a new role decision; returns the previous role when it changed."""
-        before = self.role
-        self.role = sys.intern(role)
-        self.groups = _shared_groups(groups)
-        self.check_headers = None  # /auth/check answers with the new role from now on
-        return before if before != self.role else None
-
-
-_PERSISTED = tuple(f.name for f in fields(Session) if f.name not in _NOT_PERSISTED)
-# One tuple per distinct set of groups (a handful: the groups mapped to roles), not per session.
-_GROUPS: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
-def _shared_groups(groups: Iterable[str]) -> tuple[str, ...]:
-    key = tuple(groups)
-    shared = _GROUPS.get(key)
-    if shared is None:
-        shared = tuple(sys.intern(g) for g in key)
-        if len(_GROUPS) < 4096:
-            _GROUPS[shared] = shared
-    return shared
+__all__ = ["COOKIE_NAME", "Session", "SessionStore", "StateUnwritable", "journal_items",
+           "session_key"]
 
 
 def _trim_heap() -> None:
@@ -130,8 +52,34 @@ def _trim_heap() -> None:
         pass
 
 
-def session_key(cookie_id: str) -> str:
-    return hashlib.sha256(cookie_id.encode("utf-8", "surrogatepass")).hexdigest()
+Pairs = list[tuple[Session | None, Item]]
+
+
+def _items(session: Session) -> Pairs:
+    """What the journal holds for ``session``: its record, then its refresh token's line."""
+    record = session.record()
+    pairs: Pairs = [(None, record)]
+    if session.new_refresh_token is not None:
+        pairs.append((session, TokenLine(session.key, session.new_refresh_token)))
+    elif session.token_at >= 0:
+        pairs.append((session, CopiedLine(session.token_at)))
+    if len(pairs) > 1:
+        record["session"]["refresh_token"] = True  # its line follows
+    return pairs
+
+
+def journal_items(session: Session) -> list[Item]:
+    """The lines a new ``session`` is journalled as (``SessionJournal.append`` them)."""
+    return [item for _, item in _items(session)]
+
+
+def _settle(pairs: Pairs, offsets: list[int]) -> None:
+    """Note where the journal now holds each session's refresh token."""
+    for (session, item), at in zip(pairs, offsets, strict=True):
+        if session is not None:
+            session.token_at = at
+            if isinstance(item, TokenLine) and session.new_refresh_token is item.token:
+                session.new_refresh_token = None
 
 
 class SessionStore:
@@ -147,14 +95,19 @@ class SessionStore:
         self.max_per_user = max_per_user
         self.journal = SessionJournal(state_dir) if state_dir is not None else None
         self._loaded = self.journal is None
-        self._sessions: dict[str, Session] = {}
-        # upn -> its session key, or its keys oldest first (a bare str for the usual one).
-        self._by_user: dict[str, str | list[str]] = {}
-        self._touched: set[str] = set()
-        self._pending_deletes: list[str] = []
-        self._changed: set[str] = set()  # sessions to journal again (role, refresh token)
+        self._sessions: dict[bytes, Session] = {}
+        # upn (and Entra ID sid) -> its session key, or its keys oldest first (a bare key for
+        # the usual one).
+        self._by_user: dict[str, bytes | list[bytes]] = {}
+        self._by_sid: dict[str, bytes | list[bytes]] = {}
+        self._touched: set[bytes] = set()
+        self._pending_deletes: list[bytes] = []
+        self._changed: set[bytes] = set()  # sessions to journal again (role, refresh token)
         self._io = asyncio.Lock()  # one journal operation at a time (append vs. rewrite)
         self.touch_interval = max(1.0, min(60.0, idle_timeout / 10))
+        # CSRF tokens are derived from the session key with this (from the journal's key when
+        # there is one, so that they survive a restart).
+        self._csrf_secret = secrets.token_bytes(32)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -182,92 +135,139 @@ class SessionStore:
             self.journal.open()
         except OSError:
             return  # logged by the journal; flush() calls load() again
-        sessions: dict[str, Session] = {}
+        self._csrf_secret = self.journal.sealer.derive(b"sensor-sso-agent/csrf/v1")
         # No collector passes while 100,000 records become objects (none of them cycles):
         # each full pass would walk every session restored so far.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._replay(sessions)
+            sessions = self._replay()
         finally:
             if collecting:
                 gc.enable()
         now = self.clock()
         self._sessions = {}
         self._by_user = {}
+        self._by_sid = {}
+        inline_tokens = False
         for s in sessions.values():  # journal order: oldest first
             if not self._expired(s, now):
                 self._add(s)
+                inline_tokens = inline_tokens or s.new_refresh_token is not None
         self._loaded = True
-        # Compact only when worth it (or to set unreadable lines aside): a rewrite of 100,000
-        # sessions would double the time to ready. On a full disk it waits for a later flush.
-        if self.journal.unreadable or self._journal_bloated():
+        # Compact only when worth it (or to set unreadable lines aside, or to move refresh
+        # tokens of an earlier version out of their records): a rewrite of 100,000 sessions
+        # would double the time to ready. On a full disk it waits for a later flush.
+        if self.journal.unreadable or inline_tokens or self._journal_bloated():
+            pairs = [p for s in self._sessions.values() for p in _items(s)]
             try:
-                aside = self.journal.rewrite((s.record() for s in self._sessions.values()),
-                                             set_aside=bool(self.journal.unreadable))
+                aside, offsets = self.journal.rewrite(
+                    (item for _, item in pairs), set_aside=bool(self.journal.unreadable))
             except OSError:
                 pass  # logged by the journal; unreadable lines are skipped again next time
             else:
+                _settle(pairs, offsets)
                 if aside is not None:
                     log.warning("session_state_set_aside", path=str(aside),
                                 readable_records_kept=len(self._sessions))
         log.info("sessions_restored", sessions=len(self._sessions))
         _trim_heap()
 
-    def _replay(self, sessions: dict[str, Session]) -> None:
+    def _replay(self) -> dict[bytes, Session]:
+        """The sessions the journal describes, in journal order."""
         assert self.journal is not None
+        sessions: dict[bytes, Session] = {}
+        from_record = Session.from_record
+        awaiting: Session | None = None  # a put whose refresh token's line comes next
         for record in self.journal.replay():
+            if isinstance(record, int):  # a refresh token's line: its put came just before
+                if awaiting is not None:
+                    awaiting.token_at = record
+                    awaiting = None
+                continue
+            if awaiting is not None:  # its token line is missing: it cannot be re-validated
+                self._unusable(sessions, awaiting, "put")
+                awaiting = None
             op = record.get("op")
             try:
                 if op == "put":
-                    s = Session.from_record(record["session"])
+                    data = record["session"]
+                    s = from_record(data)
                     sessions[s.key] = s
-                elif op == "touch" and record.get("key") in sessions:
-                    sessions[record["key"]].last_seen = float(record["last_seen"])
-                    sessions[record["key"]].persisted_seen = float(record["last_seen"])
+                    if data.get("refresh_token") is True:
+                        awaiting = s
+                elif op == "touch":
+                    s = sessions.get(bytes.fromhex(record["key"]))  # type: ignore[assignment]
+                    if s is not None:
+                        s.last_seen = s.persisted_seen = float(record["last_seen"])
                 elif op == "del":
-                    sessions.pop(str(record.get("key")), None)
-            except (KeyError, TypeError, ValueError):
+                    sessions.pop(bytes.fromhex(record["key"]), None)
+            except (KeyError, TypeError, ValueError, AttributeError):
                 log.error("session_record_unusable", op=str(op)[:16])
+        if awaiting is not None:
+            self._unusable(sessions, awaiting, "put")
+        return sessions
+
+    @staticmethod
+    def _unusable(sessions: dict[bytes, Session], session: Session, op: str) -> None:
+        if sessions.get(session.key) is session:
+            del sessions[session.key]
+        log.error("session_record_unusable", op=op, detail="its refresh token is missing")
 
     def _journal_bloated(self) -> bool:
         """More than twice as many journal lines as live sessions (plus slack)."""
         return self.journal is not None and self.journal.lines > 2 * len(self._sessions) + 1000
 
-    # -- memory: the session dict and the per-user index --------------------------------
+    # -- memory: the session dict and the per-user and per-sid indexes ---------------------
+
+    @staticmethod
+    def _index(index: dict[str, bytes | list[bytes]], name: str, key: bytes) -> None:
+        keys = index.get(name)
+        if keys is None:
+            index[name] = key
+        elif isinstance(keys, bytes):
+            index[name] = [keys, key]
+        else:
+            keys.append(key)
+
+    @staticmethod
+    def _unindex(index: dict[str, bytes | list[bytes]], name: str, key: bytes) -> None:
+        keys = index.get(name)
+        if keys == key:
+            del index[name]
+        elif isinstance(keys, list):
+            if key in keys:
+                keys.remove(key)
+            if len(keys) == 1:
+                index[name] = keys[0]
 
     def _add(self, session: Session) -> None:
         self._sessions[session.key] = session
-        keys = self._by_user.get(session.upn)
-        if keys is None:
-            self._by_user[session.upn] = session.key
-        elif isinstance(keys, str):
-            self._by_user[session.upn] = [keys, session.key]
-        else:
-            keys.append(session.key)
+        self._index(self._by_user, session.upn, session.key)
+        if session.sid:
+            self._index(self._by_sid, session.sid, session.key)
 
-    def _drop(self, key: str) -> Session | None:
+    def _drop(self, key: bytes) -> Session | None:
         session = self._sessions.pop(key, None)
         if session is None:
             return None
         self._touched.discard(key)
         self._changed.discard(key)
-        keys = self._by_user.get(session.upn)
-        if keys == key:
-            del self._by_user[session.upn]
-        elif isinstance(keys, list):
-            if key in keys:
-                keys.remove(key)
-            if len(keys) == 1:
-                self._by_user[session.upn] = keys[0]
+        self._unindex(self._by_user, session.upn, key)
+        if session.sid:
+            self._unindex(self._by_sid, session.sid, key)
         return session
 
-    def keys_of(self, upn: str) -> list[str]:
-        """The keys of ``upn``'s live sessions, oldest first."""
-        keys = self._by_user.get(upn)
-        return [] if keys is None else [keys] if isinstance(keys, str) else list(keys)
+    @staticmethod
+    def _keys(index: dict[str, bytes | list[bytes]], name: str) -> list[bytes]:
+        keys = index.get(name)
+        return [] if keys is None else [keys] if isinstance(keys, bytes) else list(keys)
 
-    def _expire(self, key: str, session: Session, reason: str) -> None:
+    def keys_of(self, upn: str) -> list[bytes]:
+        """The keys of ``upn``'s live sessions, oldest first."""
+        return self._keys(self._by_user, upn)
+
+    def _expire(self, key: bytes, session: Session, reason: str) -> None:
         """Drop an expired session now; its deletion is journalled by the next flush."""
         self._drop(key)
         self._pending_deletes.append(key)
@@ -287,8 +287,8 @@ class SessionStore:
             return "absolute_timeout"
         if now - s.last_seen >= self.idle_timeout:
             return "idle_timeout"
-        if s.refresh_token is not None and self.revalidate_limit is not None and \
-                now - s.revalidated >= self.revalidate_limit:
+        if self.revalidate_limit is not None and now - s.revalidated >= \
+                self.revalidate_limit and s.has_refresh_token:
             return "revalidation_unavailable"
         return None
 
@@ -303,12 +303,20 @@ class SessionStore:
         session = Session(
             key=session_key(cookie_id), upn=upn, given_name=given_name,
             family_name=family_name, oid=oid, role=role, groups=tuple(groups),
-            auth_time=auth_time, created=now, last_seen=now,
-            csrf_token=secrets.token_urlsafe(32), amr=tuple(amr or ()), acrs=tuple(acrs or ()),
-            sub=sub, sid=sid, refresh_token=refresh_token, revalidated=now, method=method,
-            persisted_seen=now,
+            auth_time=auth_time, created=now, last_seen=now, amr=tuple(amr or ()),
+            acrs=tuple(acrs or ()), sub=sub, sid=sid, revalidated=now, method=method,
+            persisted_seen=now, new_refresh_token=refresh_token,
         )
         return cookie_id, session
+
+    def csrf_token(self, session: Session) -> str:
+        """The session's CSRF token: derived from its key, never stored."""
+        mac = hmac.new(self._csrf_secret, session.key, "sha256").digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def csrf_ok(self, session: Session, supplied: str | None) -> bool:
+        return bool(supplied) and hmac.compare_digest(
+            str(supplied).encode(), self.csrf_token(session).encode())
 
     async def put(self, session: Session) -> None:
         """Store a new session, ending the user's oldest beyond ``max_per_user`` in the same
@@ -323,11 +331,14 @@ class SessionStore:
             if self.journal is not None:
                 if not self._loaded or not self.journal.writable:
                     raise StateUnwritable(self.state_problem or "state_dir is not open")
-                records = [{"op": "del", "key": k} for k in evicted] + [session.record()]
+                pairs: Pairs = [(None, {"op": "del", "key": k.hex()}) for k in evicted]
+                pairs += _items(session)
                 try:
-                    await asyncio.to_thread(self.journal.append, records)
+                    offsets = await asyncio.to_thread(self.journal.append,
+                                                      [item for _, item in pairs])
                 except OSError as exc:
                     raise StateUnwritable(self.state_problem or str(exc)) from exc
+                _settle(pairs, offsets)
             for key in evicted:
                 gone = self._drop(key)
                 if gone is not None:
@@ -355,7 +366,7 @@ class SessionStore:
                 self._touched.add(key)
         return session
 
-    async def revoke(self, keys: list[str]) -> list[Session]:
+    async def revoke(self, keys: list[bytes]) -> list[Session]:
         """End these sessions: their deletion is on disk before they stop working. Raises
         ``StateUnwritable`` (and they keep working) when it cannot be written; the caller
         audits with its reason."""
@@ -366,7 +377,7 @@ class SessionStore:
             if self.journal is not None:
                 try:
                     await asyncio.to_thread(self.journal.append,
-                                            [{"op": "del", "key": k} for k in present],
+                                            [{"op": "del", "key": k.hex()} for k in present],
                                             revocation=True)
                 except OSError as exc:
                     raise StateUnwritable(self.state_problem or str(exc)) from exc
@@ -387,8 +398,34 @@ class SessionStore:
         return self._sessions.get(session.key) is session
 
     def with_sid(self, sid: str) -> list[Session]:
-        """The sessions of one Entra ID sign-in session (front-channel sign-out; rare)."""
-        return [s for s in self._sessions.values() if s.sid == sid]
+        """The sessions of one Entra ID sign-in session (front-channel sign-out): an index
+        lookup, so that an unauthenticated request never walks every session."""
+        return [self._sessions[k] for k in self._keys(self._by_sid, sid)]
+
+    async def refresh_token(self, session: Session) -> str | None:
+        """The session's refresh token, read from the journal (None: it has none, or its line
+        cannot be read now; re-validation then tries again later)."""
+        if session.token_at < 0 or self.journal is None:
+            return session.new_refresh_token
+        async with self._io:  # offsets move only under this lock
+            if session.new_refresh_token is not None:  # not journalled yet
+                return session.new_refresh_token
+            try:
+                token = await asyncio.to_thread(self.journal.read_token, session.token_at,
+                                                session.key)
+            except OSError as exc:
+                log.error("session_refresh_token_unreadable", upn=session.upn,
+                          error=exc.strerror or str(exc))
+                return None
+        if token is None:
+            log.error("session_refresh_token_unreadable", upn=session.upn,
+                      error="the journal line does not hold this session's refresh token")
+        return token
+
+    def replace_refresh_token(self, session: Session, token: str) -> None:
+        """Keep a rotated refresh token until the next flush journals it."""
+        session.new_refresh_token = token
+        self.changed(session)
 
     def changed(self, session: Session) -> None:
         """Journal ``session`` again at the next flush (new role, names or refresh token)."""
@@ -458,33 +495,39 @@ class SessionStore:
             return
         if self.journal.problem is not None:
             await asyncio.to_thread(self.journal.probe)
-        deletes = self._pending_deletes
-        self._pending_deletes = []
-        touched = [(k, s, s.last_seen) for k in self._touched
-                   if (s := self._sessions.get(k)) is not None]
-        self._touched = set()
-        changed = [s for k in self._changed if (s := self._sessions.get(k)) is not None]
-        self._changed = set()
-        records: list[dict[str, Any]] = [{"op": "del", "key": k} for k in deletes]
-        records += [{"op": "touch", "key": k, "last_seen": seen} for k, _, seen in touched]
-        records += [s.record() for s in changed]
-        async with self._io:
-            if records:
+        async with self._io:  # token offsets move only under this lock: read them under it
+            deletes = self._pending_deletes
+            self._pending_deletes = []
+            touched = [(k, s, s.last_seen) for k in self._touched
+                       if (s := self._sessions.get(k)) is not None]
+            self._touched = set()
+            changed = [s for k in self._changed if (s := self._sessions.get(k)) is not None]
+            self._changed = set()
+            pairs: Pairs = [(None, {"op": "del", "key": k.hex()}) for k in deletes]
+            pairs += [(None, {"op": "touch", "key": k.hex(), "last_seen": seen})
+                      for k, _, seen in touched]
+            pairs += [p for s in changed for p in _items(s)]
+            if pairs:
                 try:
-                    await asyncio.to_thread(self.journal.append, records)
+                    offsets = await asyncio.to_thread(self.journal.append,
+                                                      [item for _, item in pairs])
                 except OSError:
                     self._pending_deletes[:0] = deletes
                     self._touched.update(k for k, s, _ in touched if k in self._sessions)
                     self._changed.update(s.key for s in changed if s.key in self._sessions)
                     return
+                _settle(pairs, offsets)
                 for _, session, seen in touched:
                     session.persisted_seen = max(session.persisted_seen, seen)
             if self._journal_bloated():
-                snapshot = [s.record() for s in list(self._sessions.values())]
+                pairs = [p for s in list(self._sessions.values()) for p in _items(s)]
                 try:
-                    await asyncio.to_thread(self.journal.rewrite, snapshot)
+                    _, offsets = await asyncio.to_thread(self.journal.rewrite,
+                                                         [item for _, item in pairs])
                 except OSError:
                     pass  # logged by the journal; the appended journal stays valid
+                else:
+                    _settle(pairs, offsets)
 
     def close(self) -> None:
         if self.journal is not None:

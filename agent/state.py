@@ -1,9 +1,6 @@
-"""Encrypted, append-only session journal in ``state_dir`` (AES-256-GCM, key file 0600).
+"""The encrypted, append-only session journal in ``state_dir`` (key file 0600).
 
-Records: one a line, ``base64(nonce ‖ AES-GCM(JSON)) + "\\n"`` — self-delimiting (the newline)
-and checked (the GCM tag). The JSON is a dict with ``op`` (``put``, ``touch``, ``del``); a
-``put`` carries the session's fields by name, so fields are added without a format change
-(readers ignore names they do not know and default the ones they miss).
+Lines and what they hold: ``journal_lines``; who may own the directory: ``statedir``.
 
 Writes: a batch goes out in a loop of ``os.write`` (a short write continues where it stopped),
 then ``fsync``; on any error the file is truncated back to where the batch began and the error
@@ -17,114 +14,48 @@ that meets ENOSPC frees it and tries again, so sign-outs are recorded on a full 
 reserve is missing no new session is written (``writable`` is False) and every flush tries to
 allocate it again.
 
-The directory: it must belong to the user the agent runs as and not be group- or
-world-writable (``StateDirUnsafe`` with the fix otherwise); files are opened relative to a
-directory descriptor with ``O_NOFOLLOW`` and checked the same way; temporary files are created
-with ``O_EXCL`` under a random name.
+Files are opened relative to a directory descriptor with ``O_NOFOLLOW`` and checked like the
+directory; temporary files are created with ``O_EXCL`` under a random name.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
-import json
 import os
-import pwd
 import secrets
-import stat
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import structlog
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .journal_lines import TOKEN_MARK, CopiedLine, Item, Sealer, TokenLine
+from .statedir import (
+    JOURNAL_FILE,
+    KEY_FILE,
+    RESERVE_FILE,
+    StateDirUnsafe,
+    open_checked,
+    open_directory,
+    state_dir_problems,
+)
 
 log = structlog.get_logger("agent.state")
 
-KEY_FILE = "session.key"
-JOURNAL_FILE = "sessions.journal"
-RESERVE_FILE = "sessions.reserve"
+__all__ = ["JOURNAL_FILE", "KEY_FILE", "RESERVE_BYTES", "RESERVE_FILE", "SessionJournal",
+           "StateDirUnsafe", "StateUnwritable", "state_dir_problems"]
+
 RESERVE_BYTES = 512 * 1024  # ~3,000 sign-out records
-SERVICE_USER = "sensor-sso-agent"
 _TEMP_PREFIX = "sessions.tmp"  # also the fixed name earlier versions used
-_AAD = b"sensor-sso-agent/sessions/v1"
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
-class StateDirUnsafe(Exception):
-    """``state_dir`` or a file in it could be changed by someone other than the agent."""
+_LONGEST_LINE = 1 << 20  # a token line is about 1.5 kB; anything longer is not one
 
 
 class StateUnwritable(Exception):
     """Session state could not be written; the change it carried was not made."""
-
-
-def _user(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def _owner_problem(path: Path, st: os.stat_result, uids: set[int], directory: bool) -> str | None:
-    mode = "0700" if directory else "0600"
-    owner = _user(max(uids))  # the service user rather than root, when both are allowed
-    fix = f"chown {owner}: {path} && chmod {mode} {path}"
-    if st.st_uid not in uids:
-        return (f"{path} belongs to {_user(st.st_uid)}, not to the user the agent runs as "
-                f"({' or '.join(sorted(_user(u) for u in uids))}); fix: {fix}")
-    if stat.S_IMODE(st.st_mode) & 0o022:
-        mode_now = f"{stat.S_IMODE(st.st_mode):04o}"
-        return f"{path} is writable by other users (mode {mode_now}); fix: {fix}"
-    return None
-
-
-def allowed_owners() -> set[int]:
-    """Who may own ``state_dir``: the user we run as; for root (check-config by hand) also
-    the packaged service user."""
-    uids = {os.geteuid()}
-    if os.geteuid() == 0:
-        try:
-            uids.add(pwd.getpwnam(SERVICE_USER).pw_uid)
-        except KeyError:
-            pass
-    return uids
-
-
-def state_dir_problems(state_dir: Path, uids: set[int] | None = None) -> list[str]:
-    """Why ``state_dir`` is unsafe (empty when safe, or missing: the agent creates it 0700)."""
-    uids = allowed_owners() if uids is None else uids
-    try:
-        st = os.stat(state_dir)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        return [f"{state_dir}: {exc.strerror}"]
-    if not stat.S_ISDIR(st.st_mode):
-        return [f"{state_dir} is not a directory"]
-    problems = [p for p in [_owner_problem(state_dir, st, uids, True)] if p]
-    for name in (KEY_FILE, JOURNAL_FILE, RESERVE_FILE):
-        path = state_dir / name
-        try:
-            fst = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            problems.append(f"{path}: {exc.strerror}")
-            continue
-        if stat.S_ISLNK(fst.st_mode):
-            problems.append(f"{path} is a symbolic link; fix: rm {path}")
-        elif not stat.S_ISREG(fst.st_mode):
-            problems.append(f"{path} is not a regular file; fix: rm -r {path}")
-        elif problem := _owner_problem(path, fst, uids, False):
-            problems.append(problem)
-        elif name == KEY_FILE and stat.S_IMODE(fst.st_mode) & 0o077:
-            problems.append(f"{path} is readable by other users; fix: chmod 0600 {path}, "
-                            "or remove it and sessions.journal to start with a new key")
-    return problems
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -137,7 +68,7 @@ class SessionJournal:
     def __init__(self, state_dir: Path) -> None:
         self.dir = Path(state_dir)
         self.path = self.dir / JOURNAL_FILE
-        self._aead: AESGCM | None = None
+        self._sealer: Sealer | None = None
         self._dfd: int | None = None
         self._fd: int | None = None  # the journal, held open for appends
         self._repair_to: int | None = None  # a failed write's start, if truncating failed
@@ -154,24 +85,24 @@ class SessionJournal:
         Raises ``StateDirUnsafe`` for a directory or file others could change, ``OSError``
         when the key cannot be read or created (a full disk on the very first start)."""
         try:
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            dfd = open_directory(self.dir)
         except OSError as exc:
             self._failed("open the directory", exc)
             raise
-        problem = _owner_problem(self.dir, os.fstat(dfd), {os.geteuid()}, True)
-        if problem:
-            os.close(dfd)
-            raise StateDirUnsafe(problem)
         self.close()
         self._dfd = dfd
         self._remove_stale_temps()
         try:
-            self._aead = AESGCM(self._load_or_create_key())
+            self._sealer = Sealer(self._load_or_create_key())
         except OSError as exc:
             self._failed("read or create the session key", exc)
             raise
         self.probe(always=True)  # allocates the reserve too
+
+    @property
+    def sealer(self) -> Sealer:
+        assert self._sealer is not None, "SessionJournal.open() first"
+        return self._sealer
 
     def close(self) -> None:
         for fd in (self._fd, self._dfd):
@@ -180,25 +111,7 @@ class SessionJournal:
         self._fd = self._dfd = None
 
     def _open(self, name: str, flags: int, mode: int = 0o600) -> int:
-        """Open a file of the directory without following links; refuse others' files."""
-        try:
-            fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self._dfd)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise StateDirUnsafe(f"{self.dir / name} is a symbolic link; fix: rm "
-                                     f"{self.dir / name}") from exc
-            raise
-        st = os.fstat(fd)
-        problem = None if stat.S_ISREG(st.st_mode) else \
-            f"{self.dir / name} is not a regular file; fix: rm -r {self.dir / name}"
-        problem = problem or _owner_problem(self.dir / name, st, {os.geteuid()}, False)
-        if problem is None and name == KEY_FILE and stat.S_IMODE(st.st_mode) & 0o077:
-            problem = (f"{self.dir / name} is readable by other users; fix: chmod 0600 "
-                       f"{self.dir / name}")
-        if problem:
-            os.close(fd)
-            raise StateDirUnsafe(problem)
-        return fd
+        return open_checked(self._dfd, self.dir, name, flags, mode)
 
     def _remove_stale_temps(self) -> None:
         for name in os.listdir(self._dfd):
@@ -251,46 +164,37 @@ class SessionJournal:
             self._close_journal()
         return self.dir / aside
 
-    # -- records ----------------------------------------------------------------------
+    # -- reading ------------------------------------------------------------------------
 
-    def _seal(self, record: dict[str, Any]) -> bytes:
-        assert self._aead is not None
-        nonce = secrets.token_bytes(12)
-        data = json.dumps(record, separators=(",", ":")).encode()
-        return base64.b64encode(nonce + self._aead.encrypt(nonce, data, _AAD)) + b"\n"
-
-    def _open_line(self, line: bytes) -> dict[str, Any] | None:
-        assert self._aead is not None
-        try:
-            raw = base64.b64decode(line.strip(), validate=True)
-            plain = self._aead.decrypt(raw[:12], raw[12:], _AAD)
-            record = json.loads(plain)
-        except (ValueError, InvalidTag, UnicodeDecodeError):
-            return None
-        return record if isinstance(record, dict) else None
-
-    def replay(self) -> Iterator[dict[str, Any]]:
-        """Every readable record in order. A torn tail is truncated away with a warning;
-        whole lines that do not decrypt are counted in ``unreadable`` (the caller compacts)."""
+    def replay(self) -> Iterator[dict[str, Any] | int]:
+        """Every readable record in order, and for a refresh-token line where it starts (it
+        is not decoded here). A torn tail is truncated away with a warning; whole lines that
+        do not decrypt are counted in ``unreadable`` (the caller compacts)."""
         self.lines = 0
         self.unreadable = 0
         try:
             fd = self._open(JOURNAL_FILE, os.O_RDONLY)
         except FileNotFoundError:
             return
+        open_line = self.sealer.open
         end = 0
         torn = b""
         with os.fdopen(fd, "rb") as journal:
             for line in journal:  # streamed: 100,000 sessions never sit in memory twice
-                if not line.endswith(b"\n"):
-                    torn = line
-                    break
+                at = end
                 end += len(line)
-                if not line.strip():
+                if line[-1:] != b"\n":
+                    torn = line
+                    end = at
+                    break
+                if line.startswith(TOKEN_MARK):
+                    self.lines += 1
+                    yield at
                     continue
-                record = self._open_line(line)
+                record = open_line(line)
                 if record is None:
-                    self.unreadable += 1
+                    if line.strip():
+                        self.unreadable += 1
                     continue
                 self.lines += 1
                 yield record
@@ -304,6 +208,24 @@ class SessionJournal:
             log.error("session_state_unreadable", unreadable_records=self.unreadable,
                       readable_records=self.lines,
                       fix="sessions in unreadable records must sign in again")
+
+    def _line_at(self, fd: int, at: int) -> bytes:
+        """The line that starts at ``at`` (empty when there is none)."""
+        chunk = os.pread(fd, 4096, at)
+        while b"\n" not in chunk and len(chunk) < _LONGEST_LINE:
+            more = os.pread(fd, 65536, at + len(chunk))
+            if not more:
+                break
+            chunk += more
+        return chunk.split(b"\n", 1)[0] + b"\n" if b"\n" in chunk else b""
+
+    def read_token(self, at: int, key: bytes) -> str | None:
+        """The refresh token in the line at ``at``, if that line is ``key``'s (blocking)."""
+        fd = self._open(JOURNAL_FILE, os.O_RDONLY)
+        try:
+            return self.sealer.open_token(self._line_at(fd, at), key)
+        finally:
+            os.close(fd)
 
     def _truncate(self, size: int) -> None:
         try:
@@ -319,6 +241,20 @@ class SessionJournal:
 
     # -- writing ----------------------------------------------------------------------
 
+    def _lines(self, items: Iterable[Item], source: int | None) -> Iterator[bytes]:
+        sealer = self.sealer
+        for item in items:
+            if isinstance(item, dict):
+                yield sealer.seal(item)
+            elif isinstance(item, TokenLine):
+                yield sealer.seal_token(item.key, item.token)
+            else:
+                assert source is not None
+                line = self._line_at(source, item.at)
+                if not line.startswith(TOKEN_MARK):
+                    raise OSError(errno.EIO, f"no token line at {item.at} of {self.path}")
+                yield line
+
     def _journal(self) -> int:
         if self._fd is None:
             created = not os.path.lexists(self.path)
@@ -332,8 +268,9 @@ class SessionJournal:
             os.close(self._fd)
             self._fd = None
 
-    def _write(self, blob: bytes) -> None:
-        """All of ``blob`` and fsync, or nothing (truncated back) and the error."""
+    def _write(self, blob: bytes) -> int:
+        """All of ``blob`` and fsync, or nothing (truncated back) and the error; returns
+        where it starts."""
         fd = self._journal()
         if self._repair_to is not None:
             os.ftruncate(fd, self._repair_to)
@@ -348,15 +285,25 @@ class SessionJournal:
             except OSError:
                 self._repair_to = start
             raise
+        return start
 
-    def append(self, records: Iterable[dict[str, Any]], *, revocation: bool = False) -> None:
-        """Append and fsync (blocking); raises ``OSError`` with nothing written. A
-        ``revocation`` that meets a full disk frees the reserve and tries once more."""
-        blob = b"".join(self._seal(r) for r in records)
-        if not blob:
-            return
+    def append(self, items: Iterable[Item], *, revocation: bool = False) -> list[int]:
+        """Append and fsync (blocking); returns where each item's line starts. Raises
+        ``OSError`` with nothing written. A ``revocation`` that meets a full disk frees the
+        reserve and tries once more."""
+        items = list(items)
+        source = self._open(JOURNAL_FILE, os.O_RDONLY) if any(
+            isinstance(i, CopiedLine) for i in items) else None
         try:
-            self._write(blob)
+            lines = list(self._lines(items, source))
+        finally:
+            if source is not None:
+                os.close(source)
+        blob = b"".join(lines)
+        if not blob:
+            return []
+        try:
+            start = self._write(blob)
         except OSError as exc:
             self._failed("write sessions.journal", exc)
             if not (revocation and exc.errno in _NO_SPACE and self.reserved):
@@ -365,28 +312,44 @@ class SessionJournal:
             log.warning("session_state_reserve_used", why="the disk is full: the space kept "
                         "for sign-outs records this one; no new sessions until space is free")
             try:
-                self._write(blob)
+                start = self._write(blob)
             except OSError as again:
                 self._failed("write sessions.journal", again)
                 raise
-        self.lines += blob.count(b"\n")
+        self.lines += len(lines)
         self._succeeded()
+        offsets = []
+        for line in lines:
+            offsets.append(start)
+            start += len(line)
+        return offsets
 
-    def rewrite(self, records: Iterable[dict[str, Any]], *, set_aside: bool = False
-                ) -> Path | None:
-        """Atomically replace the journal with ``records`` (blocking); with ``set_aside``
-        the old journal is renamed aside first. Returns where it was set aside."""
+    def rewrite(self, items: Iterable[Item], *, set_aside: bool = False
+                ) -> tuple[Path | None, list[int]]:
+        """Atomically replace the journal with ``items`` (blocking); with ``set_aside`` the
+        old journal is renamed aside first. Returns where it was set aside and where each
+        item's line starts in the new journal."""
         name = f"{_TEMP_PREFIX}-{secrets.token_hex(8)}"
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=self._dfd)
-        count = 0
+        offsets: list[int] = []
+        at = 0
         try:
-            with os.fdopen(fd, "wb") as f:  # BufferedWriter: short writes continue
-                for record in records:
-                    f.write(self._seal(record))
-                    count += 1
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                source: int | None = self._open(JOURNAL_FILE, os.O_RDONLY)
+            except FileNotFoundError:
+                source = None
+            try:
+                with os.fdopen(fd, "wb") as f:  # BufferedWriter: short writes continue
+                    for line in self._lines(items, source):
+                        f.write(line)
+                        offsets.append(at)
+                        at += len(line)
+                    f.flush()
+                    os.fsync(f.fileno())
+            finally:
+                if source is not None:
+                    os.close(source)
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(name, dir_fd=self._dfd)
@@ -398,9 +361,9 @@ class SessionJournal:
         os.fsync(self._dfd)  # type: ignore[arg-type]
         self._close_journal()
         self._repair_to = None
-        self.lines = count
+        self.lines = len(offsets)
         self._succeeded()
-        return aside
+        return aside, offsets
 
     # -- the reserve and the writable state ---------------------------------------------
 

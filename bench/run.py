@@ -260,7 +260,7 @@ async def run(smoke: bool) -> dict[str, Any]:
             rss_after = agent.rss_mib()
             results["auth_check_many_sessions"] = {
                 "sessions": p["sessions"] + 1, "restored_by_agent": agent.restored_sessions(),
-                "seeded_via": "SessionJournal.append of Session.record() before start",
+                "seeded_via": "SessionJournal.append of journal_items(session) before start",
                 "seed_seconds": round(seeded_s, 2), **many}
             results["resources"] = {
                 "rss_idle_mib": rss_idle, "rss_with_sessions_mib": rss_after,

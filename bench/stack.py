@@ -19,7 +19,8 @@ import aiohttp
 from agent.demo import DEMO_CLIENT, DEMO_GROUPS, DEMO_TENANT
 from agent.devidp import DEMO_PASSWORD, DevIdentityProvider, demo_users
 from agent.devidp.state import IssuedRefreshToken
-from agent.sessions import COOKIE_NAME, Session, session_key
+from agent.journal_lines import Item
+from agent.sessions import COOKIE_NAME, Session, journal_items, session_key
 from agent.state import SessionJournal
 from tests.devidp_driver import complete_sign_in
 
@@ -75,7 +76,7 @@ REFRESH_TOKEN_CHARS = 1100  # about the size of an Entra ID refresh token (opaqu
 def seed_sessions(state_dir: Path, count: int, refresh_tokens: bool = False,
                   idp: DevIdentityProvider | None = None, interval: float = 0.0) -> float:
     """Write ``count`` live sessions into the agent's journal (its real persistence path,
-    ``SessionJournal.append`` of ``Session.record()``) before it starts; returns seconds.
+    ``SessionJournal.append`` of ``journal_items(session)``) before it starts; returns seconds.
 
     ``refresh_tokens``: each holds a refresh token of Entra's size. With ``idp`` they are
     ``USER``'s and the provider honours them (re-validation succeeds), last confirmed at
@@ -85,7 +86,7 @@ def seed_sessions(state_dir: Path, count: int, refresh_tokens: bool = False,
     journal.open()
     now = time.time()
     user = idp.user_by_username(USER) if idp is not None else None
-    batch: list[dict[str, object]] = []
+    batch: list[Item] = []
     for i in range(count):
         token = None
         if refresh_tokens:
@@ -96,16 +97,16 @@ def seed_sessions(state_dir: Path, count: int, refresh_tokens: bool = False,
                 oid=user.oid, client_id=CLIENT, scope=f"openid profile offline_access "
                 f"{idp.graph_url}/.default", session_state=f"sid-{i}", auth_time=now,
                 granted_at=now, expires_at=now + 86400)
-        batch.append(Session(
+        batch.extend(journal_items(Session(
             key=session_key(secrets.token_urlsafe(32)),
             upn=user.username if user else f"user{i}@contoso.example",
             given_name="Bench", family_name=f"User {i}",
             oid=user.oid if user else f"{i:08d}-0000-4000-8000-bench",
             role="admin" if user else "read_only",
             groups=(ROLE_GROUPS["admin" if user else "read_only"][0],), auth_time=now,
-            created=now, last_seen=now, csrf_token=secrets.token_urlsafe(32),
-            refresh_token=token, sid=f"sid-{i}" if token else None,
-            revalidated=now - interval * secrets.randbelow(1000) / 1000).record())
+            created=now, last_seen=now, new_refresh_token=token,
+            sid=f"sid-{i}" if token else None,
+            revalidated=now - interval * secrets.randbelow(1000) / 1000)))
         if len(batch) == 10_000:
             journal.append(batch)
             batch = []

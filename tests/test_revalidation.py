@@ -297,3 +297,37 @@ class TestPlatformsAndThrottling:
             return rstack.idp.requests["token"] > after_429
 
         await eventually(resumed, "re-validation resumes after Retry-After")
+
+
+class TestRefreshTokenAtRest:
+    async def test_the_rotated_token_is_used_after_a_restart(self, rstack: Stack) -> None:
+        """Re-validation reads the session's token from the journal: after one rotation, a
+        restart and the old token's end at the provider, the next one still confirms the
+        session (the rotated token was journalled and is the one read)."""
+        browser = await signed_in(rstack, "admin@contoso.example")
+        assert rstack.app is not None
+        store = rstack.app[keys.SESSIONS]
+        first = next(iter(rstack.idp.refresh_tokens))
+        session = store.live()[0]
+        created = session.revalidated
+        await one_interval_later(rstack)
+
+        async def rotated() -> bool:
+            return session.revalidated > created and len(rstack.idp.refresh_tokens) > 1
+
+        await eventually(rotated, "the session is re-validated with a new refresh token")
+        await store.flush()
+        assert session.new_refresh_token is None  # journalled, not kept in memory
+        await rstack.stop_agent()
+        del rstack.idp.refresh_tokens[first]  # only the rotated token works now
+        await rstack.start_agent()
+        assert rstack.app is not None
+        restored = rstack.app[keys.SESSIONS].live()[0]
+        before = restored.revalidated
+        await one_interval_later(rstack)
+
+        async def confirmed() -> bool:
+            return restored.revalidated > before
+
+        await eventually(confirmed, "the restored session is confirmed with the rotated token")
+        assert 200 == await check_status(browser)

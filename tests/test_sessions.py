@@ -209,3 +209,145 @@ class TestWallClock:
                 frozen.tick(1500)
                 store.get(fresh)
             assert store.get(fresh) is None  # 7500 s > absolute 7200 s despite activity
+
+
+async def add_sso(store: SessionStore, token: str | None, upn: str = "ana@contoso.example",
+                  sid: str | None = "sid-1") -> str:
+    cookie, session = store.new_session(upn=upn, given_name="Ana", family_name="Silva",
+                                        oid="oid-1", role="admin", groups=["g"], auth_time=1.0,
+                                        sub="sub-1", sid=sid, refresh_token=token)
+    await store.put(session)
+    return cookie
+
+
+TOKEN = "0.AUoA" + "r" * 1100
+
+
+class TestRefreshTokensLiveInTheJournal:
+    async def test_no_token_in_memory_after_put_or_restart(self, tmp_path: Path) -> None:
+        """Once written, a session's refresh token is not held in memory; re-validation reads
+        it from the journal, before and after a restart; the file holds it only encrypted."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        cookie = await add_sso(store, TOKEN)
+        session = store.get(cookie)
+        assert session is not None and session.new_refresh_token is None
+        assert session.has_refresh_token and TOKEN == await store.refresh_token(session)
+        assert TOKEN.encode() not in (tmp_path / JOURNAL_FILE).read_bytes()
+        again = new_store(tmp_path, clock)
+        restored = again.get(cookie)
+        assert restored is not None and restored.new_refresh_token is None
+        assert TOKEN == await again.refresh_token(restored)
+
+    async def test_rotated_token_survives_flush_compaction_and_restart(
+            self, tmp_path: Path) -> None:
+        """A rotated token is journalled by the next flush; compaction copies token lines
+        and the restored sessions read their own token, not a neighbour's."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        cookies = [await add_sso(store, f"{TOKEN}-{i}", f"u{i}@contoso.example", f"sid-{i}")
+                   for i in range(3)]
+        first = store.get(cookies[0])
+        assert first is not None
+        store.replace_refresh_token(first, "rotated")
+        assert "rotated" == await store.refresh_token(first)
+        await store.flush()
+        assert first.new_refresh_token is None and "rotated" == await store.refresh_token(first)
+        assert store.journal is not None
+        store.journal.lines = 10_000  # looks bloated: the next flush compacts
+        await store.flush()
+        assert store.journal.lines < 10
+        again = new_store(tmp_path, clock)
+        tokens = []
+        for cookie in cookies:
+            s = again.get(cookie)
+            assert s is not None
+            tokens.append(await again.refresh_token(s))
+        assert ["rotated", f"{TOKEN}-1", f"{TOKEN}-2"] == tokens
+
+    async def test_earlier_records_with_the_token_inline_are_moved_out(
+            self, tmp_path: Path) -> None:
+        """A journal of the earlier version (token inside the put record) is restored, then
+        rewritten so that the token has a line of its own and is not kept in memory."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        cookie, session = store.new_session(upn="ana@contoso.example", given_name="Ana",
+                                            family_name="Silva", oid="oid-1", role="admin",
+                                            groups=["g"], auth_time=1.0)
+        old = session.record()
+        old["session"].update(refresh_token=TOKEN, csrf_token="x" * 43)
+        assert store.journal is not None
+        store.journal.append([old])
+        again = new_store(tmp_path, clock)
+        restored = again.get(cookie)
+        assert restored is not None and restored.new_refresh_token is None
+        assert restored.token_at >= 0 and TOKEN == await again.refresh_token(restored)
+
+    async def test_a_put_without_its_token_line_is_not_restored(self, tmp_path: Path) -> None:
+        """A put whose refresh token's line is missing (cut off) cannot be re-validated:
+        it is not restored; the sessions around it are."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        keep = await add_sso(store, TOKEN, "bo@contoso.example", "sid-0")
+        size = (tmp_path / JOURNAL_FILE).stat().st_size
+        lost = await add_sso(store, TOKEN)
+        data = (tmp_path / JOURNAL_FILE).read_bytes()
+        put_line = data[size:].split(b"\n", 1)[0] + b"\n"
+        (tmp_path / JOURNAL_FILE).write_bytes(data[:size] + put_line)
+        with capture_logs() as logs:
+            again = new_store(tmp_path, clock)
+        assert again.get(lost) is None and again.get(keep) is not None
+        assert any(e["event"] == "session_record_unusable" for e in logs)
+
+    async def test_an_unreadable_token_line_gives_none_and_logs_no_secret(
+            self, tmp_path: Path) -> None:
+        """A token line that does not open (or names another session) yields None and an
+        error that quotes nothing of the line."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        cookie = await add_sso(store, TOKEN)
+        other = await add_sso(store, TOKEN + "-other", "bo@contoso.example", "sid-2")
+        session, neighbour = store.get(cookie), store.get(other)
+        assert session is not None and neighbour is not None
+        session.token_at = neighbour.token_at  # points at another session's token line
+        with capture_logs() as logs:
+            assert await store.refresh_token(session) is None
+        assert ["session_refresh_token_unreadable"] == [e["event"] for e in logs]
+        assert "other" not in str(logs) and "rrrr" not in str(logs)
+
+
+class TestIndexesAndDerivedValues:
+    async def test_sid_index_follows_sign_outs_and_restarts(self, tmp_path: Path) -> None:
+        """with_sid finds the sessions of one Entra sign-in (two here), not others', forgets
+        a signed-out one and is rebuilt at restart."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        a, b = await add_sso(store, TOKEN, sid="s"), await add_sso(store, TOKEN, sid="s")
+        c = await add_sso(store, TOKEN, "bo@contoso.example", sid="t")
+        assert 2 == len(store.with_sid("s")) and 1 == len(store.with_sid("t"))
+        assert [] == store.with_sid("u")
+        await store.delete(a)
+        found = store.with_sid("s")
+        assert 1 == len(found) and found[0] is store.get(b, touch=False)
+        again = new_store(tmp_path, clock)
+        assert [again.get(b, touch=False)] == again.with_sid("s")
+        assert [again.get(c, touch=False)] == again.with_sid("t")
+
+    async def test_csrf_token_is_derived_stable_and_per_session(self, tmp_path: Path) -> None:
+        """The CSRF token is the same after a restart (a page loaded before it still signs
+        out), differs between sessions and is not the cookie; another store's key gives
+        another token."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        one, two = await add(store), await add(store, "bo@contoso.example")
+        s1, s2 = store.get(one), store.get(two)
+        assert s1 is not None and s2 is not None
+        token = store.csrf_token(s1)
+        assert 43 == len(token) and token != store.csrf_token(s2) and token != one
+        assert store.csrf_ok(s1, token) and not store.csrf_ok(s2, token)
+        assert not store.csrf_ok(s1, None) and not store.csrf_ok(s1, "")
+        again = new_store(tmp_path, clock)
+        r1 = again.get(one)
+        assert r1 is not None and token == again.csrf_token(r1)
+        elsewhere = new_store(tmp_path / "other", clock)
+        assert token != elsewhere.csrf_token(r1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from urllib.parse import urlencode
 
 import structlog
@@ -175,7 +174,7 @@ async def me(request: web.Request) -> web.Response:
         "role_name": role_name(session.role), "groups": list(session.groups),
         "auth_time": session.auth_time,
         "expires_at": request.app[keys.SESSIONS].expires_at(session),
-        "csrf_token": session.csrf_token, "method": session.method,
+        "csrf_token": request.app[keys.SESSIONS].csrf_token(session), "method": session.method,
     })
 
 
@@ -194,7 +193,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         except (ValueError, LookupError, AssertionError):  # 0xff bytes, unknown charset,
             value = None  # multipart without a boundary: no token, so refused below
         supplied = value if isinstance(value, str) else None
-    if not supplied or not hmac.compare_digest(supplied.encode(), session.csrf_token.encode()):
+    if not request.app[keys.SESSIONS].csrf_ok(session, supplied):
         audit.warning("sso_logout_refused", reason="csrf_token_invalid", upn=session.upn)
         return web.Response(status=403, text="Sign-out needs the session's CSRF token.\n")
     try:
@@ -227,7 +226,8 @@ async def overview(request: web.Request) -> web.StreamResponse:
     settings = request.app[keys.SETTINGS]
     return render("overview.html", title="Overview", sensor_name=settings.server.sensor_name,
                   name=f"{session.given_name} {session.family_name}", upn=session.upn,
-                  role_name=role_name(session.role), csrf_token=session.csrf_token,
+                  role_name=role_name(session.role),
+                  csrf_token=request.app[keys.SESSIONS].csrf_token(session),
                   method=session.method)
 
 

@@ -54,8 +54,8 @@ class RefusalAudit:
         self.clock = clock
         self.window = window
         self.max_entries = max_entries
-        self._last: dict[tuple[str, str], float] = {}
-        self._suppressed: dict[tuple[str, str], int] = {}
+        self._last: dict[tuple[bytes, str], float] = {}
+        self._suppressed: dict[tuple[bytes, str], int] = {}
 
     def refused(self, session: Session, needed: str, original_uri: str | None,
                 source_ip: str) -> None:

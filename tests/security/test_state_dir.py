@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.journal_lines import CopiedLine
 from agent.state import JOURNAL_FILE, KEY_FILE
 from agent.web import keys
 from tests.harness import Stack, StackFactory, agent_config, write_config
@@ -114,7 +115,8 @@ async def test_planted_temp_file_link_is_not_written_through(tmp_path: Path,
     journal = stack.app[keys.SESSIONS].journal
     assert journal is not None
     (state / "sessions.tmp").symlink_to(victim)  # planted again while running
-    journal.rewrite(list(journal.replay()))  # what compaction does
+    # What compaction does: records again, refresh-token lines copied as they are.
+    journal.rewrite([r if isinstance(r, dict) else CopiedLine(r) for r in journal.replay()])
     assert "precious\n" == victim.read_text()
     await stack.stop_agent()
     await stack.start_agent()
