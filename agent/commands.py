@@ -11,13 +11,12 @@ import sys
 
 import structlog
 
-from .config_checks import warnings as config_warnings
 from .errors import ConfigError
-from .lifecycle import listen_address, problem_lines, run_service
+from .lifecycle import listen_address, run_service
 from .local.signin import describe_local
 from .logging import configure_logging
 from .service_user import as_service_user, current_user
-from .settings import Settings, load_settings
+from .settings import Settings, config_warnings, load_or_report, load_settings, problem_lines
 from .state import StateDirUnsafe, state_dir_problems
 from .version_check import check_sensor_version
 
@@ -30,13 +29,8 @@ def check_config(path: str, user: str | None = None) -> int:
 
 
 def _check_config(path: str) -> int:
-    try:
-        settings = load_settings(path)
-    except ConfigError as exc:
-        print(f"{path}: configuration is invalid ({len(exc.problems)} problem"
-              f"{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
-        for line in problem_lines(exc):
-            print(f"  {line}", file=sys.stderr)
+    settings = load_or_report(path)
+    if settings is None:
         return 1
     unsafe = state_dir_problems(settings.session.state_dir)
     if unsafe:

@@ -29,7 +29,7 @@ from aiohttp import web
 
 from .entra.discovery import TenantDirectory
 from .errors import ConfigError
-from .settings import Settings, load_settings
+from .settings import Settings, listen_text, load_settings, problem_lines
 from .systemd import Notifier
 
 if TYPE_CHECKING:
@@ -39,11 +39,6 @@ log = structlog.get_logger("agent")
 
 READY_GRACE = 60.0  # seconds; below the unit's TimeoutStartSec
 SHUTDOWN_TIMEOUT = 10.0  # in-flight requests get this long; below the unit's TimeoutStopSec
-
-
-def problem_lines(exc: ConfigError) -> list[str]:
-    """One ``key = value: why`` line per problem of an invalid configuration."""
-    return [f"{key}{' = ' + value if value else ''}: {why}" for key, value, why in exc.problems]
 
 
 def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -56,9 +51,7 @@ def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def listen_address(settings: Settings) -> str:
-    host = settings.server.listen_host
-    return f"[{host}]:{settings.server.listen_port}" if ":" in host else \
-        f"{host}:{settings.server.listen_port}"
+    return listen_text(settings.server.listen_host, settings.server.listen_port)
 
 
 def bind_listener(settings: Settings) -> socket.socket:

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .settings import load_settings
+from .settings import load_or_report
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -67,10 +66,8 @@ def _table(rows: list[list[str]]) -> str:
 
 def sessions_command(config: str, action: str, upn: str | None = None,
                      everyone: bool = False) -> int:
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        print(f"{config}: configuration is invalid: {exc}", file=sys.stderr)
+    settings = load_or_report(config)
+    if settings is None:
         return 1
     path = settings.server.admin_socket
     try:

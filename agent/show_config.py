@@ -11,10 +11,9 @@ import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
-from .settings import Settings, format_duration, listen_text, load_settings
+from .settings import Settings, format_duration, listen_text, load_settings, mask_credentials
 
 MASK = "******"
 _SECRET_KEYS = {"client_secret_file"}
@@ -67,19 +66,10 @@ def _show(key: str, value: Any) -> str:
     if key in _SECRET_KEYS:
         return f"{MASK} (from {value})"
     if key == "https_proxy":
-        return repr(_without_credentials(str(value)))
+        return repr(mask_credentials(str(value)))
     if isinstance(value, Path):
         return repr(str(value))
     return repr(value)
-
-
-def _without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{MASK}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def show_config(path: str, out: TextIO | None = None) -> int:

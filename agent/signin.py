@@ -38,7 +38,8 @@ from .logging import AuditBursts
 from .pending import PendingSignIn, PendingSignIns, binding_hash
 from .roles import decide_role
 from .sessions import Session, SessionStore, StateUnwritable
-from .settings import Settings, is_local_path
+from .settings import Settings
+from .urlpaths import is_local_path
 
 audit = structlog.get_logger("agent.audit")
 

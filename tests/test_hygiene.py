@@ -1,7 +1,9 @@
-"""The code stays lint-clean and type-checks (settings in pyproject.toml)."""
+"""The code stays lint-clean, type-checks (settings in pyproject.toml) and has no import
+cycle."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +27,81 @@ class TestHygiene:
         """mypy --strict (pyproject's settings) finds nothing in agent/."""
         result = run("mypy", "agent")
         assert 0 == result.returncode, result.stdout + result.stderr
+
+    def test_no_import_cycles(self) -> None:
+        """No module of agent/ imports itself through others: every import counts (also
+        under TYPE_CHECKING and inside functions), except a package's ``__init__``
+        re-exporting its own submodules."""
+        graph = import_graph(ROOT / "agent")
+        assert [] == find_cycles(graph)
+
+    def test_the_cycle_check_finds_cycles(self, tmp_path: Path) -> None:
+        """A cycle through a TYPE_CHECKING import and one through a function-level import are
+        found; a package's __init__ importing its submodules is not a cycle."""
+        pkg = tmp_path / "agent" / "pkg"
+        pkg.mkdir(parents=True)
+        (tmp_path / "agent" / "__init__.py").write_text("")
+        (pkg / "__init__.py").write_text("from .a import A\nfrom .b import B\n")
+        (pkg / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                  "    from .b import B\nA = 1\n")
+        (pkg / "b.py").write_text("from . import a\nB = 2\n")
+        (tmp_path / "agent" / "c.py").write_text("def f():\n    from .d import D\n")
+        (tmp_path / "agent" / "d.py").write_text("import agent.c\nD = 3\n")
+        assert [["agent.c", "agent.d", "agent.c"], ["agent.pkg.a", "agent.pkg.b", "agent.pkg.a"]
+                ] == sorted(find_cycles(import_graph(tmp_path / "agent")))
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    """module → the modules of ``package`` it imports (``from x import name`` counts as
+    importing ``x.name`` when that is a module); a package's imports of its own submodules
+    are left out."""
+    def name_of(path: Path) -> str:
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    files = {name_of(path): path for path in sorted(package.rglob("*.py"))}
+
+    def known(name: str) -> str | None:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        is_package = path.name == "__init__.py"
+        here = module if is_package else module.rpartition(".")[0]
+        targets: set[str | None] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(known(alias.name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = here.split(".")[:len(here.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([node.module] if node.module else []))
+                targets.update(known(f"{base}.{alias.name}") for alias in node.names)
+        graph[module] = {t for t in targets if t is not None and t != module
+                         and not (is_package and t.startswith(module + "."))}
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (as a path that ends where it starts) per group of modules that import
+    each other."""
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        for target in sorted(graph[module]):
+            if target in path:
+                cycle = path[path.index(target):] + [target]
+                if not any(set(cycle) <= set(c) for c in cycles):
+                    cycles.append(cycle)
+            elif target not in done:
+                visit(target, [*path, target])
+        done.add(module)
+
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module])
+    return cycles

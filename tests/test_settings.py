@@ -8,7 +8,8 @@ import pytest
 
 from agent.__main__ import main
 from agent.errors import ConfigError
-from agent.settings import is_local_path, load_settings, parse_duration, settings_from_mapping
+from agent.settings import load_settings, parse_duration, settings_from_mapping
+from agent.urlpaths import is_local_path
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "0b5b0b4e-3c8b-4bfb-8f0e-6c0f1c2d3e4f"

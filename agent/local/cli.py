@@ -19,10 +19,9 @@ from pathlib import Path
 
 import structlog
 
-from ..errors import ConfigError
 from ..logging import configure_logging
 from ..roles import ROLES
-from ..settings import load_settings
+from ..settings import load_or_report
 from .accounts import (
     NAME_RULE,
     Account,
@@ -68,10 +67,8 @@ def add_parser(sub: argparse._SubParsersAction,  # type: ignore[type-arg] # argp
 
 
 def run(args: argparse.Namespace, config: str) -> int:
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        print(f"{config}: configuration is invalid: {exc}", file=sys.stderr)
+    settings = load_or_report(config)
+    if settings is None:
         return 1
     path = settings.local.accounts_file
     configure_logging(file=sys.stderr)

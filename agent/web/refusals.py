@@ -19,7 +19,7 @@ from urllib.parse import quote
 import structlog
 
 from ..sessions import Session
-from ..settings import is_local_path
+from ..urlpaths import is_local_path
 
 audit = structlog.get_logger("agent.audit")
 

@@ -70,6 +70,28 @@ class TestRefusalEvents:
         assert PASSWORD not in agent.log_path.read_text()
 
 
+class TestInvalidConfiguration:
+    @pytest.mark.parametrize("command", [("check-config",), ("local-user", "list"),
+                                         ("sessions", "list")])
+    def test_each_command_names_every_problem_of_the_file(
+            self, tmp_path: Path, command: tuple[str, ...]) -> None:
+        """check-config, local-user and sessions say the same of an invalid file: how many
+        problems it has, and each one with its key, value and why; nothing on stdout."""
+        config = write_config(tmp_path / "agent.toml", {
+            "entra": {"tenant_id": "not-a-guid", "client_id": CLIENT,
+                      "redirect_uri": "https://sensor-01.example/auth/sso/callback"},
+            "roles": {"admin": list(ROLE_GROUPS["admin"])},
+            "server": {"listen": "nowhere"}})
+        result = agent_cli(*command, "--config", config)
+        assert 1 == result.returncode, result.stdout + result.stderr
+        assert "" == result.stdout
+        assert [f"{config}: configuration is invalid (2 problems):",
+                "  server.listen = 'nowhere': must be host:port, e.g. 127.0.0.1:8080",
+                "  entra.tenant_id = 'not-a-guid': must be a GUID (the Directory (tenant) ID "
+                "in Entra ID)"] == [line for line in result.stderr.splitlines()
+                                    if not line.startswith("note: ")]  # as root: as whom
+
+
 class TestWrongAuthority:
     def test_check_config_refuses_an_authority_host_with_a_path(self, tmp_path: Path) -> None:
         """The tenant pasted into authority_host is a configuration error, not a 404 later."""

@@ -11,9 +11,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.clientaddr import ProxyTrust, client_key, exposure_warnings
-from agent.config_checks import mask_credentials
 from agent.errors import ConfigError
-from agent.settings import settings_from_mapping
+from agent.settings import mask_credentials, settings_from_mapping
 from tests.harness import ROLE_GROUPS, Browser, Stack, write_config
 
 ROOT = Path(__file__).resolve().parents[2]

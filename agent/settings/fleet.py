@@ -14,42 +14,18 @@ says so). A file without ``[[setting]]`` blocks is the single-setting form and w
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from .model import FleetChoice, SensorIdentity
+from .problems import Problem
 
 SETTING_KEYS = {"name", "sites", "zones", "sensors", "entra", "roles"}
 SENSOR_KEYS = {"name", "site", "zone"}
 LEVELS = ("sensor", "zone", "site")  # most specific first
 _SCOPE_OF = {"sensor": "sensors", "zone": "zones", "site": "sites"}
 
-
-@dataclass(frozen=True)
-class SensorIdentity:
-    name: str | None = None
-    site: str | None = None
-    zone: str | None = None
-
-
-@dataclass(frozen=True)
-class FleetChoice:
-    """Which setting applies and why; ``setting`` is None when none does (SSO off)."""
-
-    setting: str | None
-    level: str | None  # "sensor" | "zone" | "site" | "single" | None
-    why: str
-    candidates: tuple[str, ...] = ()
-    # When none applies: the sites, zones and sensors the [[setting]] blocks name.
-    known: tuple[tuple[str, tuple[str, ...]], ...] = ()
-
-    @property
-    def sso_off(self) -> bool:
-        return self.setting is None and self.level is None
-
-
 SINGLE = FleetChoice(setting=None, level="single",
                      why="single-setting form: [entra] and [roles] apply to this sensor")
-
-Problem = tuple[str, str, str]
 
 
 def _strings(value: object) -> list[str] | None:

@@ -31,15 +31,3 @@ CLOUDS: dict[str, Cloud] = {
 
 DEFAULT_CLOUD = "public"
 
-
-def cloud(name: str) -> Cloud:
-    """The cloud called ``name``; KeyError for an unknown name."""
-    return CLOUDS[name]
-
-
-def hosts(name: str, authority_host: str | None = None, graph_url: str | None = None
-          ) -> tuple[str, str]:
-    """(authority host, Graph URL) for cloud ``name``; explicit values win."""
-    c = CLOUDS[name]
-    return ((authority_host or c.authority_host).rstrip("/"),
-            (graph_url or c.graph_url).rstrip("/"))

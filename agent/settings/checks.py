@@ -3,43 +3,29 @@
 ``config/agent.example.toml`` parses as a valid file, but with its all-zero tenant and client
 ids and its example group ids no one can ever sign in. ``placeholder_problems`` names each
 one left, so ``check-config`` exits 1 and ``serve`` refuses to start until they are replaced.
-``warnings`` are printed by ``check-config`` and logged by ``serve`` but do not fail them.
+``config_warnings`` are printed by ``check-config`` and logged by ``serve`` but do not fail them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .clientaddr import exposure_warnings
+from ..clientaddr import exposure_warnings
+from .model import Settings
+from .problems import Problem
+from .values import ZERO_GUID
 
-if TYPE_CHECKING:
-    from .settings import Settings
-
-ZERO_GUID = "00000000-0000-0000-0000-000000000000"
 EXAMPLE_GROUPS = {"11111111-1111-1111-1111-111111111111": "admin",
                   "22222222-2222-2222-2222-222222222222": "security_analyst",
                   "33333333-3333-3333-3333-333333333333": "read_only"}
 EXAMPLE_REDIRECT_HOST = "sensor-01.plant.example"
 
 
-def mask_credentials(url: str) -> str:
-    """``url`` with any ``user:password@`` replaced by ``***@``, even when it does not parse."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    authority = rest[:end]
-    if "@" in authority:
-        authority = "***@" + authority.rsplit("@", 1)[1]
-    return f"{scheme}{sep}{authority}{rest[end:]}"
-
-
-def placeholder_problems(settings: Settings) -> list[tuple[str, str, str]]:
+def placeholder_problems(settings: Settings) -> list[Problem]:
     """(key, value, why) for every example value still in ``settings``."""
     if settings.sso_off:  # no [[setting]] applies here: no tenant, no groups to check
         return []
-    problems = []
+    problems: list[Problem] = []
     for key, value, what in (
             ("entra.tenant_id", settings.entra.tenant_id,
              "Entra ID > Overview > Directory (tenant) ID"),
@@ -55,7 +41,7 @@ def placeholder_problems(settings: Settings) -> list[tuple[str, str, str]]:
     return problems
 
 
-def warnings(settings: Settings) -> list[str]:
+def config_warnings(settings: Settings) -> list[str]:
     """What works but is probably not meant: deprecated keys, self-chosen client addresses,
     the example's host in the redirect URI."""
     out = []

@@ -1,0 +1,56 @@
+"""Values as the configuration file writes them: durations, listen addresses, GUIDs, URLs."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+ZERO_GUID = "00000000-0000-0000-0000-000000000000"  # the example's placeholder ids
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``"30m"`` → 1800.0; raises ValueError for anything else."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if not match:
+        raise ValueError("expected a duration such as \"45s\", \"30m\", \"12h\" or \"1d\"")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """1800.0 → ``"30m"``: the largest unit that divides it (inverse of parse_duration)."""
+    millis = round(seconds * 1000)
+    for unit in ("d", "h", "m", "s"):
+        size = round(_UNITS[unit] * 1000)
+        if millis and millis % size == 0:
+            return f"{millis // size}{unit}"
+    return f"{millis}ms"
+
+
+def listen_text(host: str, port: int) -> str:
+    """``server.listen`` as the file writes it: host:port, IPv6 hosts in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_guid(value: object) -> bool:
+    """A GUID in its 36-character form (the only form Entra ID shows)."""
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def mask_credentials(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``, even when it does not parse."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority = rest[:end]
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{authority}{rest[end:]}"
