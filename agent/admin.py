@@ -14,7 +14,7 @@ import os
 import socket
 import stat
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ audit = structlog.get_logger("agent.audit")
 log = structlog.get_logger("agent")
 
 _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+# An action: the current application, the caller's uid and the request's JSON object.
+_Act = Callable[[web.Application, int, dict[str, Any]], Awaitable[web.Response]]
 
 
 def peer_uid(request: web.Request) -> int | None:
@@ -81,9 +83,9 @@ class AdminSocket:
                         effect="the sessions commands cannot reach the agent")
             return False
         app = web.Application(client_max_size=16 * 1024)
-        app.router.add_get("/sessions", self._list)
-        app.router.add_post("/sessions/revoke", self._revoke)
-        app.router.add_post("/sessions/revalidate", self._revalidate)
+        app.router.add_get("/sessions", self._action("list", _list))
+        app.router.add_post("/sessions/revoke", self._action("revoke", _revoke))
+        app.router.add_post("/sessions/revalidate", self._action("revalidate", _revalidate))
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         await web.SockSite(runner, sock).start()
@@ -100,67 +102,60 @@ class AdminSocket:
 
     # ----- requests -----------------------------------------------------------------------
 
-    def _admit(self, request: web.Request, action: str) -> tuple[int | None, web.Response | None]:
-        uid = peer_uid(request)
-        if uid is None or uid not in (0, os.geteuid()):
-            audit.warning("sessions_admin", action=action, caller_uid=uid, refused=True,
-                          why="only root and the service user may manage sessions")
-            return uid, web.json_response({"error": "only root and the service user may use "
-                                                    "this socket"}, status=403)
-        if self.current_app() is None:
-            return uid, web.json_response({"error": "the agent is starting"}, status=503)
-        return uid, None
+    def _action(self, name: str, act: _Act) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """One handler for every action: the caller's uid checked (and refusals audited),
+        the current application found, a POST's JSON object read, then ``act``."""
+        async def handler(request: web.Request) -> web.Response:
+            uid = peer_uid(request)
+            if uid is None or uid not in (0, os.geteuid()):
+                audit.warning("sessions_admin", action=name, caller_uid=uid, refused=True,
+                              why="only root and the service user may manage sessions")
+                return web.json_response({"error": "only root and the service user may use "
+                                                   "this socket"}, status=403)
+            app = self.current_app()
+            if app is None:
+                return web.json_response({"error": "the agent is starting"}, status=503)
+            return await act(app, uid, await _payload(request) if request.method == "POST"
+                             else {})
+        return handler
 
-    async def _payload(self, request: web.Request) -> dict[str, Any]:
-        try:
-            data = await request.json()
-        except ValueError:
-            return {}
-        return data if isinstance(data, dict) else {}
 
-    async def _list(self, request: web.Request) -> web.Response:
-        uid, refused = self._admit(request, "list")
-        if refused is not None:
-            return refused
-        app = self.current_app()
-        assert app is not None
-        rows = [session_row(s) for s in app[keys.SESSIONS].live()]
-        rows.sort(key=lambda r: (r["upn"].casefold(), r["created"]))
-        audit.info("sessions_admin", action="list", caller_uid=uid, sessions=len(rows))
-        return web.json_response({"sessions": rows})
+async def _payload(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
-    async def _revoke(self, request: web.Request) -> web.Response:
-        uid, refused = self._admit(request, "revoke")
-        if refused is not None:
-            return refused
-        app = self.current_app()
-        assert app is not None
-        data = await self._payload(request)
-        upn = data.get("upn")
-        everyone = data.get("all") is True
-        if everyone == isinstance(upn, str):
-            return web.json_response({"error": "give either upn or all"}, status=400)
-        store = app[keys.SESSIONS]
-        wanted = upn.casefold() if isinstance(upn, str) else None
-        chosen = [s for s in store.live() if wanted is None or s.upn.casefold() == wanted]
-        ended = 0
-        for session in chosen:
-            ended += await store.end(session, "admin_revoke", via="sessions_command",
-                                     caller_uid=uid)
-        audit.warning("sessions_admin", action="revoke", caller_uid=uid,
-                      upn=upn if wanted else None, all=everyone, revoked=ended)
-        return web.json_response({"revoked": ended})
 
-    async def _revalidate(self, request: web.Request) -> web.Response:
-        uid, refused = self._admit(request, "revalidate")
-        if refused is not None:
-            return refused
-        app = self.current_app()
-        assert app is not None
-        data = await self._payload(request)
-        upn = data.get("upn") if isinstance(data.get("upn"), str) else None
-        outcomes = await app[keys.REVALIDATOR].revalidate_now(upn)
-        audit.info("sessions_admin", action="revalidate", caller_uid=uid, upn=upn,
-                   sessions=len(outcomes))
-        return web.json_response({"outcomes": [
-            {"upn": o.upn, "result": o.result, "detail": o.detail} for o in outcomes]})
+async def _list(app: web.Application, uid: int, _: dict[str, Any]) -> web.Response:
+    rows = [session_row(s) for s in app[keys.SESSIONS].live()]
+    rows.sort(key=lambda r: (r["upn"].casefold(), r["created"]))
+    audit.info("sessions_admin", action="list", caller_uid=uid, sessions=len(rows))
+    return web.json_response({"sessions": rows})
+
+
+async def _revoke(app: web.Application, uid: int, data: dict[str, Any]) -> web.Response:
+    upn = data.get("upn")
+    everyone = data.get("all") is True
+    if everyone == isinstance(upn, str):
+        return web.json_response({"error": "give either upn or all"}, status=400)
+    store = app[keys.SESSIONS]
+    wanted = upn.casefold() if isinstance(upn, str) else None
+    chosen = [s for s in store.live() if wanted is None or s.upn.casefold() == wanted]
+    ended = 0
+    for session in chosen:
+        ended += await store.end(session, "admin_revoke", via="sessions_command",
+                                 caller_uid=uid)
+    audit.warning("sessions_admin", action="revoke", caller_uid=uid,
+                  upn=upn if wanted else None, all=everyone, revoked=ended)
+    return web.json_response({"revoked": ended})
+
+
+async def _revalidate(app: web.Application, uid: int, data: dict[str, Any]) -> web.Response:
+    upn = data.get("upn") if isinstance(data.get("upn"), str) else None
+    outcomes = await app[keys.REVALIDATOR].revalidate_now(upn)
+    audit.info("sessions_admin", action="revalidate", caller_uid=uid, upn=upn,
+               sessions=len(outcomes))
+    return web.json_response({"outcomes": [
+        {"upn": o.upn, "result": o.result, "detail": o.detail} for o in outcomes]})

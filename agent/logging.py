@@ -14,6 +14,7 @@ import sys
 import traceback
 from collections import Counter
 from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import structlog
@@ -130,6 +131,7 @@ def configure_logging(level: str = "info", json: bool | None = None,
     logging.captureWarnings(True)
 
 
+@dataclass(eq=False)
 class AuditBursts:
     """Audit lines per client, bounded: one summary per client per interval for the rest.
 
@@ -141,19 +143,16 @@ class AuditBursts:
     refusal of another kind from the same client still goes out at once.
     """
 
-    def __init__(self, logger: Any, clock: Callable[[], float], interval: float = 10.0,
-                 allowance: int = 10, total_allowance: int = 200,
-                 max_summaries: int = 20) -> None:
-        self.logger = logger
-        self.clock = clock
-        self.interval = interval
-        self.allowance = allowance
-        self.total_allowance = total_allowance
-        self.max_summaries = max_summaries
-        self._window_end = 0.0
-        self._written = 0
-        self._seen: dict[tuple[str, str], int] = {}
-        self._counted: dict[str, Counter[str]] = {}
+    logger: Any
+    clock: Callable[[], float]
+    interval: float = 10.0
+    allowance: int = 10
+    total_allowance: int = 200
+    max_summaries: int = 20
+    _window_end: float = field(default=0.0, init=False)
+    _written: int = field(default=0, init=False)
+    _seen: dict[tuple[str, str], int] = field(default_factory=dict, init=False, repr=False)
+    _counted: dict[str, Counter[str]] = field(default_factory=dict, init=False, repr=False)
 
     def event(self, level: str, event: str, source_ip: str, **fields: Any) -> None:
         """Write ``event`` for ``source_ip`` now, or count it into the interval's summary."""

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from .backoff import doubling
 from .entra.client import EntraClient
 from .entra.discovery import TenantDirectory
 from .entra.graph import GraphClient
@@ -102,7 +103,7 @@ class Revalidator:
         self.tick = min(1.0, self.interval / 10)  # real seconds between looks at the schedule
         self.rng = rng or random.Random()  # noqa: S311 - spreads a schedule, no secret
         self.paused_until = 0.0  # Entra ID unavailable or asked to wait (clock time)
-        self._backoff = 0.0
+        self._outages = 0  # consecutive unavailable answers: the pause doubles with each
         self._unavailable_since: float | None = None
         self._in_flight: set[bytes] = set()
         self._pass: list[Session] = []  # the rest of the current pass through the sessions
@@ -264,8 +265,8 @@ class Revalidator:
                           dependency=exc.info.get("dependency"),
                           sessions_kept_until="last confirmation + revalidate_interval + "
                                               "revalidate_grace")
-        self._backoff = min(self.interval, max(FIRST_RETRY, self._backoff * 2))
-        wait = self._backoff
+        self._outages += 1
+        wait = doubling(self._outages, FIRST_RETRY, self.interval)
         retry_after = exc.info.get("retry_after")
         if isinstance(retry_after, int | float) and retry_after > 0:
             wait = max(wait, min(float(retry_after), MAX_RETRY_AFTER))
@@ -276,7 +277,7 @@ class Revalidator:
     def _retry_later(self, session: Session, wait: float | None = None) -> None:
         session.failures += 1
         if wait is None:
-            wait = min(self.interval, FIRST_RETRY * 2 ** min(session.failures - 1, 10))
+            wait = doubling(session.failures, FIRST_RETRY, self.interval)
         session.next_revalidation = self.clock() + wait
 
     def _recovered(self) -> None:
@@ -284,4 +285,4 @@ class Revalidator:
             audit.info("revalidation_recovered",
                        unavailable_for=round(self.clock() - self._unavailable_since, 1))
             self._unavailable_since = None
-        self._backoff = 0.0
+        self._outages = 0

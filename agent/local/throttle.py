@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
+
+from ..backoff import doubling
 
 
 @dataclass
@@ -22,16 +24,17 @@ class _Failures:
     locked_until: float
 
 
+@dataclass(eq=False)
 class FailureThrottle:
-    def __init__(self, clock: Callable[[], float], *, free: int, base: float = 1.0,
-                 cap: float = 900.0, forget: float = 900.0, capacity: int = 10_000) -> None:
-        self.clock = clock
-        self.free = free
-        self.base = base
-        self.cap = cap
-        self.forget = forget
-        self.capacity = capacity
-        self._keys: OrderedDict[str, _Failures] = OrderedDict()
+    clock: Callable[[], float]
+    _: KW_ONLY
+    free: int
+    base: float = 1.0
+    cap: float = 900.0
+    forget: float = 900.0
+    capacity: int = 10_000
+    _keys: OrderedDict[str, _Failures] = field(default_factory=OrderedDict, init=False,
+                                                repr=False)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -56,7 +59,7 @@ class FailureThrottle:
         entry.count += 1
         entry.last = now
         over = entry.count - self.free
-        delay = 0.0 if over <= 0 else min(self.cap, self.base * 2 ** min(over - 1, 30))
+        delay = doubling(over, self.base, self.cap)
         entry.locked_until = now + delay
         self._keys[key] = entry  # most recent last
         while len(self._keys) > self.capacity:
