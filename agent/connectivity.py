@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from .entra.outbound import MsalHttpClient, Outbound, ssl_context
-from .errors import IdentityProviderUnavailable
+from .errors import CheckFailed, IdentityProviderUnavailable
 from .settings import EntraSettings, Settings
 
 FIREWALL = ("allow outbound HTTPS from the sensor to {host} in the firewall (the "
@@ -45,12 +45,6 @@ class Result:
     ok: bool | None  # None: skipped because an earlier check failed
     detail: str
     fix: str = ""
-
-
-class Failed(Exception):
-    def __init__(self, detail: str, fix: str) -> None:
-        super().__init__(detail)
-        self.detail, self.fix = detail, fix
 
 
 def effective_proxy(settings: EntraSettings, url: str) -> str | None:
@@ -97,7 +91,7 @@ class Checker:
             return None
         try:
             value, detail = await action()
-        except Failed as exc:
+        except CheckFailed as exc:
             self.results.append(Result(check, target, False, exc.detail, exc.fix))
             self._passed[(check, target)] = False
             return None
@@ -112,10 +106,10 @@ class Checker:
         try:
             infos = await asyncio.wait_for(loop.getaddrinfo(host, None), self.timeout)
         except TimeoutError:
-            raise Failed(f"no answer within {self.timeout:g} s", "check the DNS servers in "
+            raise CheckFailed(f"no answer within {self.timeout:g} s", "check the DNS servers in "
                          "/etc/resolv.conf and that they resolve internet names") from None
         except OSError as exc:
-            raise Failed(f"cannot resolve: {exc.strerror or exc}",
+            raise CheckFailed(f"cannot resolve: {exc.strerror or exc}",
                          f"check the DNS servers in /etc/resolv.conf and that they resolve "
                          f"{host}, or set entra.https_proxy (the proxy resolves names)") from None
         addresses = sorted({str(info[4][0]) for info in infos})
@@ -126,11 +120,11 @@ class Checker:
         try:
             return await asyncio.wait_for(asyncio.open_connection(host, port), self.timeout)
         except TimeoutError:
-            raise Failed(f"no answer within {self.timeout:g} s (dropped by a firewall?)",
+            raise CheckFailed(f"no answer within {self.timeout:g} s (dropped by a firewall?)",
                          fix) from None
         except OSError as exc:
             why = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise Failed(f"cannot connect: {why}", fix) from None
+            raise CheckFailed(f"cannot connect: {why}", fix) from None
 
     async def tcp(self, host: str, port: int, fix: str) -> tuple[None, str]:
         started = time.monotonic()
@@ -152,14 +146,14 @@ class Checker:
             cert = tls.getpeercert() if tls is not None else {}
             version = tls.version() if tls is not None else "?"
         except ssl.SSLCertVerificationError as exc:
-            raise Failed(f"certificate rejected{via}: {exc.verify_message or exc.reason}",
+            raise CheckFailed(f"certificate rejected{via}: {exc.verify_message or exc.reason}",
                          UNTRUSTED) from None
         except (ssl.SSLError, ConnectionError) as exc:
-            raise Failed(f"TLS handshake failed{via}: {exc}", "something between the sensor "
+            raise CheckFailed(f"TLS handshake failed{via}: {exc}", "something between the sensor "
                          f"and {host} interferes with TLS: check the firewall or proxy's TLS "
                          "inspection rules") from None
         except TimeoutError:
-            raise Failed(f"TLS handshake timed out{via}",
+            raise CheckFailed(f"TLS handshake timed out{via}",
                          FIREWALL.format(host=f"{host}:{port}")) from None
         finally:
             writer.close()
@@ -180,7 +174,7 @@ class Checker:
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 OSError):
             writer.close()
-            raise Failed(f"the proxy {p_host}:{p_port} did not answer CONNECT {host}:{port}",
+            raise CheckFailed(f"the proxy {p_host}:{p_port} did not answer CONNECT {host}:{port}",
                          "check that entra.https_proxy is an HTTP proxy") from None
         status = head.split(b"\r\n", 1)[0].decode("latin-1").strip()
         code = status.split(" ")[1] if status.count(" ") >= 1 else ""
@@ -191,7 +185,7 @@ class Checker:
             if code == "407":
                 fix = ("the proxy wants authentication, which the agent does not send: "
                        "exempt the sensor's address from proxy authentication")
-            raise Failed(f"the proxy refused CONNECT {host}:{port}: {status}", fix)
+            raise CheckFailed(f"the proxy refused CONNECT {host}:{port}: {status}", fix)
         return reader, writer
 
     # ----- HTTP, as the agent's own clients do it --------------------------------------
@@ -203,13 +197,13 @@ class Checker:
             return await outbound.request_json("GET", url, dependency=dependency)
         except IdentityProviderUnavailable as exc:
             if exc.reason.endswith("_bad_response"):  # something answered, not with JSON
-                raise Failed(f"{url}: {exc.detail}", wrong_url) from None
+                raise CheckFailed(f"{url}: {exc.detail}", wrong_url) from None
             if not self._passed.get(("tls", "{}:{}".format(*_endpoint(url))), False):
                 fix = "see the failed dns/tcp/tls checks above"
             else:  # the host took TLS; this request failed on its way or timed out
                 fix = ("the host accepts TLS but this request failed: check the proxy's "
                        f"rules for {url}, or raise entra.timeout on a slow link")
-            raise Failed(f"{url}: {exc.detail}", fix) from None
+            raise CheckFailed(f"{url}: {exc.detail}", fix) from None
 
     def _authority_fix(self) -> str:
         host = self.entra.authority_host
@@ -225,9 +219,9 @@ class Checker:
             aadsts = " ".join(str(c) for c in body.get("error_codes", [])[:1])
             hint = (f"the tenant is not known there (AADSTS{aadsts}): check entra.tenant_id "
                     "and entra.cloud" if aadsts else self._authority_fix())
-            raise Failed(f"{url} answered HTTP {resp.status}", hint)
+            raise CheckFailed(f"{url} answered HTTP {resp.status}", hint)
         if not body.get("jwks_uri") or not body.get("issuer"):
-            raise Failed(f"{url} is not an OpenID configuration (no jwks_uri or issuer)",
+            raise CheckFailed(f"{url} is not an OpenID configuration (no jwks_uri or issuer)",
                          "something between the sensor and Entra ID answers instead of it: "
                          "check the proxy")
         return body, f"issuer {body['issuer']}"
@@ -237,7 +231,7 @@ class Checker:
                                    "this jwks_uri: check the proxy, which answers instead")
         keys = resp.body.get("keys") if isinstance(resp.body, dict) else None
         if resp.status != 200 or not keys:
-            raise Failed(f"{url} answered HTTP {resp.status} without signing keys",
+            raise CheckFailed(f"{url} answered HTTP {resp.status} without signing keys",
                          "check entra.tenant_id and the proxy")
         return None, f"{len(keys)} signing key{'s' if len(keys) != 1 else ''}"
 
@@ -246,7 +240,7 @@ class Checker:
         try:
             resp = await asyncio.to_thread(client.post, url, data={})
         except Exception as exc:  # requests' SSLError, ProxyError, ConnectionError, Timeout
-            raise Failed(f"MSAL's HTTP client cannot reach it: {type(exc).__name__}",
+            raise CheckFailed(f"MSAL's HTTP client cannot reach it: {type(exc).__name__}",
                          FIREWALL.format(host=urlsplit(url).hostname)) from None
         finally:
             client.close()
@@ -255,7 +249,7 @@ class Checker:
         except ValueError:
             error = None
         if not 400 <= resp.status_code < 500 or not error:
-            raise Failed(f"answered HTTP {resp.status_code} without an OAuth error",
+            raise CheckFailed(f"answered HTTP {resp.status_code} without an OAuth error",
                          "something between the sensor and Entra ID answers instead of it: "
                          "check the proxy")
         return None, f"answered an empty request with HTTP {resp.status_code} {error} (reachable)"
@@ -266,7 +260,7 @@ class Checker:
                                    "and host only, e.g. https://graph.microsoft.com) and "
                                    "entra.cloud")
         if resp.status != 401:
-            raise Failed(f"{url} answered HTTP {resp.status}, not 401 as Graph does without "
+            raise CheckFailed(f"{url} answered HTTP {resp.status}, not 401 as Graph does without "
                          "a token", "check entra.graph_url and the proxy")
         return None, "answered 401 without a token (reachable)"
 

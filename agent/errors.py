@@ -4,14 +4,25 @@
 * ``SignInRejected``: the sign-in response is malformed, expired, replayed, foreign or forged
   (HTTP 400); the user starts again.
 * ``SignInRefused``: a genuine identity that may not sign in (HTTP 403); an administrator
-  changes something in Entra ID or in the sensor setting.
+  changes something in Entra ID or in the sensor setting. ``MissingAttributes`` names the
+  attributes the account lacks.
 * ``IdentityProviderUnavailable``: Entra ID or Microsoft Graph unreachable, too slow or
-  erroring (HTTP 502); try again later, existing sessions keep working.
+  erroring (HTTP 502); try again later, existing sessions keep working. ``dependency`` names
+  what failed, ``retry_after`` what it asked for.
 * ``StateUnavailable``: the session could not be written to ``state_dir`` (HTTP 503: a full
   or read-only disk); existing sessions keep working.
+* ``MetadataProblem``: the tenant's discovery document or signing keys are not acceptable;
+  the agent is not ready (the web layer catches it with ``IdentityProviderUnavailable``).
+* ``CheckFailed``: one step of ``check-connectivity`` failed, with the fix to try.
 
-``SignInRejected`` and ``SignInRefused`` carry a ``reason`` code shared by the error page and
-the audit log.
+Elsewhere, under ``AgentError`` too: ``entra.credentials.CredentialProblem`` (the client
+credential file cannot be used), ``state.StateDirUnsafe`` and ``state.StateUnwritable``,
+``local.accounts.AccountsError``, ``local.passwords.WeakPassword``.
+
+Every ``SignInError`` carries a ``reason`` code shared by the error page and the audit log,
+and typed attributes (as PyJWT's ``MissingRequiredClaimError.claim``) instead of a bag of
+keys: ``aadsts`` (the AADSTS code Entra ID named), ``provider_error`` (the OAuth ``error``
+value it answered), ``upn`` and ``oid`` (the account, when known).
 """
 
 from __future__ import annotations
@@ -29,15 +40,33 @@ class ConfigError(AgentError):
         super().__init__("; ".join(f"{k}: {why}" for k, _, why in problems))
 
 
+class MetadataProblem(AgentError):
+    """The discovery document or JWKS is not acceptable (not a network failure)."""
+
+
+class CheckFailed(AgentError):
+    """One step of the connectivity check failed: what happened (``detail``) and the ``fix``."""
+
+    def __init__(self, detail: str, fix: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.fix = fix
+
+
 class SignInError(AgentError):
     """A sign-in that did not produce a session."""
 
     status = 400
 
-    def __init__(self, reason: str, detail: str = "", **info: object) -> None:
+    def __init__(self, reason: str, detail: str = "", *, aadsts: str | None = None,
+                 provider_error: str | None = None, upn: str | None = None,
+                 oid: str | None = None) -> None:
         self.reason = reason
         self.detail = detail
-        self.info = info
+        self.aadsts = aadsts
+        self.provider_error = provider_error
+        self.upn = upn
+        self.oid = oid
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
@@ -53,10 +82,25 @@ class SignInRefused(SignInError):
     status = 403
 
 
+class MissingAttributes(SignInRefused):
+    """The account lacks attributes the sensor needs; ``missing`` holds their labels."""
+
+    def __init__(self, missing: list[str], *, upn: str | None = None) -> None:
+        super().__init__("missing_attributes", "the account lacks " + ", ".join(missing),
+                         upn=upn)
+        self.missing = tuple(missing)
+
+
 class IdentityProviderUnavailable(SignInError):
     """Entra ID or Microsoft Graph is unreachable, too slow or erroring."""
 
     status = 502
+
+    def __init__(self, reason: str, detail: str = "", *, dependency: str,
+                 retry_after: float | None = None, aadsts: str | None = None) -> None:
+        super().__init__(reason, detail, aadsts=aadsts)
+        self.dependency = dependency
+        self.retry_after = retry_after
 
 
 class StateUnavailable(SignInError):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .entra.graph import GraphClient, text_or_none
-from .errors import IdentityProviderUnavailable, SignInRefused
+from .errors import IdentityProviderUnavailable, MissingAttributes, SignInRefused
 from .roles import configured_groups
 
 _MAX_ATTRIBUTE = 256  # characters of a name or UPN (Entra's own limits: 64 and 113)
@@ -36,9 +36,7 @@ async def read_profile(claims: Mapping[str, Any], access_token: str | None,
         found[name] = (found[name] or "")[:_MAX_ATTRIBUTE] or None
     missing = [label for name, label in _ATTRIBUTE_NAMES.items() if not found[name]]
     if missing:
-        raise SignInRefused("missing_attributes",
-                            "the account lacks " + ", ".join(missing), missing=missing,
-                            upn=found["upn"])
+        raise MissingAttributes(missing, upn=found["upn"])
     return {k: v for k, v in found.items() if v is not None}
 
 

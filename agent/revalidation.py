@@ -213,9 +213,8 @@ class Revalidator:
             return self._unavailable(session, exc)
         except SignInRefused as exc:
             if exc.reason == "invalid_grant":
-                code = exc.info.get("aadsts")
-                return await self._end(session, "invalid_grant", aadsts_reason(
-                    code if isinstance(code, str) else None), aadsts=code)
+                return await self._end(session, "invalid_grant", aadsts_reason(exc.aadsts),
+                                       aadsts=exc.aadsts)
             if exc.reason == "wrong_tenant":
                 return await self._end(session, "identity_changed", exc.detail)
             return await self._end(session, exc.reason, exc.detail)
@@ -262,14 +261,13 @@ class Revalidator:
         if self._unavailable_since is None:
             self._unavailable_since = now
             audit.warning("revalidation_unavailable", reason=exc.reason, detail=exc.detail,
-                          dependency=exc.info.get("dependency"),
+                          dependency=exc.dependency,
                           sessions_kept_until="last confirmation + revalidate_interval + "
                                               "revalidate_grace")
         self._outages += 1
         wait = doubling(self._outages, FIRST_RETRY, self.interval)
-        retry_after = exc.info.get("retry_after")
-        if isinstance(retry_after, int | float) and retry_after > 0:
-            wait = max(wait, min(float(retry_after), MAX_RETRY_AFTER))
+        if exc.retry_after is not None and exc.retry_after > 0:
+            wait = max(wait, min(exc.retry_after, MAX_RETRY_AFTER))
         self.paused_until = max(self.paused_until, now + wait)
         self._retry_later(session, wait)
         return Outcome(session.upn, "unavailable", exc.detail)

@@ -28,6 +28,7 @@ from .entra.graph import GraphClient
 from .entra.tokens import validate_id_token
 from .errors import (
     IdentityProviderUnavailable,
+    MissingAttributes,
     SignInError,
     SignInRefused,
     SignInRejected,
@@ -154,14 +155,15 @@ class SignIn:
             done = await self._complete(single_valued(query), binding, client)
         except SignInError as exc:
             if isinstance(exc, IdentityProviderUnavailable):
-                dependency = str(exc.info.get("dependency") or "Entra ID")
-                self._unavailable[dependency] = (exc.detail, self.clock())
-            if exc.info.get("aadsts") or exc.reason == "idp_error":
+                self._unavailable[exc.dependency] = (exc.detail, self.clock())
+            if exc.aadsts or exc.reason == "idp_error":
                 self.bursts.event("warning", "idp_error", client, reason=exc.reason,
-                                  aadsts=exc.info.get("aadsts"), error=exc.info.get("error"))
-            fields = {k: exc.info[k] for k in ("oid", "missing") if exc.info.get(k)}
+                                  aadsts=exc.aadsts, error=exc.provider_error)
+            fields: dict[str, object] = {"oid": exc.oid} if exc.oid else {}
+            if isinstance(exc, MissingAttributes):
+                fields["missing"] = list(exc.missing)
             self.bursts.event("warning", "sso_login_refused", client, reason=exc.reason,
-                              status=exc.status, upn=exc.info.get("upn"), **fields)
+                              status=exc.status, upn=exc.upn, **fields)
             raise
         self._unavailable.clear()  # every dependency answered this sign-in
         return done
@@ -192,8 +194,8 @@ class SignIn:
         if "error" in params:
             error = params["error"][:64]
             code = aadsts_code(params.get("error_description", "")[:_MAX_PARAM])
-            raise SignInRefused("idp_error", f"Entra ID answered {error}", error=error,
-                                aadsts=code)
+            raise SignInRefused("idp_error", f"Entra ID answered {error}",
+                                provider_error=error, aadsts=code)
         code = params.get("code")
         if not code or len(code) > _MAX_PARAM:
             raise SignInRejected("code_missing", "the sign-in response carries no code")
@@ -210,12 +212,14 @@ class SignIn:
             groups = await read_groups(claims, redemption.access_token, self.graph,
                                        self.settings.roles)
         except SignInRefused as exc:  # a genuine identity: the audit line names its object id
-            exc.info.setdefault("oid", claims.get("oid"))
+            if exc.oid is None:
+                exc.oid = _short_text(claims.get("oid"))
             raise
         decision = decide_role(groups, self.settings.roles)
         if decision.role is None:
             raise SignInRefused("no_role", "the account is in none of the groups mapped to a "
-                                "sensor role", upn=profile["upn"], oid=claims.get("oid"))
+                                "sensor role", upn=profile["upn"],
+                                oid=_short_text(claims.get("oid")))
         cookie_id, session = self.sessions.new_session(
             upn=profile["upn"], given_name=profile["given_name"],
             family_name=profile["family_name"], oid=str(claims.get("oid", claims["sub"])),
@@ -240,8 +244,7 @@ class SignIn:
                 entra.require_auth_context not in _strings(claims.get("acrs")):
             raise SignInRefused(
                 "auth_context_missing", "the sign-in did not satisfy the Conditional Access "
-                f"authentication context {entra.require_auth_context}",
-                auth_context=entra.require_auth_context)
+                f"authentication context {entra.require_auth_context}")
         if entra.max_age is not None:
             auth_time = claims.get("auth_time")
             if not isinstance(auth_time, int | float) or isinstance(auth_time, bool) or \

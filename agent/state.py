@@ -32,6 +32,7 @@ from typing import Any
 import structlog
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .errors import AgentError
 from .journal_lines import TOKEN_MARK, CopiedLine, Item, Sealer, TokenLine
 from .statedir import (
     JOURNAL_FILE,
@@ -54,7 +55,7 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _LONGEST_LINE = 1 << 20  # a token line is about 1.5 kB; anything longer is not one
 
 
-class StateUnwritable(Exception):
+class StateUnwritable(AgentError):
     """Session state could not be written; the change it carried was not made."""
 
 

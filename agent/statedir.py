@@ -15,13 +15,15 @@ import pwd
 import stat
 from pathlib import Path
 
+from .errors import AgentError
+
 KEY_FILE = "session.key"
 JOURNAL_FILE = "sessions.journal"
 RESERVE_FILE = "sessions.reserve"
 SERVICE_USER = "sensor-sso-agent"
 
 
-class StateDirUnsafe(Exception):
+class StateDirUnsafe(AgentError):
     """``state_dir`` or a file in it could be changed by someone other than the agent."""
 
 

@@ -187,7 +187,7 @@ class EntraClient:
             if error in ("invalid_grant", "interaction_required") and \
                     (status is None or status < 500):
                 raise SignInRefused("invalid_grant", f"Entra ID refused the refresh ({error})",
-                                    aadsts=code, error=error)
+                                    aadsts=code, provider_error=error)
             raise IdentityProviderUnavailable(
                 "idp_error", f"Entra ID answered the token refresh with {error}"
                 + (f" (HTTP {status})" if status else ""), dependency="Entra ID", aadsts=code,
@@ -212,7 +212,7 @@ def _translate(result: Any, status: int | None) -> Redemption:
                                  "the sign-in code was already used, expired or does not "
                                  "match this sign-in", aadsts=code)
         raise SignInRefused("idp_error", f"Entra ID refused to issue tokens ({error})",
-                            aadsts=code, error=error)
+                            aadsts=code, provider_error=error)
     id_token = result.get("id_token")
     if not isinstance(id_token, str):
         raise SignInRejected("id_token_malformed", "the token response carries no ID token")

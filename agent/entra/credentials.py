@@ -15,8 +15,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from ..errors import AgentError
 
-class CredentialProblem(ValueError):
+
+class CredentialProblem(AgentError, ValueError):
     """The credential file cannot be used; the message names the fix, never the secret."""
 
 

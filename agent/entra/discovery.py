@@ -20,15 +20,11 @@ from urllib.parse import urlencode, urlsplit
 import jwt
 import structlog
 
-from ..errors import IdentityProviderUnavailable
+from ..errors import IdentityProviderUnavailable, MetadataProblem
 from ..settings import EntraSettings
 from .outbound import Outbound
 
 log = structlog.get_logger("agent.entra")
-
-
-class MetadataProblem(Exception):
-    """The discovery document or JWKS is not acceptable (not a network failure)."""
 
 
 @dataclass(frozen=True)

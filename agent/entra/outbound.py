@@ -18,13 +18,13 @@ from typing import Any
 import aiohttp
 import requests
 
-from ..errors import IdentityProviderUnavailable
+from ..errors import AgentError, IdentityProviderUnavailable
 from ..settings import EntraSettings
 
 MAX_BODY = 1024 * 1024  # bytes of an answer from Entra ID or Graph, after decompression
 
 
-class ResponseTooLarge(requests.RequestException):
+class ResponseTooLarge(AgentError, requests.RequestException):
     """An answer longer than ``MAX_BODY``: refused before it is read into memory whole."""
 
 

@@ -19,6 +19,8 @@ import secrets
 from functools import lru_cache
 from importlib import resources
 
+from ..errors import AgentError
+
 N, R, P = 2**15, 8, 3
 DKLEN = 32
 MAXMEM = 256 * 1024 * 1024  # OpenSSL's default limit (32 MiB) is just below 128*N*r
@@ -28,7 +30,7 @@ CONCURRENT_HASHES = 2
 _SCHEME = "scrypt"
 
 
-class WeakPassword(ValueError):
+class WeakPassword(AgentError, ValueError):
     """A new password breaks a rule; the message says which (never the password)."""
 
 

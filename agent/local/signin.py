@@ -52,13 +52,17 @@ _MAX_PASSWORD = 1024
 class LocalSignInRefused(SignInRefused):
     """A local sign-in that did not produce a session; ``status`` and ``retry_after`` say
     how the page answers (401 wrong name or password, 403 form not offered or CSRF, 429
-    throttled, 503 session state cannot be written)."""
+    throttled, 503 session state cannot be written). For the audit log, a wrong password
+    carries ``why`` and the account ``name``; an unknown name only ``why``."""
 
     def __init__(self, reason: str, status: int, detail: str = "",
-                 retry_after: int | None = None) -> None:
+                 retry_after: int | None = None, why: str | None = None,
+                 name: str | None = None) -> None:
         super().__init__(reason, detail)
         self.status = status
         self.retry_after = retry_after
+        self.why = why
+        self.name = name
 
 
 @dataclass
@@ -181,7 +185,9 @@ class LocalSignIn:
             return await self._sign_in(form, csrf_cookie, client)
         except LocalSignInRefused as exc:  # a flood becomes summaries (audit_burst)
             self.sso.bursts.event("warning", "local_login_refused", client,
-                                  reason=exc.reason, status=exc.status, **exc.info)
+                                  reason=exc.reason, status=exc.status,
+                                  **{k: v for k, v in (("why", exc.why), ("name", exc.name))
+                                     if v is not None})
             raise
 
     async def _sign_in(self, form: Mapping[str, str], csrf_cookie: str | None,
@@ -202,13 +208,13 @@ class LocalSignIn:
         if not await self._verify(account, password):
             lockout = max(self.per_account.failed(account_key),
                           self.per_client.failed(client_id))
-            exc = LocalSignInRefused("bad_credentials", 401, "wrong user name or password",
-                                     retry_after=math.ceil(lockout) or None)
             # The audit log tells the two apart; the answer does not. An unknown name is not
             # logged: it may be a password typed into the wrong field.
-            exc.info.update({"why": "wrong_password", "name": name} if account is not None
-                            else {"why": "unknown_account"})
-            raise exc
+            known = account is not None
+            raise LocalSignInRefused("bad_credentials", 401, "wrong user name or password",
+                                     retry_after=math.ceil(lockout) or None,
+                                     why="wrong_password" if known else "unknown_account",
+                                     name=name if known else None)
         assert account is not None
         self.per_account.succeeded(account_key)
         cookie_id, session = self.sessions.new_session(

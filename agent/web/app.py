@@ -19,10 +19,10 @@ from aiohttp import web
 
 from ..clientaddr import ProxyTrust
 from ..entra.client import EntraClient
-from ..entra.discovery import MetadataProblem, TenantDirectory
+from ..entra.discovery import TenantDirectory
 from ..entra.graph import GraphClient
 from ..entra.outbound import Outbound
-from ..errors import IdentityProviderUnavailable
+from ..errors import IdentityProviderUnavailable, MetadataProblem
 from ..local.signin import LocalSignIn
 from ..pending import PendingSignIns
 from ..revalidation import Revalidator

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import jinja2
 from aiohttp import web
 
-from ..errors import IdentityProviderUnavailable, SignInError, SignInRefused
+from ..errors import IdentityProviderUnavailable, MissingAttributes, SignInError, SignInRefused
 from ..explain import (
     AADSTS,
     PROVIDER_ERRORS,
@@ -60,25 +60,21 @@ def login_page(settings: Settings, next_path: str | None, signed_out: bool,
 
 
 def explain(error: SignInError, settings: Settings) -> tuple[Explanation, str | None]:
-    aadsts = error.info.get("aadsts")
-    code = aadsts if isinstance(aadsts, str) else None
+    code = error.aadsts
     if isinstance(error, IdentityProviderUnavailable):
-        dependency = str(error.info.get("dependency") or "Entra ID")
-        return _fill(UNAVAILABLE, dependency=dependency), code
+        return _fill(UNAVAILABLE, dependency=error.dependency), code
     if code and code in AADSTS:
         return AADSTS[code], code
-    provider_error = error.info.get("error")
-    if error.reason == "idp_error" and isinstance(provider_error, str) \
+    provider_error = error.provider_error
+    if error.reason == "idp_error" and provider_error is not None \
             and provider_error in PROVIDER_ERRORS:
         known = PROVIDER_ERRORS[provider_error]
         return Explanation(known.title, f"{known.what} Entra ID answered: {provider_error}.",
                            known.todo), code
     if error.reason in REASONS:
-        missing = error.info.get("missing")
+        missing = error.missing if isinstance(error, MissingAttributes) else ()
         return _fill(REASONS[error.reason], contact=settings.server.access_contact,
-                     missing=", ".join(str(m) for m in missing)
-                     if isinstance(missing, list | tuple) else "",
-                     error=str(error.info.get("error") or "an error")), code
+                     missing=", ".join(missing), error=provider_error or "an error"), code
     if isinstance(error, SignInRefused):
         return _fill(REASONS["idp_error"], error=error.detail or error.reason), code
     return _fill(REJECTED, detail=error.detail or error.reason), code
