@@ -12,30 +12,21 @@ the Graph host, each over HTTPS, through ``entra.https_proxy`` (else ``$HTTPS_PR
   answer proves the path; no credential is sent)
 * ``graph``: ``GET /v1.0/me`` without a token; the expected 401 proves Graph is reachable
 
-The exit status is 1 when any check fails.
+The exit status is 1 when any check fails. The DNS/TCP/TLS probing is in ``probes.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import ssl
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from .entra.outbound import MsalHttpClient, Outbound, ssl_context
+from .entra.outbound import MsalHttpClient, Outbound
 from .errors import CheckFailed, IdentityProviderUnavailable
-from .settings import EntraSettings, Settings
-
-FIREWALL = ("allow outbound HTTPS from the sensor to {host} in the firewall (the "
-            "admin guide's outbound rules), or set entra.https_proxy when the sensor reaches "
-            "the internet only through a proxy")
-UNTRUSTED = ("the certificate is not trusted: when a proxy re-signs TLS, put its CA "
-             "certificate (PEM) in entra.ca_bundle; also check the sensor's clock")
+from .probes import FIREWALL, NetworkProbe, effective_proxy, endpoint
+from .settings import Settings
 
 
 @dataclass
@@ -47,36 +38,11 @@ class Result:
     fix: str = ""
 
 
-def effective_proxy(settings: EntraSettings, url: str) -> str | None:
-    """The proxy the agent uses for ``url``: the configured one, else the environment's."""
-    if settings.https_proxy:
-        return settings.https_proxy
-    proxies = urllib.request.getproxies_environment()
-    host = urlsplit(url).hostname or ""
-    if "https" not in proxies or urllib.request.proxy_bypass(host):
-        return None
-    return proxies["https"]
-
-
-def _endpoint(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def _name(cert: dict[str, Any], field: str) -> str:
-    for rdn in cert.get(field, ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return f"CN={value}"
-    return "?"
-
-
 class Checker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.entra = settings.entra
-        self.timeout = settings.entra.timeout
-        self.ssl = ssl_context(settings.entra)
+        self.net = NetworkProbe(settings.entra)
         self.results: list[Result] = []
         self._passed: dict[tuple[str, str], bool] = {}
 
@@ -99,95 +65,6 @@ class Checker:
         self._passed[(check, target)] = True
         return value if value is not None else True
 
-    # ----- network -------------------------------------------------------------------
-
-    async def dns(self, host: str) -> tuple[None, str]:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await asyncio.wait_for(loop.getaddrinfo(host, None), self.timeout)
-        except TimeoutError:
-            raise CheckFailed(f"no answer within {self.timeout:g} s", "check the DNS servers in "
-                         "/etc/resolv.conf and that they resolve internet names") from None
-        except OSError as exc:
-            raise CheckFailed(f"cannot resolve: {exc.strerror or exc}",
-                         f"check the DNS servers in /etc/resolv.conf and that they resolve "
-                         f"{host}, or set entra.https_proxy (the proxy resolves names)") from None
-        addresses = sorted({str(info[4][0]) for info in infos})
-        return None, ", ".join(addresses[:4]) + (" ..." if len(addresses) > 4 else "")
-
-    async def _open(self, host: str, port: int, fix: str) -> tuple[asyncio.StreamReader,
-                                                                   asyncio.StreamWriter]:
-        try:
-            return await asyncio.wait_for(asyncio.open_connection(host, port), self.timeout)
-        except TimeoutError:
-            raise CheckFailed(f"no answer within {self.timeout:g} s (dropped by a firewall?)",
-                         fix) from None
-        except OSError as exc:
-            why = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise CheckFailed(f"cannot connect: {why}", fix) from None
-
-    async def tcp(self, host: str, port: int, fix: str) -> tuple[None, str]:
-        started = time.monotonic()
-        _, writer = await self._open(host, port, fix)
-        writer.close()
-        return None, f"connected in {(time.monotonic() - started) * 1000:.0f} ms"
-
-    async def tls(self, host: str, port: int, proxy: str | None) -> tuple[None, str]:
-        if proxy is None:
-            reader, writer = await self._open(host, port, FIREWALL.format(host=f"{host}:{port}"))
-            via = ""
-        else:
-            reader, writer = await self._tunnel(proxy, host, port)
-            via = f" via proxy {_endpoint(proxy)[0]}:{_endpoint(proxy)[1]}"
-        try:
-            await asyncio.wait_for(writer.start_tls(self.ssl, server_hostname=host),
-                                   self.timeout)
-            tls = writer.get_extra_info("ssl_object")
-            cert = tls.getpeercert() if tls is not None else {}
-            version = tls.version() if tls is not None else "?"
-        except ssl.SSLCertVerificationError as exc:
-            raise CheckFailed(f"certificate rejected{via}: {exc.verify_message or exc.reason}",
-                         UNTRUSTED) from None
-        except (ssl.SSLError, ConnectionError) as exc:
-            raise CheckFailed(f"TLS handshake failed{via}: {exc}", "something between the sensor "
-                         f"and {host} interferes with TLS: check the firewall or proxy's TLS "
-                         "inspection rules") from None
-        except TimeoutError:
-            raise CheckFailed(f"TLS handshake timed out{via}",
-                         FIREWALL.format(host=f"{host}:{port}")) from None
-        finally:
-            writer.close()
-        trust = str(self.entra.ca_bundle) if self.entra.ca_bundle else "the system CA store"
-        return None, (f"{version}{via}, certificate {_name(cert, 'subject')} issued by "
-                      f"{_name(cert, 'issuer')}, trusted by {trust}")
-
-    async def _tunnel(self, proxy: str, host: str, port: int) -> tuple[asyncio.StreamReader,
-                                                                      asyncio.StreamWriter]:
-        p_host, p_port = _endpoint(proxy)
-        reader, writer = await self._open(p_host, p_port, "check entra.https_proxy (or "
-                                          f"HTTPS_PROXY): nothing answers at {p_host}:{p_port}")
-        if urlsplit(proxy).scheme == "https":
-            await writer.start_tls(ssl.create_default_context(), server_hostname=p_host)
-        writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.timeout)
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                OSError):
-            writer.close()
-            raise CheckFailed(f"the proxy {p_host}:{p_port} did not answer CONNECT {host}:{port}",
-                         "check that entra.https_proxy is an HTTP proxy") from None
-        status = head.split(b"\r\n", 1)[0].decode("latin-1").strip()
-        code = status.split(" ")[1] if status.count(" ") >= 1 else ""
-        if code != "200":
-            writer.close()
-            fix = (f"allow CONNECT to {host}:{port} for the sensor on the proxy (the admin "
-                   "guide's outbound rules)")
-            if code == "407":
-                fix = ("the proxy wants authentication, which the agent does not send: "
-                       "exempt the sensor's address from proxy authentication")
-            raise CheckFailed(f"the proxy refused CONNECT {host}:{port}: {status}", fix)
-        return reader, writer
-
     # ----- HTTP, as the agent's own clients do it --------------------------------------
 
     async def get_json(self, outbound: Outbound, url: str, dependency: str,
@@ -198,7 +75,7 @@ class Checker:
         except IdentityProviderUnavailable as exc:
             if exc.reason.endswith("_bad_response"):  # something answered, not with JSON
                 raise CheckFailed(f"{url}: {exc.detail}", wrong_url) from None
-            if not self._passed.get(("tls", "{}:{}".format(*_endpoint(url))), False):
+            if not self._passed.get(("tls", "{}:{}".format(*endpoint(url))), False):
                 fix = "see the failed dns/tcp/tls checks above"
             else:  # the host took TLS; this request failed on its way or timed out
                 fix = ("the host accepts TLS but this request failed: check the proxy's "
@@ -222,8 +99,8 @@ class Checker:
             raise CheckFailed(f"{url} answered HTTP {resp.status}", hint)
         if not body.get("jwks_uri") or not body.get("issuer"):
             raise CheckFailed(f"{url} is not an OpenID configuration (no jwks_uri or issuer)",
-                         "something between the sensor and Entra ID answers instead of it: "
-                         "check the proxy")
+                              "something between the sensor and Entra ID answers instead of it: "
+                              "check the proxy")
         return body, f"issuer {body['issuer']}"
 
     async def jwks(self, outbound: Outbound, url: str) -> tuple[None, str]:
@@ -232,7 +109,7 @@ class Checker:
         keys = resp.body.get("keys") if isinstance(resp.body, dict) else None
         if resp.status != 200 or not keys:
             raise CheckFailed(f"{url} answered HTTP {resp.status} without signing keys",
-                         "check entra.tenant_id and the proxy")
+                              "check entra.tenant_id and the proxy")
         return None, f"{len(keys)} signing key{'s' if len(keys) != 1 else ''}"
 
     async def token(self, url: str) -> tuple[None, str]:
@@ -241,7 +118,7 @@ class Checker:
             resp = await asyncio.to_thread(client.post, url, data={})
         except Exception as exc:  # requests' SSLError, ProxyError, ConnectionError, Timeout
             raise CheckFailed(f"MSAL's HTTP client cannot reach it: {type(exc).__name__}",
-                         FIREWALL.format(host=urlsplit(url).hostname)) from None
+                              FIREWALL.format(host=urlsplit(url).hostname)) from None
         finally:
             client.close()
         try:
@@ -250,8 +127,8 @@ class Checker:
             error = None
         if not 400 <= resp.status_code < 500 or not error:
             raise CheckFailed(f"answered HTTP {resp.status_code} without an OAuth error",
-                         "something between the sensor and Entra ID answers instead of it: "
-                         "check the proxy")
+                              "something between the sensor and Entra ID answers instead of it: "
+                              "check the proxy")
         return None, f"answered an empty request with HTTP {resp.status_code} {error} (reachable)"
 
     async def graph(self, outbound: Outbound) -> tuple[None, str]:
@@ -261,7 +138,7 @@ class Checker:
                                    "entra.cloud")
         if resp.status != 401:
             raise CheckFailed(f"{url} answered HTTP {resp.status}, not 401 as Graph does without "
-                         "a token", "check entra.graph_url and the proxy")
+                              "a token", "check entra.graph_url and the proxy")
         return None, "answered 401 without a token (reachable)"
 
     # ----- all of it -------------------------------------------------------------------
@@ -269,26 +146,26 @@ class Checker:
     async def run(self) -> list[Result]:
         urls = {"authority": self.entra.authority_host, "graph": self.entra.graph_url}
         for url in urls.values():
-            host, port = _endpoint(url)
+            host, port = endpoint(url)
             target = f"{host}:{port}"
             proxy = effective_proxy(self.entra, url)
             if proxy is None:
-                await self.step("dns", host, lambda h=host: self.dns(h))
-                await self.step("tcp", target, lambda h=host, p=port: self.tcp(
+                await self.step("dns", host, lambda h=host: self.net.dns(h))
+                await self.step("tcp", target, lambda h=host, p=port: self.net.tcp(
                     h, p, FIREWALL.format(host=f"{h}:{p}")), needs=("dns", host))
                 needs = ("tcp", target)
             else:
-                p_host, p_port = _endpoint(proxy)
+                p_host, p_port = endpoint(proxy)
                 p_target = f"{p_host}:{p_port} (proxy)"
-                await self.step("dns", p_host, lambda h=p_host: self.dns(h))
-                await self.step("tcp", p_target, lambda h=p_host, p=p_port: self.tcp(
+                await self.step("dns", p_host, lambda h=p_host: self.net.dns(h))
+                await self.step("tcp", p_target, lambda h=p_host, p=p_port: self.net.tcp(
                     h, p, f"check entra.https_proxy (or HTTPS_PROXY): nothing answers at "
                           f"{h}:{p}"), needs=("dns", p_host))
                 needs = ("tcp", p_target)
-            await self.step("tls", target, lambda h=host, p=port, x=proxy: self.tls(h, p, x),
+            await self.step("tls", target, lambda h=host, p=port, x=proxy: self.net.tls(h, p, x),
                             needs=needs)
-        auth_tls = ("tls", "{}:{}".format(*_endpoint(urls["authority"])))
-        graph_tls = ("tls", "{}:{}".format(*_endpoint(urls["graph"])))
+        auth_tls = ("tls", "{}:{}".format(*endpoint(urls["authority"])))
+        graph_tls = ("tls", "{}:{}".format(*endpoint(urls["graph"])))
         outbound = Outbound(self.entra)
         await outbound.start()
         try:

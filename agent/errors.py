@@ -61,12 +61,9 @@ class SignInError(AgentError):
     def __init__(self, reason: str, detail: str = "", *, aadsts: str | None = None,
                  provider_error: str | None = None, upn: str | None = None,
                  oid: str | None = None) -> None:
-        self.reason = reason
-        self.detail = detail
-        self.aadsts = aadsts
-        self.provider_error = provider_error
-        self.upn = upn
-        self.oid = oid
+        self.reason, self.detail = reason, detail
+        self.aadsts, self.provider_error = aadsts, provider_error  # what Entra ID answered
+        self.upn, self.oid = upn, oid  # the account, when known
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 

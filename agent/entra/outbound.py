@@ -101,29 +101,42 @@ class Outbound:
 _NOT_JSON = object()
 
 
-async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
-    if resp.content_length is not None and resp.content_length > MAX_BODY:
-        raise ResponseTooLarge()
-    chunks, size = [], 0
-    async for chunk in resp.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > MAX_BODY:
+class _CappedBody:
+    """A body read in chunks, refused (``ResponseTooLarge``) once it passes ``MAX_BODY``:
+    at once when the declared ``Content-Length`` says so, else at the chunk that crosses it.
+    One policy for both clients; each feeds it from its own (async or blocking) iterator."""
+
+    CHUNK = 65536
+
+    def __init__(self, declared_length: int | str | None) -> None:
+        length = str(declared_length) if declared_length is not None else ""
+        if length.isdigit() and int(length) > MAX_BODY:
             raise ResponseTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > MAX_BODY:
+            raise ResponseTooLarge()
+        self._chunks.append(chunk)
+
+    def joined(self) -> bytes:
+        return b"".join(self._chunks)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    body = _CappedBody(resp.content_length)
+    async for chunk in resp.content.iter_chunked(_CappedBody.CHUNK):
+        body.add(chunk)
+    return body.joined()
 
 
 def _read_capped_sync(response: requests.Response) -> bytes:
-    length = response.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > MAX_BODY:
-        raise ResponseTooLarge()
-    chunks, size = [], 0
-    for chunk in response.iter_content(65536):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ResponseTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = _CappedBody(response.headers.get("Content-Length"))
+    for chunk in response.iter_content(_CappedBody.CHUNK):
+        body.add(chunk)
+    return body.joined()
 
 
 def _is_json_object(response: requests.Response) -> bool:
