@@ -1,8 +1,7 @@
-"""The session store: cookie ids to sessions, idle and absolute timeouts, the journal.
+"""The session store: the sessions in memory (``session_memory``) made durable by the journal.
 
-The cookie carries a random id only; the store keys sessions by ``sha256(id)`` so neither
-memory dumps of the index nor the journal hold a usable cookie value. Lookups are one dict
-access. A session's record and what it keeps in memory: ``session_record``.
+A session's record and what it keeps in memory: ``session_record``; how sessions map onto
+journal lines: ``session_io``; the journal itself: ``state``.
 
 What survives what: a new session is on disk (fsync) before its cookie is sent, or it is
 refused (``StateUnwritable``: the sign-in answers 503). A revocation — sign-out, the per-user
@@ -18,19 +17,16 @@ fails. Refresh tokens are read from the journal one at a time, when re-validatio
 from __future__ import annotations
 
 import asyncio
-import base64
 import gc
-import hmac
-import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from .journal_lines import CopiedLine, Item, TokenLine
-from .roles import RoleDecision, decide_role
-from .session_record import Session, session_key
+from .session_io import Pairs, items_of, journal_items, replay_sessions, settle
+from .session_memory import SessionMemory
+from .session_record import KeyIndex, Session, session_key
 from .state import SessionJournal, StateUnwritable
 
 log = structlog.get_logger("agent.audit")
@@ -52,65 +48,14 @@ def _trim_heap() -> None:
         pass
 
 
-Pairs = list[tuple[Session | None, Item]]
-
-
-def _items(session: Session) -> Pairs:
-    """What the journal holds for ``session``: its record, then its refresh token's line."""
-    record = session.record()
-    pairs: Pairs = [(None, record)]
-    if session.new_refresh_token is not None:
-        pairs.append((session, TokenLine(session.key, session.new_refresh_token)))
-    elif session.token_at >= 0:
-        pairs.append((session, CopiedLine(session.token_at)))
-    if len(pairs) > 1:
-        record["session"]["refresh_token"] = True  # its line follows
-    return pairs
-
-
-def journal_items(session: Session) -> list[Item]:
-    """The lines a new ``session`` is journalled as (``SessionJournal.append`` them)."""
-    return [item for _, item in _items(session)]
-
-
-def _settle(pairs: Pairs, offsets: list[int]) -> None:
-    """Note where the journal now holds each session's refresh token."""
-    for (session, item), at in zip(pairs, offsets, strict=True):
-        if session is not None:
-            session.token_at = at
-            if isinstance(item, TokenLine) and session.new_refresh_token is item.token:
-                session.new_refresh_token = None
-
-
-class SessionStore:
+class SessionStore(SessionMemory):
     def __init__(self, state_dir: Path | None, idle_timeout: float, absolute_timeout: float,
                  clock: Callable[[], float], max_per_user: int = 10,
                  revalidate_limit: float | None = None) -> None:
-        self.idle_timeout = idle_timeout
-        self.absolute_timeout = absolute_timeout
-        # A session with a refresh token that Entra ID has not confirmed for this long
-        # (revalidate_interval + revalidate_grace) is over; None: never.
-        self.revalidate_limit = revalidate_limit
-        self.clock = clock
-        self.max_per_user = max_per_user
+        super().__init__(idle_timeout, absolute_timeout, clock, max_per_user, revalidate_limit)
         self.journal = SessionJournal(state_dir) if state_dir is not None else None
         self._loaded = self.journal is None
-        self._sessions: dict[bytes, Session] = {}
-        # upn (and Entra ID sid) -> its session key, or its keys oldest first (a bare key for
-        # the usual one).
-        self._by_user: dict[str, bytes | list[bytes]] = {}
-        self._by_sid: dict[str, bytes | list[bytes]] = {}
-        self._touched: set[bytes] = set()
-        self._pending_deletes: list[bytes] = []
-        self._changed: set[bytes] = set()  # sessions to journal again (role, refresh token)
         self._io = asyncio.Lock()  # one journal operation at a time (append vs. rewrite)
-        self.touch_interval = max(1.0, min(60.0, idle_timeout / 10))
-        # CSRF tokens are derived from the session key with this (from the journal's key when
-        # there is one, so that they survive a restart).
-        self._csrf_secret = secrets.token_bytes(32)
-
-    def __len__(self) -> int:
-        return len(self._sessions)
 
     @property
     def state_problem(self) -> str | None:
@@ -141,14 +86,14 @@ class SessionStore:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            sessions = self._replay()
+            sessions = replay_sessions(self.journal)
         finally:
             if collecting:
                 gc.enable()
         now = self.clock()
         self._sessions = {}
-        self._by_user = {}
-        self._by_sid = {}
+        self._by_user = KeyIndex()
+        self._by_sid = KeyIndex()
         inline_tokens = False
         for s in sessions.values():  # journal order: oldest first
             if not self._expired(s, now):
@@ -159,164 +104,23 @@ class SessionStore:
         # tokens of an earlier version out of their records): a rewrite of 100,000 sessions
         # would double the time to ready. On a full disk it waits for a later flush.
         if self.journal.unreadable or inline_tokens or self._journal_bloated():
-            pairs = [p for s in self._sessions.values() for p in _items(s)]
+            pairs = [p for s in self._sessions.values() for p in items_of(s)]
             try:
                 aside, offsets = self.journal.rewrite(
                     (item for _, item in pairs), set_aside=bool(self.journal.unreadable))
             except OSError:
                 pass  # logged by the journal; unreadable lines are skipped again next time
             else:
-                _settle(pairs, offsets)
+                settle(pairs, offsets)
                 if aside is not None:
                     log.warning("session_state_set_aside", path=str(aside),
                                 readable_records_kept=len(self._sessions))
         log.info("sessions_restored", sessions=len(self._sessions))
         _trim_heap()
 
-    def _replay(self) -> dict[bytes, Session]:
-        """The sessions the journal describes, in journal order."""
-        assert self.journal is not None
-        sessions: dict[bytes, Session] = {}
-        from_record = Session.from_record
-        awaiting: Session | None = None  # a put whose refresh token's line comes next
-        for record in self.journal.replay():
-            if isinstance(record, int):  # a refresh token's line: its put came just before
-                if awaiting is not None:
-                    awaiting.token_at = record
-                    awaiting = None
-                continue
-            if awaiting is not None:  # its token line is missing: it cannot be re-validated
-                self._unusable(sessions, awaiting, "put")
-                awaiting = None
-            op = record.get("op")
-            try:
-                if op == "put":
-                    data = record["session"]
-                    s = from_record(data)
-                    sessions[s.key] = s
-                    if data.get("refresh_token") is True:
-                        awaiting = s
-                elif op == "touch":
-                    s = sessions.get(bytes.fromhex(record["key"]))  # type: ignore[assignment]
-                    if s is not None:
-                        s.last_seen = s.persisted_seen = float(record["last_seen"])
-                elif op == "del":
-                    sessions.pop(bytes.fromhex(record["key"]), None)
-            except (KeyError, TypeError, ValueError, AttributeError):
-                log.error("session_record_unusable", op=str(op)[:16])
-        if awaiting is not None:
-            self._unusable(sessions, awaiting, "put")
-        return sessions
-
-    @staticmethod
-    def _unusable(sessions: dict[bytes, Session], session: Session, op: str) -> None:
-        if sessions.get(session.key) is session:
-            del sessions[session.key]
-        log.error("session_record_unusable", op=op, detail="its refresh token is missing")
-
     def _journal_bloated(self) -> bool:
         """More than twice as many journal lines as live sessions (plus slack)."""
         return self.journal is not None and self.journal.lines > 2 * len(self._sessions) + 1000
-
-    # -- memory: the session dict and the per-user and per-sid indexes ---------------------
-
-    @staticmethod
-    def _index(index: dict[str, bytes | list[bytes]], name: str, key: bytes) -> None:
-        keys = index.get(name)
-        if keys is None:
-            index[name] = key
-        elif isinstance(keys, bytes):
-            index[name] = [keys, key]
-        else:
-            keys.append(key)
-
-    @staticmethod
-    def _unindex(index: dict[str, bytes | list[bytes]], name: str, key: bytes) -> None:
-        keys = index.get(name)
-        if keys == key:
-            del index[name]
-        elif isinstance(keys, list):
-            if key in keys:
-                keys.remove(key)
-            if len(keys) == 1:
-                index[name] = keys[0]
-
-    def _add(self, session: Session) -> None:
-        self._sessions[session.key] = session
-        self._index(self._by_user, session.upn, session.key)
-        if session.sid:
-            self._index(self._by_sid, session.sid, session.key)
-
-    def _drop(self, key: bytes) -> Session | None:
-        session = self._sessions.pop(key, None)
-        if session is None:
-            return None
-        self._touched.discard(key)
-        self._changed.discard(key)
-        self._unindex(self._by_user, session.upn, key)
-        if session.sid:
-            self._unindex(self._by_sid, session.sid, key)
-        return session
-
-    @staticmethod
-    def _keys(index: dict[str, bytes | list[bytes]], name: str) -> list[bytes]:
-        keys = index.get(name)
-        return [] if keys is None else [keys] if isinstance(keys, bytes) else list(keys)
-
-    def keys_of(self, upn: str) -> list[bytes]:
-        """The keys of ``upn``'s live sessions, oldest first."""
-        return self._keys(self._by_user, upn)
-
-    def _expire(self, key: bytes, session: Session, reason: str) -> None:
-        """Drop an expired session now; its deletion is journalled by the next flush."""
-        self._drop(key)
-        self._pending_deletes.append(key)
-        if reason == "revalidation_unavailable":
-            log.warning("session_revoked", upn=session.upn, oid=session.oid, reason=reason,
-                        detail="Entra ID could not confirm the session within "
-                               "revalidate_interval + revalidate_grace")
-        else:
-            log.info("session_expired", upn=session.upn, reason=reason)
-
-    def expires_at(self, s: Session) -> float:
-        """When ``s`` ends unless used again: its idle or its absolute timeout, the earlier."""
-        return min(s.created + self.absolute_timeout, s.last_seen + self.idle_timeout)
-
-    def _expired(self, s: Session, now: float) -> str | None:
-        if now - s.created >= self.absolute_timeout:
-            return "absolute_timeout"
-        if now - s.last_seen >= self.idle_timeout:
-            return "idle_timeout"
-        if self.revalidate_limit is not None and now - s.revalidated >= \
-                self.revalidate_limit and s.has_refresh_token:
-            return "revalidation_unavailable"
-        return None
-
-    def new_session(self, *, upn: str, given_name: str, family_name: str, oid: str, role: str,
-                    groups: list[str], auth_time: float, amr: list[str] | None = None,
-                    acrs: list[str] | None = None, sub: str = "", sid: str | None = None,
-                    refresh_token: str | None = None, method: str = "sso"
-                    ) -> tuple[str, Session]:
-        """A fresh cookie id and its session (not yet stored: ``await put``)."""
-        cookie_id = secrets.token_urlsafe(32)
-        now = self.clock()
-        session = Session(
-            key=session_key(cookie_id), upn=upn, given_name=given_name,
-            family_name=family_name, oid=oid, role=role, groups=tuple(groups),
-            auth_time=auth_time, created=now, last_seen=now, amr=tuple(amr or ()),
-            acrs=tuple(acrs or ()), sub=sub, sid=sid, revalidated=now, method=method,
-            persisted_seen=now, new_refresh_token=refresh_token,
-        )
-        return cookie_id, session
-
-    def csrf_token(self, session: Session) -> str:
-        """The session's CSRF token: derived from its key, never stored."""
-        mac = hmac.new(self._csrf_secret, session.key, "sha256").digest()
-        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
-
-    def csrf_ok(self, session: Session, supplied: str | None) -> bool:
-        return bool(supplied) and hmac.compare_digest(
-            str(supplied).encode(), self.csrf_token(session).encode())
 
     async def put(self, session: Session) -> None:
         """Store a new session, ending the user's oldest beyond ``max_per_user`` in the same
@@ -332,13 +136,13 @@ class SessionStore:
                 if not self._loaded or not self.journal.writable:
                     raise StateUnwritable(self.state_problem or "state_dir is not open")
                 pairs: Pairs = [(None, {"op": "del", "key": k.hex()}) for k in evicted]
-                pairs += _items(session)
+                pairs += items_of(session)
                 try:
                     offsets = await asyncio.to_thread(self.journal.append,
                                                       [item for _, item in pairs])
                 except OSError as exc:
                     raise StateUnwritable(self.state_problem or str(exc)) from exc
-                _settle(pairs, offsets)
+                settle(pairs, offsets)
             for key in evicted:
                 gone = self._drop(key)
                 if gone is not None:
@@ -346,25 +150,6 @@ class SessionStore:
                              role=gone.role, max_sessions_per_user=self.max_per_user,
                              created=gone.created)
             self._add(session)
-
-    def get(self, cookie_id: str | None, touch: bool = True) -> Session | None:
-        """The live session for a cookie id; expired ones are removed (journalled later)."""
-        if not cookie_id or len(cookie_id) > 128:
-            return None
-        key = session_key(cookie_id)
-        session = self._sessions.get(key)
-        if session is None:
-            return None
-        now = self.clock()
-        reason = self._expired(session, now)
-        if reason is not None:
-            self._expire(key, session, reason)
-            return None
-        if touch:
-            session.last_seen = now
-            if now - session.persisted_seen >= self.touch_interval:
-                self._touched.add(key)
-        return session
 
     async def revoke(self, keys: list[bytes]) -> list[Session]:
         """End these sessions: their deletion is on disk before they stop working. Raises
@@ -387,20 +172,6 @@ class SessionStore:
         """Sign-out: ``revoke`` of the cookie's session (``StateUnwritable`` as there)."""
         gone = await self.revoke([session_key(cookie_id)])
         return gone[0] if gone else None
-
-    # -- life after sign-in: re-validation, revocation by the agent, role changes ----------
-
-    def live(self) -> list[Session]:
-        """A snapshot of the stored sessions (expired ones included until the next sweep)."""
-        return list(self._sessions.values())
-
-    def is_live(self, session: Session) -> bool:
-        return self._sessions.get(session.key) is session
-
-    def with_sid(self, sid: str) -> list[Session]:
-        """The sessions of one Entra ID sign-in session (front-channel sign-out): an index
-        lookup, so that an unauthenticated request never walks every session."""
-        return [self._sessions[k] for k in self._keys(self._by_sid, sid)]
 
     async def refresh_token(self, session: Session) -> str | None:
         """The session's refresh token, read from the journal (None: it has none, or its line
@@ -427,11 +198,6 @@ class SessionStore:
         session.new_refresh_token = token
         self.changed(session)
 
-    def changed(self, session: Session) -> None:
-        """Journal ``session`` again at the next flush (new role, names or refresh token)."""
-        if self._sessions.get(session.key) is session:
-            self._changed.add(session.key)
-
     async def end(self, session: Session, reason: str, event: str = "session_revoked",
                   **info: Any) -> bool:
         """End ``session`` now and audit why. Its deletion is on disk first when it can be
@@ -450,36 +216,6 @@ class SessionStore:
         level(event, upn=session.upn, oid=session.oid, role=session.role, reason=reason,
               **info, **({} if persisted else {"persisted": False}))
         return True
-
-    def redecide_roles(self, mapping: Mapping[str, Iterable[str]]) -> list[Session]:
-        """Decide every session's role again from its stored groups (after a ``[roles]``
-        change); returns the sessions left with no role (the caller ends them)."""
-        decisions: dict[tuple[str, ...], RoleDecision] = {}
-        orphans: list[Session] = []
-        for session in list(self._sessions.values()):
-            if session.method == "local":  # no groups: the accounts file gives the role
-                continue
-            decision = decisions.get(session.groups)
-            if decision is None:
-                decision = decisions[session.groups] = decide_role(session.groups, mapping)
-            if decision.role is None:
-                orphans.append(session)
-                continue
-            before = session.apply_role(decision.role.id, decision.matched_groups)
-            if before is not None:
-                self._changed.add(session.key)
-                log.warning("session_role_changed", upn=session.upn, oid=session.oid,
-                            **{"from": before, "to": session.role}, via="config_reload")
-        return orphans
-
-    def sweep(self) -> int:
-        """Remove expired sessions; returns how many (the next flush journals them)."""
-        now = self.clock()
-        gone = [(k, s, r) for k, s in self._sessions.items()
-                if (r := self._expired(s, now)) is not None]
-        for key, session, reason in gone:
-            self._expire(key, session, reason)
-        return len(gone)
 
     async def flush(self) -> None:
         """Journal batched idle-timer refreshes and expiries; compact when the journal bloats.
@@ -506,7 +242,7 @@ class SessionStore:
             pairs: Pairs = [(None, {"op": "del", "key": k.hex()}) for k in deletes]
             pairs += [(None, {"op": "touch", "key": k.hex(), "last_seen": seen})
                       for k, _, seen in touched]
-            pairs += [p for s in changed for p in _items(s)]
+            pairs += [p for s in changed for p in items_of(s)]
             if pairs:
                 try:
                     offsets = await asyncio.to_thread(self.journal.append,
@@ -516,18 +252,18 @@ class SessionStore:
                     self._touched.update(k for k, s, _ in touched if k in self._sessions)
                     self._changed.update(s.key for s in changed if s.key in self._sessions)
                     return
-                _settle(pairs, offsets)
+                settle(pairs, offsets)
                 for _, session, seen in touched:
                     session.persisted_seen = max(session.persisted_seen, seen)
             if self._journal_bloated():
-                pairs = [p for s in list(self._sessions.values()) for p in _items(s)]
+                pairs = [p for s in list(self._sessions.values()) for p in items_of(s)]
                 try:
                     _, offsets = await asyncio.to_thread(self.journal.rewrite,
                                                          [item for _, item in pairs])
                 except OSError:
                     pass  # logged by the journal; the appended journal stays valid
                 else:
-                    _settle(pairs, offsets)
+                    settle(pairs, offsets)
 
     def close(self) -> None:
         if self.journal is not None:

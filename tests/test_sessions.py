@@ -351,3 +351,23 @@ class TestIndexesAndDerivedValues:
         assert r1 is not None and token == again.csrf_token(r1)
         elsewhere = new_store(tmp_path / "other", clock)
         assert token != elsewhere.csrf_token(r1)
+
+    async def test_names_ids_and_sub_survive_any_characters_and_a_rename(
+            self, tmp_path: Path) -> None:
+        """The names, oid and sub share one string in memory: separators, digits and
+        non-ASCII in them come back intact, after a restart and after a rename."""
+        clock = Clock()
+        store = new_store(tmp_path, clock)
+        cookie, session = store.new_session(
+            upn="ana@contoso.example", given_name="Ana 3:4:", family_name="Ślusarz:1",
+            oid="0:1", role="admin", groups=["g"], auth_time=1.0, sub="s:ub")
+        await store.put(session)
+        again = new_store(tmp_path, clock)
+        restored = again.get(cookie)
+        assert restored is not None
+        assert ("Ana 3:4:", "Ślusarz:1", "0:1", "s:ub") == (
+            restored.given_name, restored.family_name, restored.oid, restored.sub)
+        restored.given_name = "Anna"
+        restored.family_name = ""
+        assert ("Anna", "", "0:1", "s:ub") == (
+            restored.given_name, restored.family_name, restored.oid, restored.sub)
