@@ -9,12 +9,11 @@ import pytest
 from agent.__main__ import main
 from agent.errors import ConfigError
 from agent.settings import load_settings, parse_duration, settings_from_mapping
-from agent.urlpaths import is_local_path
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "0b5b0b4e-3c8b-4bfb-8f0e-6c0f1c2d3e4f"
 GROUP = "6e2f3c4d-1a2b-4c5d-8e9f-0a1b2c3d4e5f"
-EXAMPLE = Path(__file__).parent.parent / "config" / "agent.example.toml"
+EXAMPLE = Path(__file__).parents[2] / "config" / "agent.example.toml"
 PLACEHOLDERS = {"tenant_id = \"00000000-0000-0000-0000-000000000000\"": f"tenant_id = \"{TENANT}\"",
                 "client_id = \"00000000-0000-0000-0000-000000000000\"": f"client_id = \"{CLIENT}\"",
                 "11111111-1111-1111-1111-111111111111": "6e2f3c4d-1a2b-4c5d-8e9f-0a1b2c3d4e51",
@@ -151,20 +150,6 @@ class TestCheckConfigCommand:
         """$SENSOR_SSO_AGENT_CONFIG is the default config path."""
         monkeypatch.setenv("SENSOR_SSO_AGENT_CONFIG", str(filled_example(tmp_path)))
         assert 0 == main(["check-config"])
-
-
-class TestLocalPath:
-    @pytest.mark.parametrize("path", ["/", "/overview", "/a/b?c=d", "/devices#x"])
-    def test_accepted(self, path: str) -> None:
-        """Same-site relative paths are accepted."""
-        assert is_local_path(path)
-
-    @pytest.mark.parametrize("path", ["//evil.example", "/\\evil.example", "https://evil.example",
-                                      "javascript:alert(1)", "evil", "", "/%2f%2fevil.example",
-                                      "/%5Cevil.example", "/\tevil", "/a\nb", None])
-    def test_refused(self, path: object) -> None:
-        """Anything that can leave the site is refused."""
-        assert not is_local_path(path)
 
 
 class TestServeRefusesBadConfig:

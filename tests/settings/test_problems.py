@@ -1,0 +1,112 @@
+"""The problem collector's checks one by one: each bad value is one problem naming the key,
+the value and why, and the check returns a usable default so the pass goes on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.settings.problems import Problems
+from agent.settings.values import format_duration, is_guid, mask_credentials, parse_duration
+
+GUID = "72F988BF-86F1-41AF-91AB-2D7CD011DB47"
+
+
+@pytest.fixture
+def p() -> Problems:
+    return Problems()
+
+
+class TestSection:
+    def test_unknown_keys_are_named_with_the_known_ones(self, p: Problems) -> None:
+        data = {"server": {"listen": "127.0.0.1:1", "lisen": "x"}}
+        assert {"listen": "127.0.0.1:1", "lisen": "x"} == p.section(data, "server", {"listen"})
+        assert [("server.lisen", "'x'", "unknown key; known keys: listen")] == p.problems
+
+    def test_a_section_that_is_not_a_table(self, p: Problems) -> None:
+        assert {} == p.section({"server": 3}, "server", {"listen"})
+        assert [("server", "3", "must be a table ([server])")] == p.problems
+
+    def test_an_absent_section_is_empty(self, p: Problems) -> None:
+        assert {} == p.section({}, "local", {"sign_in"})
+        assert [] == p.problems
+
+
+class TestValues:
+    def test_a_bool_is_not_an_int(self, p: Problems) -> None:
+        assert 7 == p.get({"n": True}, "session", "n", int, 7)
+        assert [("session.n", "True", "must be a int")] == p.problems
+
+    @pytest.mark.parametrize(("text", "why"), [
+        ("5 minutes", "expected a duration such as \"45s\", \"30m\", \"12h\" or \"1d\""),
+        ("0s", "must be longer than zero")])
+    def test_bad_durations(self, p: Problems, text: str, why: str) -> None:
+        p.duration({"timeout": text}, "entra", "timeout", 10.0)
+        assert [("entra.timeout", repr(text), why)] == p.problems
+
+    def test_durations_and_their_default(self, p: Problems) -> None:
+        assert 1800.0 == p.duration({"t": "30m"}, "session", "t", 1.0)
+        assert 1.0 == p.duration({}, "session", "t", 1.0)
+        assert [] == p.problems
+
+    def test_guids(self, p: Problems) -> None:
+        assert GUID.lower() == p.guid({"tenant_id": GUID}, "entra", "tenant_id", "the tenant")
+        assert "" == p.guid({}, "entra", "client_id", "the application")
+        assert "not-a-guid" == p.guid({"tenant_id": "not-a-guid"}, "entra", "tenant_id", "t")
+        assert [("entra.client_id", "", "required: the application"),
+                ("entra.tenant_id", "'not-a-guid'", "must be a GUID (t)")] == p.problems
+
+    @given(st.uuids())
+    def test_is_guid_takes_the_36_character_form_only(self, value: object) -> None:
+        assert is_guid(str(value)) and is_guid(str(value).upper())
+        assert not is_guid(str(value).replace("-", ""))
+        assert not is_guid("{" + str(value) + "}")
+
+    @given(st.integers(min_value=1, max_value=10**6), st.sampled_from(["ms", "s", "m", "h", "d"]))
+    def test_format_duration_inverts_parse_duration(self, number: int, unit: str) -> None:
+        seconds = parse_duration(f"{number}{unit}")
+        assert seconds == parse_duration(format_duration(seconds))
+
+
+class TestUrls:
+    def test_credentials_never_reach_the_problem(self, p: Problems) -> None:
+        url = "http://agent:proxy-password@proxy:3128"
+        assert url == p.url({"https_proxy": url}, "entra", "https_proxy", None,
+                            schemes=("http", "https"))
+        assert [("entra.https_proxy", "'http://***@proxy:3128'",
+                 "must not carry a fragment or credentials")] == p.problems
+
+    def test_plain_http_only_on_loopback_and_only_when_allowed(self, p: Problems) -> None:
+        for url, allowed in (("http://127.0.0.1:8080/cb", True), ("http://localhost/cb", False),
+                             ("http://sensor.example/cb", True)):
+            p.url({"u": url}, "entra", "u", None, allow_loopback_http=allowed)
+        assert ["'http://localhost/cb'", "'http://sensor.example/cb'"] == [
+            value for _, value, _ in p.problems]
+
+    @pytest.mark.parametrize(("url", "why"), [("https://host:port/", "is not a URL"),
+                                              ("https:///path", "has no host name")])
+    def test_urls_that_lead_nowhere(self, p: Problems, url: str, why: str) -> None:
+        p.url({"u": url}, "entra", "u", None)
+        assert [("entra.u", repr(url), why)] == p.problems
+
+    def test_a_url_that_does_not_parse_is_still_masked(self) -> None:
+        assert "https://***@[::1/x" == mask_credentials("https://user:pw@[::1/x")
+        assert "***@host" == mask_credentials("user:pw@host")
+
+
+class TestFiles:
+    def test_files_that_cannot_be_read(self, p: Problems, tmp_path: Path) -> None:
+        p.file({"ca_bundle": str(tmp_path / "missing.pem")}, "entra", "ca_bundle")
+        p.file({"ca_bundle": str(tmp_path)}, "entra", "ca_bundle")
+        assert ["file does not exist", "is not a regular file"] == [
+            why for _, _, why in p.problems]
+        assert not p.readable(tmp_path)
+
+    def test_a_readable_file(self, p: Problems, tmp_path: Path) -> None:
+        path = tmp_path / "ca.pem"
+        path.write_text("x")
+        assert path == p.file({"ca_bundle": str(path)}, "entra", "ca_bundle")
+        assert p.readable(path) and [] == p.problems
