@@ -2,7 +2,8 @@
 
 * ``ConfigError``: the operator fixes the configuration file.
 * ``SignInRejected``: the sign-in response is malformed, expired, replayed, foreign or forged
-  (HTTP 400); the user starts again.
+  (HTTP 400); the user starts again. ``TooManySignIns`` (HTTP 429): too many starts from one
+  address.
 * ``SignInRefused``: a genuine identity that may not sign in (HTTP 403); an administrator
   changes something in Entra ID or in the sensor setting. ``MissingAttributes`` names the
   attributes the account lacks.
@@ -71,6 +72,16 @@ class SignInRejected(SignInError):
     """The sign-in response cannot be trusted (malformed, expired, replayed, forged)."""
 
     status = 400
+
+
+class TooManySignIns(SignInRejected):
+    """Too many sign-ins started from one address (HTTP 429); the user waits a minute."""
+
+    status = 429
+
+    def __init__(self) -> None:
+        super().__init__("too_many_sign_ins",
+                         "too many sign-in attempts from this address; wait a minute")
 
 
 class SignInRefused(SignInError):

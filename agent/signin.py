@@ -33,6 +33,7 @@ from .errors import (
     SignInRefused,
     SignInRejected,
     StateUnavailable,
+    TooManySignIns,
 )
 from .identity import read_groups, read_profile
 from .logging import AuditBursts
@@ -122,10 +123,10 @@ class SignIn:
             raise SignInRefused("sso_off", "single sign-on is off for this sensor: "
                                 + self.settings.sso_off)
         if not self.pending.admit(client):
-            self.bursts.event("warning", "sso_login_refused", client,
-                              reason="too_many_sign_ins", status=429)
-            raise SignInRejected("too_many_sign_ins",
-                                 "too many sign-in attempts from this address; wait a minute")
+            refused = TooManySignIns()
+            self.bursts.event("warning", "sso_login_refused", client, reason=refused.reason,
+                              status=refused.status)
+            raise refused
         if not self.directory.ready:
             raise IdentityProviderUnavailable(
                 "idp_not_ready", self.directory.not_ready_reason or "not ready",

@@ -83,8 +83,7 @@ def explain(error: SignInError, settings: Settings) -> tuple[Explanation, str | 
 def error_page(error: SignInError, settings: Settings, reference: str,
                retry_url: str = "/auth/sso/start") -> web.Response:
     explanation, code = explain(error, settings)
-    status = 429 if error.reason == "too_many_sign_ins" else error.status
-    return render("error.html", status=status, title=explanation.title,
+    return render("error.html", status=error.status, title=explanation.title,
                   sensor_name=settings.server.sensor_name, what=explanation.what,
                   todo=explanation.todo, aadsts=code, retry_url=retry_url, reference=reference)
 
