@@ -1,8 +1,9 @@
 """The session journal's line format: what one line holds and how it is sealed.
 
 Every line is ``base64(nonce ‖ AES-256-GCM(JSON)) + "\\n"``: self-delimiting (the newline) and
-checked (the GCM tag). A record line's JSON is a dict with ``op`` (``put``, ``touch``,
-``del``). A session's refresh token has a line of its own, marked by a leading ``~`` (never a
+checked (the GCM tag). A record line's JSON is a list whose first element says what
+it is (``session_record``: ``p`` put, ``t`` touch, ``d`` delete; earlier versions wrote dicts
+with ``op``). A session's refresh token has a line of its own, marked by a leading ``~`` (never a
 base64 character) and sealed with other associated data, holding ``{"key", "refresh_token"}``;
 it follows its session's ``put`` line directly. Restoring 100,000 sessions therefore never
 decodes a refresh token (nor keeps one in memory): it notes where each token line starts and
@@ -46,7 +47,8 @@ class CopiedLine:
     at: int
 
 
-Item = dict[str, Any] | TokenLine | CopiedLine
+Record = dict[str, Any] | list[Any]  # a list: this version; a dict: earlier ones
+Item = Record | TokenLine | CopiedLine
 
 
 class Sealer:
@@ -67,15 +69,15 @@ class Sealer:
         except (ValueError, InvalidTag, binascii.Error):
             return None
 
-    def seal(self, record: dict[str, Any]) -> bytes:
+    def seal(self, record: Record) -> bytes:
         return self._seal(_dumps(record).encode(), _AAD)
 
     def seal_token(self, key: bytes, token: str) -> bytes:
         return TOKEN_MARK + self._seal(_dumps({"key": key.hex(), "refresh_token": token})
                                        .encode(), _TOKEN_AAD)
 
-    def open(self, line: bytes) -> dict[str, Any] | None:
-        """A record line (with its newline) as its dict; None when it is not one of ours."""
+    def open(self, line: bytes) -> Record | None:
+        """A record line (with its newline) as its record; None when it is not one of ours."""
         plain = self._open(memoryview(line)[:-1], _AAD)
         if plain is None:
             return None
@@ -83,7 +85,7 @@ class Sealer:
             record = _loads(plain.decode())
         except (ValueError, UnicodeDecodeError):
             return None
-        return record if isinstance(record, dict) else None
+        return record if isinstance(record, list | dict) else None
 
     def open_token(self, line: bytes, key: bytes) -> str | None:
         """The refresh token of a token line, if it is one sealed for ``key``."""

@@ -26,7 +26,7 @@ import structlog
 
 from .session_io import Pairs, items_of, journal_items, replay_sessions, settle
 from .session_memory import SessionMemory
-from .session_record import KeyIndex, Session, session_key
+from .session_record import DELETE, TOUCH, KeyIndex, Session, session_key
 from .state import SessionJournal, StateUnwritable
 
 log = structlog.get_logger("agent.audit")
@@ -135,7 +135,7 @@ class SessionStore(SessionMemory):
             if self.journal is not None:
                 if not self._loaded or not self.journal.writable:
                     raise StateUnwritable(self.state_problem or "state_dir is not open")
-                pairs: Pairs = [(None, {"op": "del", "key": k.hex()}) for k in evicted]
+                pairs: Pairs = [(None, [DELETE, k.hex()]) for k in evicted]
                 pairs += items_of(session)
                 try:
                     offsets = await asyncio.to_thread(self.journal.append,
@@ -162,7 +162,7 @@ class SessionStore(SessionMemory):
             if self.journal is not None:
                 try:
                     await asyncio.to_thread(self.journal.append,
-                                            [{"op": "del", "key": k.hex()} for k in present],
+                                            [[DELETE, k.hex()] for k in present],
                                             revocation=True)
                 except OSError as exc:
                     raise StateUnwritable(self.state_problem or str(exc)) from exc
@@ -239,8 +239,8 @@ class SessionStore(SessionMemory):
             self._touched = set()
             changed = [s for k in self._changed if (s := self._sessions.get(k)) is not None]
             self._changed = set()
-            pairs: Pairs = [(None, {"op": "del", "key": k.hex()}) for k in deletes]
-            pairs += [(None, {"op": "touch", "key": k.hex(), "last_seen": seen})
+            pairs: Pairs = [(None, [DELETE, k.hex()]) for k in deletes]
+            pairs += [(None, [TOUCH, k.hex(), seen])
                       for k, _, seen in touched]
             pairs += [p for s in changed for p in items_of(s)]
             if pairs:

@@ -19,12 +19,11 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from .errors import AgentError
-from .journal_lines import TOKEN_MARK, CopiedLine, Item, TokenLine
+from .journal_lines import TOKEN_MARK, CopiedLine, Item, Record, TokenLine
 from .statedir import (
     JOURNAL_FILE,
     KEY_FILE,
@@ -56,7 +55,7 @@ class SessionJournal(StateFiles):
 
     # -- reading ------------------------------------------------------------------------
 
-    def replay(self) -> Iterator[dict[str, Any] | int]:
+    def replay(self) -> Iterator[Record | int]:
         """Every readable record in order, and for a refresh-token line where it starts (it
         is not decoded here). A torn tail is truncated away with a warning; whole lines that
         do not decrypt are counted in ``unreadable`` (the caller compacts)."""
@@ -134,7 +133,7 @@ class SessionJournal(StateFiles):
     def _lines(self, items: Iterable[Item], source: int | None) -> Iterator[bytes]:
         sealer = self.sealer
         for item in items:
-            if isinstance(item, dict):
+            if isinstance(item, list | dict):
                 yield sealer.seal(item)
             elif isinstance(item, TokenLine):
                 yield sealer.seal_token(item.key, item.token)

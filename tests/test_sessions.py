@@ -274,14 +274,23 @@ class TestRefreshTokensLiveInTheJournal:
         cookie, session = store.new_session(upn="ana@contoso.example", given_name="Ana",
                                             family_name="Silva", oid="oid-1", role="admin",
                                             groups=["g"], auth_time=1.0)
-        old = session.record()
-        old["session"].update(refresh_token=TOKEN, csrf_token="x" * 43)
+        old = {"op": "put", "session": {
+            "key": session.key.hex(), "upn": "ana@contoso.example", "given_name": "Ana",
+            "family_name": "Silva", "oid": "oid-1", "role": "admin", "groups": ["g"],
+            "auth_time": 1.0, "created": session.created, "last_seen": session.created,
+            "amr": [], "acrs": [], "sub": "", "sid": None, "revalidated": session.created,
+            "method": "sso", "persisted_seen": 0.0, "csrf_token": "x" * 43,
+            "refresh_token": TOKEN}}
         assert store.journal is not None
-        store.journal.append([old])
+        store.journal.append([old, {"op": "touch", "key": session.key.hex(),
+                                    "last_seen": session.created + 5}])
         again = new_store(tmp_path, clock)
-        restored = again.get(cookie)
+        restored = again.get(cookie, touch=False)
         assert restored is not None and restored.new_refresh_token is None
         assert restored.token_at >= 0 and TOKEN == await again.refresh_token(restored)
+        assert (session.created + 5, "Silva") == (restored.last_seen, restored.family_name)
+        third = new_store(tmp_path, clock)  # the rewritten journal, in this version's records
+        assert third.get(cookie) is not None
 
     async def test_a_put_without_its_token_line_is_not_restored(self, tmp_path: Path) -> None:
         """A put whose refresh token's line is missing (cut off) cannot be re-validated:

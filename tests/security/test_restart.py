@@ -118,7 +118,8 @@ class TestBadStateFiles:
         assert stack.app is not None
         journal = stack.app[keys.SESSIONS].journal
         assert journal is not None
-        journal.append([{"op": "put", "session": {"key": 3}}, {"op": "touch", "key": []},
+        journal.append([["p", 3], ["p", "00", "upn"], ["t", []], ["d"], [], ["x"], ["t", "zz", 1],
+                        {"op": "put", "session": {"key": 3}}, {"op": "touch", "key": []},
                         {"op": "del"}, {"no": "op"}])
         logs = await restart(stack)
         assert await session_works(browser)

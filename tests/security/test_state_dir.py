@@ -116,7 +116,7 @@ async def test_planted_temp_file_link_is_not_written_through(tmp_path: Path,
     assert journal is not None
     (state / "sessions.tmp").symlink_to(victim)  # planted again while running
     # What compaction does: records again, refresh-token lines copied as they are.
-    journal.rewrite([r if isinstance(r, dict) else CopiedLine(r) for r in journal.replay()])
+    journal.rewrite([CopiedLine(r) if isinstance(r, int) else r for r in journal.replay()])
     assert "precious\n" == victim.read_text()
     await stack.stop_agent()
     await stack.start_agent()
