@@ -106,8 +106,8 @@ class Revalidator:
         self._outages = 0  # consecutive unavailable answers: the pause doubles with each
         self._unavailable_since: float | None = None
         self._in_flight: set[bytes] = set()
-        self._pass: list[Session] = []  # the rest of the current pass through the sessions
-        self._pass_size = 0
+        self._pass: tuple[bytes, ...] = ()  # the session keys of the current pass ...
+        self._next = 0  # ... and where its next slice starts
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self.completed = 0  # re-validations that reached Entra ID and came back (for the bench)
@@ -122,16 +122,18 @@ class Revalidator:
 
     def due(self, now: float) -> list[Session]:
         """The due sessions in this tick's slice of the current pass."""
-        if not self._pass:
-            self._pass = self.sessions.live()
-            self._pass_size = len(self._pass)
+        if self._next >= len(self._pass):
+            # The pass holds keys (bytes) in a tuple, not sessions in a list: after one
+            # collection the collector stops walking it (100,000 entries, each pass).
+            self._pass, self._next = self.sessions.keys(), 0
         ticks_per_pass = max(1.0, self.interval / PASSES_PER_INTERVAL / self.tick)
-        size = max(MIN_SLICE, int(self._pass_size / ticks_per_pass) + 1)
-        part = self._pass[-size:]
-        del self._pass[-size:]
+        size = max(MIN_SLICE, int(len(self._pass) / ticks_per_pass) + 1)
+        part = self._pass[self._next:self._next + size]
+        self._next += size
         found = []
-        for session in part:
-            if not session.has_refresh_token or session.key in self._in_flight:
+        for key in part:
+            session = self.sessions.by_key(key)
+            if session is None or not session.has_refresh_token or key in self._in_flight:
                 continue
             if not session.next_revalidation:
                 self._schedule(session, session.revalidated)

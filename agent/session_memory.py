@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import itertools
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 
@@ -142,6 +143,13 @@ class SessionMemory:
         """A snapshot of the stored sessions (expired ones included until the next sweep)."""
         return list(self._sessions.values())
 
+    def keys(self) -> tuple[bytes, ...]:
+        """The stored sessions' keys: a tuple of bytes, which the collector stops walking."""
+        return tuple(self._sessions)
+
+    def by_key(self, key: bytes) -> Session | None:
+        return self._sessions.get(key)
+
     def is_live(self, session: Session) -> bool:
         return self._sessions.get(session.key) is session
 
@@ -176,11 +184,14 @@ class SessionMemory:
                             **{"from": before, "to": session.role}, via="config_reload")
         return orphans
 
-    def sweep(self) -> int:
-        """Remove expired sessions; returns how many (the next flush journals them)."""
+    def sweep(self, start: int = 0, count: int | None = None) -> int:
+        """Remove expired sessions; returns how many (the next flush journals them).
+        ``start``/``count``: only that slice of the store's order (a sweep in slices)."""
         now = self.clock()
-        gone = [(k, s, r) for k, s in self._sessions.items()
-                if (r := self._expired(s, now)) is not None]
+        items: Iterable[tuple[bytes, Session]] = self._sessions.items()
+        if start or count is not None:
+            items = itertools.islice(items, start, None if count is None else start + count)
+        gone = [(k, s, r) for k, s in items if (r := self._expired(s, now)) is not None]
         for key, session, reason in gone:
             self._expire(key, session, reason)
         return len(gone)
