@@ -10,23 +10,27 @@ MSAL traps handled here (spec section 2):
 * it warns unless ``response_mode="form_post"``, but a POST callback loses the
   ``SameSite=Lax`` binding cookie → keep ``query`` and silence that one warning.
 
-MSAL is synchronous: callers run ``redeem`` in a thread.
+MSAL is synchronous: callers run ``redeem`` in a thread. MSAL and requests (about 8 MiB of
+the agent's memory) are imported when the MSAL application is first built (the first
+sign-in or re-validation), not at start.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any
-
-import msal
-import requests
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from ..errors import IdentityProviderUnavailable, SignInRefused, SignInRejected
 from ..settings import EntraSettings
 from .credentials import CredentialProblem, client_credential
 from .outbound import MAX_BODY, MsalHttpClient, ResponseTooLarge
+
+if TYPE_CHECKING:
+    import msal
 
 _FORM_POST_WARNING = r"response_mode='form_post' is recommended"
 
@@ -38,11 +42,17 @@ class _NothingKept(dict[str, Any]):
         return None
 
 
-class _NoTokenCache(msal.TokenCache):  # type: ignore[misc]  # msal ships no types
-    """Keeps no tokens: the agent reads the ID token once and forgets it."""
+@cache
+def _no_token_cache_class() -> type[msal.TokenCache]:
+    import msal
 
-    def add(self, event: Any, **kwargs: Any) -> None:
-        return None
+    class _NoTokenCache(msal.TokenCache):  # type: ignore[misc]  # msal ships no types
+        """Keeps no tokens: the agent reads the ID token once and forgets it."""
+
+        def add(self, event: Any, **kwargs: Any) -> None:
+            return None
+
+    return _NoTokenCache
 
 
 @dataclass(frozen=True)
@@ -65,39 +75,73 @@ class EntraClient:
         self.settings = settings
         if origin is None:  # SPA codes are redeemed cross-origin; Web ones must not be
             origin = settings.origin if settings.platform == "spa" else ""
-        self.http = MsalHttpClient(settings, origin)
+        self._origin = origin
+        self._http: MsalHttpClient | None = None  # requests, built with the MSAL application
         self._app: msal.ClientApplication | None = None
+        self._building = threading.Lock()  # one build, however many threads ask at once
+
+    @property
+    def http(self) -> MsalHttpClient:
+        if self._http is None:
+            self._http = MsalHttpClient(self.settings, self._origin)
+        return self._http
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
 
     @property
     def scopes(self) -> list[str]:
         return [f"{self.settings.graph_url}/.default"]
 
+    def _credential(self) -> Any:
+        try:
+            return client_credential(self.settings)
+        except CredentialProblem as exc:
+            raise IdentityProviderUnavailable(
+                "client_credential_unusable", f"the client credential is unusable: {exc}",
+                dependency="the sensor's client credential") from None
+        except OSError as exc:
+            raise IdentityProviderUnavailable(
+                "client_credential_unreadable", "cannot read the client credential file: "
+                f"{exc.strerror}", dependency="the sensor's client credential") from None
+
+    def check_credential(self) -> None:
+        """What building the MSAL application would say about the client credential, without
+        MSAL or the network (blocking: it reads the file): a problem shows at start."""
+        self._credential()
+
     def app(self) -> msal.ClientApplication:
         """Build the MSAL application (blocking: it fetches the discovery document once)."""
+        if self._app is not None:
+            return self._app
+        with self._building:
+            return self._build()
+
+    def _build(self) -> msal.ClientApplication:
         if self._app is None:
+            import msal
+            import requests
+
             try:
                 common: dict[str, Any] = {
                     "authority": self.settings.authority, "http_client": self.http,
                     "instance_discovery": False, "http_cache": _NothingKept(),
-                    "token_cache": _NoTokenCache()}
-                credential = client_credential(self.settings)
+                    "token_cache": _no_token_cache_class()()}
+                credential = self._credential()
                 if credential is None:
                     self._app = msal.PublicClientApplication(self.settings.client_id, **common)
                 else:  # Web platform: a secret, or a certificate MSAL signs an assertion with
                     self._app = msal.ConfidentialClientApplication(
                         self.settings.client_id, client_credential=credential, **common)
+            except ResponseTooLarge:
+                raise IdentityProviderUnavailable(
+                    "idp_response_too_large", "Entra ID's discovery answer is larger than "
+                    f"{MAX_BODY // 1024} KiB", dependency="Entra ID") from None
             except requests.RequestException as exc:
                 raise IdentityProviderUnavailable(
                     "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",
                     dependency="Entra ID") from None
-            except CredentialProblem as exc:
-                raise IdentityProviderUnavailable(
-                    "client_credential_unusable", f"the client credential is unusable: {exc}",
-                    dependency="the sensor's client credential") from None
-            except OSError as exc:
-                raise IdentityProviderUnavailable(
-                    "client_credential_unreadable", "cannot read the client credential file: "
-                    f"{exc.strerror}", dependency="the sensor's client credential") from None
             except (ValueError, KeyError, msal.exceptions.MsalServiceError) as exc:
                 raise IdentityProviderUnavailable(
                     "idp_bad_response", f"Entra ID's discovery answer is unusable: "
@@ -121,6 +165,9 @@ class EntraClient:
     def redeem(self, flow: dict[str, Any], response: dict[str, str]) -> Redemption:
         """Redeem the code of ``response`` (blocking; run it in a thread)."""
         app = self.app()
+        import msal
+        import requests
+
         self.http.reset()
         try:
             result = app.acquire_token_by_auth_code_flow(flow, response)
@@ -164,6 +211,9 @@ class EntraClient:
         ``IdentityProviderUnavailable`` with ``retry_after`` when Entra ID sent one.
         """
         app = self.app()
+        import msal
+        import requests
+
         self.http.reset()
         try:
             result = app.acquire_token_by_refresh_token(refresh_token, self.scopes)
@@ -171,6 +221,10 @@ class EntraClient:
             raise IdentityProviderUnavailable(
                 "idp_timeout", "Entra ID did not answer the token refresh in time",
                 dependency="Entra ID") from None
+        except ResponseTooLarge:
+            raise IdentityProviderUnavailable(
+                "idp_response_too_large", "Entra ID's token answer is larger than "
+                f"{MAX_BODY // 1024} KiB", dependency="Entra ID") from None
         except requests.RequestException as exc:
             raise IdentityProviderUnavailable(
                 "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",

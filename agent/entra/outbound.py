@@ -13,18 +13,20 @@ import re
 import ssl
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import requests
 
 from ..errors import AgentError, IdentityProviderUnavailable
 from ..settings import EntraSettings
 
+if TYPE_CHECKING:
+    import requests  # imported with MSAL, when its application is first built (client.py)
+
 MAX_BODY = 1024 * 1024  # bytes of an answer from Entra ID or Graph, after decompression
 
 
-class ResponseTooLarge(AgentError, requests.RequestException):
+class ResponseTooLarge(AgentError):
     """An answer longer than ``MAX_BODY``: refused before it is read into memory whole."""
 
 
@@ -175,6 +177,8 @@ class MsalHttpClient:
         self._verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else True
         self._proxies = ({"https": settings.https_proxy, "http": settings.https_proxy}
                          if settings.https_proxy else None)
+        import requests
+
         self._session = requests.Session()
         if settings.https_proxy:
             self._session.trust_env = False

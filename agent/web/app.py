@@ -111,7 +111,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
             await sessions.flush()
             sessions.close()
             await outbound.close()
-            client.http.close()
+            client.close()
 
     app.cleanup_ctx.append(resources)
 
@@ -154,16 +154,20 @@ def settle_heap(restored: int) -> None:
 
 
 async def _keep_directory(directory: TenantDirectory, client: EntraClient) -> None:
-    """Load discovery + keys, retrying with backoff; then refresh keys periodically."""
+    """Load discovery + keys, retrying with backoff; then refresh keys periodically. The
+    client credential is checked here too; MSAL itself (and with it requests, about 8 MiB)
+    waits for the first sign-in or re-validation."""
     delay = 1.0
+    credential_checked = False
     while True:
         try:
             if not directory.ready:
                 await directory.load()
                 log.info("identity_provider_ready", issuer=directory.metadata.issuer
                          if directory.metadata else None)
-            if not client.loaded:
-                await asyncio.to_thread(client.app)
+            if not credential_checked:
+                await asyncio.to_thread(client.check_credential)
+                credential_checked = True
             delay = KEY_REFRESH_INTERVAL
         except (IdentityProviderUnavailable, MetadataProblem) as exc:
             log.warning("identity_provider_not_ready", reason=str(exc), retry_in=delay)
