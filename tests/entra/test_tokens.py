@@ -184,6 +184,16 @@ class TestSignature:
         """Anything that is not a three-part compact JWS is malformed, never a crash."""
         assert "id_token_malformed" == await rejected_because(raw)
 
+    @pytest.mark.parametrize("header", ["!!!!", "e30!", "WzFd", "eyJhbGc", "_w", ""])
+    async def test_unreadable_header(self, header: str) -> None:
+        """A header that is not base64url, not JSON, or not a JSON object ("WzFd" is [1])
+        is malformed; the directory is never asked for a key."""
+        directory = LocalDirectory(_jwks((KID, TENANT_KEY)))
+        _, payload, signature = token().split(".")
+        raw = f"{header}.{payload}.{signature}"
+        assert "id_token_malformed" == await rejected_because(raw, directory=directory)
+        assert [] == directory.asked
+
 
 class TestIssuer:
     async def test_another_issuer(self) -> None:
