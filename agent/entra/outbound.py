@@ -175,13 +175,16 @@ class MsalHttpClient:
         self._settings = settings
         self._origin = origin
         self._verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else True
-        self._proxies = ({"https": settings.https_proxy, "http": settings.https_proxy}
-                         if settings.https_proxy else None)
         import requests
 
+        # The environment's proxy (HTTPS_PROXY / NO_PROXY) is read once, for the authority's
+        # host (the only one MSAL calls), not on every request: requests would scan the whole
+        # environment (and look for ~/.netrc) each time, about 0.3 ms of a sign-in.
+        self._proxies = ({"https": settings.https_proxy, "http": settings.https_proxy}
+                         if settings.https_proxy else
+                         requests.utils.get_environ_proxies(settings.authority) or None)
         self._session = requests.Session()
-        if settings.https_proxy:
-            self._session.trust_env = False
+        self._session.trust_env = False
         self._local = threading.local()
 
     @property

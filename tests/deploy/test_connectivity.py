@@ -16,6 +16,7 @@ import pytest
 
 from agent.connectivity import run_checks
 from agent.devidp import DevIdentityProvider
+from agent.entra.outbound import MsalHttpClient
 from agent.settings import settings_from_mapping
 from tests.deploy.support import (
     REPO,
@@ -163,3 +164,24 @@ async def test_an_unknown_host_fails_dns_and_a_wrong_tenant_fails_discovery(
     failed = line(lines, "FAIL", "discovery")
     assert "AADSTS90002" in fix_after(lines, failed)
     assert "entra.tenant_id" in fix_after(lines, failed)
+
+
+@pytest.mark.parametrize("no_proxy", [None, "127.0.0.1"])
+async def test_msal_client_reads_the_environment_proxy_once(
+        idp: DevIdentityProvider, tmp_path: Path, proxy: ConnectProxy,
+        monkeypatch: pytest.MonkeyPatch, no_proxy: str | None) -> None:
+    """MSAL's HTTP client takes HTTPS_PROXY / NO_PROXY from the environment when it is built
+    (not on every request): a token request goes through the proxy, unless the authority's
+    host is exempt."""
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    if no_proxy:
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+    settings = settings_from_mapping(agent_config_for(idp, free_port(), tmp_path / "state"))
+    client = MsalHttpClient(settings.entra, None)
+    try:
+        resp = await asyncio.to_thread(
+            client.post, f"{settings.entra.authority}/oauth2/v2.0/token", data={})
+    finally:
+        client.close()
+    assert 400 == resp.status_code
+    assert (0 if no_proxy else 1) == proxy.tunnels.count(idp.url.removeprefix("https://"))
