@@ -42,9 +42,9 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
         _target("the same with the optional /auth/check cache",
                 nginx.get("check_cache", {}).get("ratio"), ">= 0.85",
                 (nginx.get("check_cache", {}).get("ratio") or 0) >= 0.85),
-        _target("/auth/check ratio with re-validation running vs without, 64 conns",
-                r["auth_check_revalidating"]["c64"]["vs_without_revalidation"], ">= 0.95",
-                (r["auth_check_revalidating"]["c64"]["vs_without_revalidation"] or 0) >= 0.95),
+        _target("/auth/check vs bare handler with re-validation running, 64 conns",
+                r["auth_check_revalidating"]["c64"]["ratio"], ">= 0.85",
+                (r["auth_check_revalidating"]["c64"]["ratio"] or 0) >= 0.85),
         _target("RSS idle (MiB)", res["rss_idle_mib"], "<= 60", res["rss_idle_mib"] <= 60),
         _target("RSS added by the sessions (MiB)", res["rss_sessions_delta_mib"], "<= 64",
                 res["rss_sessions_delta_mib"] <= 64),
@@ -81,14 +81,17 @@ def table(r: dict[str, Any]) -> str:
         row = many[name]
         lines.append(f"| /auth/check, {many['sessions']:,} sessions, {name[1:]} conns | "
                      f"{_lat(row['agent'])} ({row['vs_one_session']}× one session by req/s, "
-                     f"{row['vs_one_session_cpu']}× by CPU per request) |")
+                     f"{row['vs_one_session_cpu']}× by CPU per request; runs alternated with "
+                     f"the one-session agent's: {_lat(row['one_session'])}) |")
     during = r["auth_check_revalidating"]
     for name in ("c8", "c64"):
         row = during[name]
         lines.append(f"| /auth/check with re-validation running ({during['sessions']} sessions "
                      f"every {during['interval_s']:g} s), {name[1:]} conns | "
-                     f"{_lat(row['agent'])}; ratio to bare {row['ratio']} "
-                     f"({row['vs_without_revalidation']}× the ratio without) |")
+                     f"{_lat(row['agent'])}; ratio to bare {row['ratio']} req/s, "
+                     f"{row['cpu_ratio']} by CPU; {row['vs_without_revalidation']}× the agent "
+                     f"without re-validation by req/s, {row['vs_without_revalidation_cpu']}× by "
+                     "CPU (runs alternated) |")
     rv = r["revalidation"]
     lines.append(f"| re-validations (refresh + ID token + role) | {rv['per_s']}/s, agent CPU "
                  f"{rv['agent_cpu_ms_per_revalidation']} ms each |")
@@ -126,9 +129,12 @@ def table(r: dict[str, Any]) -> str:
     res = r["resources"]
     lines += [
         f"| RSS idle | {res['rss_idle_mib']} MiB |",
+        f"| RSS after the first sign-in (MSAL and requests imported) | "
+        f"{res['rss_signed_in_mib']} MiB |",
         f"| RSS with {many['sessions']:,} sessions, each holding a "
         f"{res['refresh_token_chars']}-character refresh token | "
-        f"{res['rss_with_sessions_mib']} MiB (+{res['rss_sessions_delta_mib']} MiB) |",
+        f"{res['rss_with_sessions_mib']} MiB (+{res['rss_sessions_delta_mib']} MiB over the "
+        "signed-in agent) |",
         f"| start to /readyz 200 | {res['ready_s']} s ({res['ready_with_sessions_s']} s with "
         f"{many['sessions']:,} sessions to restore) |",
         "", "| target | value | goal | met |", "|---|---|---|---|",

@@ -101,28 +101,27 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
-async def _check_pair(agent_url: str, agent_pid: int, ceiling_url: str, ceiling_pid: int | None,
-                      cookie: str, p: dict[str, Any]) -> dict[str, Any]:
-    """Agent and ceiling runs alternate, ``repeats`` times each; the best of each is kept
-    (other work on a shared machine only ever makes a run slower)."""
-    headers = {"Cookie": f"{COOKIE}={cookie}"}
-    out: dict[str, Any] = {}
+async def _alternate(targets: dict[str, tuple[str, int, str]], p: dict[str, Any]
+                     ) -> dict[str, dict[str, Any]]:
+    """``targets``: name → (URL, server PID, session cookie). At each connection count their
+    runs alternate, ``repeats`` times each, and the best of each is kept (other work on a
+    shared machine only ever makes a run slower, and alternating spreads it evenly)."""
+    out: dict[str, dict[str, Any]] = {}
     for conns in CONNECTIONS:
-        agent_runs, ceiling_runs = [], []
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
         for _ in range(p["repeats"]):
-            agent_runs.append(await _measure(agent_url, headers, conns, p, agent_pid))
-            if ceiling_pid is not None:
-                ceiling_runs.append(await _measure(ceiling_url, headers, conns, p, ceiling_pid))
-        agent = _best(agent_runs)
-        row: dict[str, Any] = {"agent": agent}
-        if ceiling_pid is not None:
-            ceiling = _best(ceiling_runs)
-            row["ceiling"] = ceiling
-            row["ratio"] = round(agent["rps"] / ceiling["rps"], 3) if ceiling["rps"] else None
-            a_cpu, c_cpu = agent["server_cpu_us_per_request"], ceiling["server_cpu_us_per_request"]
-            row["cpu_ratio"] = round(c_cpu / a_cpu, 3) if a_cpu and c_cpu else None
-        out[f"c{conns}"] = row
+            for name, (url, pid, cookie) in targets.items():
+                runs[name].append(await _measure(url, {"Cookie": f"{COOKIE}={cookie}"}, conns,
+                                                 p, pid))
+        out[f"c{conns}"] = {name: _best(done) for name, done in runs.items()}
     return out
+
+
+def _ratio(a: dict[str, Any], b: dict[str, Any]) -> tuple[float | None, float | None]:
+    """``a`` against ``b``: by req/s and by server CPU per request (higher is better for a)."""
+    a_cpu, b_cpu = a["server_cpu_us_per_request"], b["server_cpu_us_per_request"]
+    return (round(a["rps"] / b["rps"], 3) if b["rps"] else None,
+            round(b_cpu / a_cpu, 3) if a_cpu and b_cpu else None)
 
 
 async def _sign_ins(agent: AgentProcess, idp: Any, tls: ssl.SSLContext,
@@ -204,102 +203,125 @@ async def run(smoke: bool) -> dict[str, Any]:
     p = SMOKE if smoke else FULL
     results: dict[str, Any] = {"mode": "smoke" if smoke else "full", "parameters": p,
                                "machine": machine()}
-    port, ceiling_port = free_port(), free_port()
-    agent_url = f"http://127.0.0.1:{port}/auth/check"
+    port, port_many, port_rv, ceiling_port = free_port(), free_port(), free_port(), free_port()
     ceiling_url = f"http://127.0.0.1:{ceiling_port}/auth/check"
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name:
         tmp = Path(tmp_name)
         idp = start_idp(port)
+        idp.redirect_uris += [f"http://127.0.0.1:{p}/auth/sso/callback"
+                              for p in (port_many, port_rv)]
         await idp.start()
         tls = ssl.create_default_context(cafile=str(idp.ca_file))
+        # The agent with one session: the reference of every comparison below, running
+        # beside the others so that their runs alternate with its runs.
         agent = AgentProcess(write_config(tmp / "a.toml", idp, port, tmp / "state-a"), port,
                              tmp / "agent-a.log")
+        others: list[AgentProcess] = []
         ceiling: subprocess.Popen[bytes] | None = None
         try:
-            # 1. one session: /auth/check beside the ceiling; sign-ins; idle RSS; ready time.
+            # 1. one session: /auth/check beside the ceiling; idle RSS; ready time.
             agent.start()
             ready = await agent.wait_ready()
             await asyncio.sleep(0.5)
             rss_idle = agent.rss_mib()
             cookie = await sign_in(agent.url, idp, tls)
-            status = await _wait_http(agent_url, headers={"Cookie": f"{COOKIE}={cookie}"})
+            status = await _wait_http(f"{agent.url}/auth/check",
+                                      headers={"Cookie": f"{COOKIE}={cookie}"})
             if status != 200:
                 raise RuntimeError(f"/auth/check with the bench session answered {status}")
-            ceiling = subprocess.Popen(  # noqa: S603, ASYNC220 - our module, fixed arguments
-                [sys.executable, "-m", "bench.ceiling", str(ceiling_port)], cwd=ROOT,
-                env={**os.environ, "BENCH_COOKIE": cookie})
+            await asyncio.sleep(0.5)
+            rss_signed_in = agent.rss_mib()  # MSAL and requests are imported at a sign-in
+            one = (f"{agent.url}/auth/check", agent.pid, cookie)
+            ceiling = _start_ceiling(ceiling_port, cookie)
             await _wait_http(ceiling_url)
-            results["auth_check"] = await _check_pair(agent_url, agent.pid, ceiling_url,
-                                                      ceiling.pid, cookie, p)
+            pair = await _alternate({"agent": one, "ceiling": (ceiling_url, ceiling.pid,
+                                                                cookie)}, p)
+            results["auth_check"] = {}
+            for name, row in pair.items():
+                ratio, cpu_ratio = _ratio(row["agent"], row["ceiling"])
+                results["auth_check"][name] = {**row, "ratio": ratio, "cpu_ratio": cpu_ratio}
             results["console_through_nginx"] = await console_pairs(
                 tmp, port, agent.pid, cookie, p)
-            results["sign_in"] = await _sign_ins(agent, idp, tls, p)
-            agent.stop()
 
-            # 2. many sessions, written into the journal before the agent starts.
-            # Every seeded session holds a refresh token of Entra's size; the interval is
-            # long enough that none is due while this phase runs.
+            # 2. many sessions, written into the journal before that agent starts; its runs
+            # alternate with the one-session agent's. Every seeded session holds a refresh
+            # token of Entra's size; the interval is long enough that none is due meanwhile.
             state_b = tmp / "state-b"
             seeded_s = seed_sessions(state_b, p["sessions"], refresh_tokens=True)
-            agent = AgentProcess(write_config(tmp / "b.toml", idp, port, state_b,
-                                              'revalidate_interval = "1h"'), port,
-                                 tmp / "agent-b.log")
-            agent.start()
-            ready_many = await agent.wait_ready()
-            cookie_b = await sign_in(agent.url, idp, tls)
+            many_agent = AgentProcess(write_config(tmp / "b.toml", idp, port_many, state_b,
+                                                   'revalidate_interval = "1h"'), port_many,
+                                      tmp / "agent-b.log")
+            others.append(many_agent)
+            many_agent.start()
+            ready_many = await many_agent.wait_ready()
+            cookie_b = await sign_in(many_agent.url, idp, tls)
             await asyncio.sleep(0.5)
-            rss_loaded = agent.rss_mib()
-            many = await _check_pair(agent_url, agent.pid, ceiling_url, None, cookie_b, p)
-            for name, row in many.items():
-                one = results["auth_check"][name]["agent"]["rps"]
-                row["vs_one_session"] = round(row["agent"]["rps"] / one, 3) if one else None
-                one_cpu = results["auth_check"][name]["agent"]["server_cpu_us_per_request"]
-                many_cpu = row["agent"]["server_cpu_us_per_request"]
-                row["vs_one_session_cpu"] = (round(one_cpu / many_cpu, 3)
-                                             if one_cpu and many_cpu else None)
-            rss_after = agent.rss_mib()
+            rss_loaded = many_agent.rss_mib()
+            many = await _alternate({
+                "agent": (f"{many_agent.url}/auth/check", many_agent.pid, cookie_b),
+                "one_session": one}, p)
+            for row in many.values():
+                row["vs_one_session"], row["vs_one_session_cpu"] = _ratio(row["agent"],
+                                                                          row["one_session"])
+            rss_after = many_agent.rss_mib()
             results["auth_check_many_sessions"] = {
-                "sessions": p["sessions"] + 1, "restored_by_agent": agent.restored_sessions(),
+                "sessions": p["sessions"] + 1,
+                "restored_by_agent": many_agent.restored_sessions(),
                 "seeded_via": "SessionJournal.append of journal_items(session) before start",
                 "seed_seconds": round(seeded_s, 2), **many}
             results["resources"] = {
-                "rss_idle_mib": rss_idle, "rss_with_sessions_mib": rss_after,
-                "rss_sessions_delta_mib": round(rss_after - rss_idle, 1),
+                "rss_idle_mib": rss_idle, "rss_signed_in_mib": rss_signed_in,
+                "rss_with_sessions_mib": rss_after,
+                # against the one-session agent after its sign-in: both have MSAL imported
+                "rss_sessions_delta_mib": round(rss_after - rss_signed_in, 1),
                 "rss_right_after_restore_mib": rss_loaded,
                 "ready_s": round(ready, 3), "ready_with_sessions_s": round(ready_many, 3),
                 "refresh_token_chars": REFRESH_TOKEN_CHARS}
-            agent.stop()
+            many_agent.stop()
 
-            # 3. re-validation running: sessions confirmed with the provider all the time.
-            agent = await _revalidating_agent(tmp, idp, port, p)
-            results["revalidation"] = await _revalidation(agent, idp, tls, p)
-            cookie_c = await sign_in(agent.url, idp, tls)
+            # 3. re-validation running: sessions confirmed with the provider all the time;
+            # its runs alternate with the one-session agent's and the ceiling's.
+            rv_agent = await _revalidating_agent(tmp, idp, port_rv, p)
+            others.append(rv_agent)
+            results["revalidation"] = await _revalidation(rv_agent, idp, tls, p)
+            cookie_c = await sign_in(rv_agent.url, idp, tls)
             ceiling.terminate()
             ceiling.wait(10)
-            ceiling = subprocess.Popen(  # noqa: S603, ASYNC220 - our module, fixed arguments
-                [sys.executable, "-m", "bench.ceiling", str(ceiling_port)], cwd=ROOT,
-                env={**os.environ, "BENCH_COOKIE": cookie_c})
+            ceiling = _start_ceiling(ceiling_port, cookie_c)
             await _wait_http(ceiling_url)
-            during = await _check_pair(agent_url, agent.pid, ceiling_url, ceiling.pid,
-                                       cookie_c, p)
+            during = await _alternate({
+                "agent": (f"{rv_agent.url}/auth/check", rv_agent.pid, cookie_c),
+                "without": one, "ceiling": (ceiling_url, ceiling.pid, cookie_c)}, p)
             refreshed = idp.requests["token_refresh"] - results["revalidation"]["refreshes_before"]
-            for name, row in during.items():
-                quiet = results["auth_check"][name]["ratio"]
-                row["vs_without_revalidation"] = (round(row["ratio"] / quiet, 3)
-                                                  if row["ratio"] and quiet else None)
+            for row in during.values():
+                row["ratio"], row["cpu_ratio"] = _ratio(row["agent"], row["ceiling"])
+                row["vs_without_revalidation"], row["vs_without_revalidation_cpu"] = \
+                    _ratio(row["agent"], row["without"])
             results["auth_check_revalidating"] = {
                 "sessions": p["revalidating_sessions"], "interval_s": REVALIDATE_INTERVAL,
                 "refreshes_during_runs": refreshed, **during}
+            rv_agent.stop()
+
+            # 4. complete sign-ins, last: they leave the one-session agent with many sessions.
+            results["sign_in"] = await _sign_ins(agent, idp, tls, p)
         finally:
             if ceiling is not None:
                 ceiling.terminate()
                 ceiling.wait(10)
+            for other in others:
+                other.stop()
             agent.stop()
             await idp.stop()
     results["id_token"] = await idtoken.measure(p["token_seconds"])
     results["machine"]["loadavg_at_end"] = os.getloadavg()[0]
     results["targets"] = evaluate(results)
     return results
+
+
+def _start_ceiling(port: int, cookie: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # noqa: S603 - our module, fixed arguments
+        [sys.executable, "-m", "bench.ceiling", str(port)], cwd=ROOT,
+        env={**os.environ, "BENCH_COOKIE": cookie})
 
 
 def main(argv: list[str] | None = None) -> int:
