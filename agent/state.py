@@ -68,7 +68,7 @@ class SessionJournal(StateFiles):
         open_line = self.sealer.open
         end = 0
         torn = b""
-        with os.fdopen(fd, "rb") as journal:
+        with os.fdopen(fd, "rb", buffering=1 << 20) as journal:
             for line in journal:  # streamed: 100,000 sessions never sit in memory twice
                 at = end
                 end += len(line)
