@@ -3,21 +3,53 @@
 Shared by the sign-in (``signin.py``) and the re-validation of live sessions
 (``revalidation.py``): first name, last name and UPN must be present (refused otherwise), the
 groups come from the token unless it reports an overage or carries none, then from Graph's
-``checkMemberGroups`` restricted to the groups the role mapping names.
+``checkMemberGroups`` restricted to the groups the role mapping names. ``Entra`` bundles what
+both ask of Entra ID: the tenant's keys, the MSAL client and Graph, with this sensor's settings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from .entra.client import EntraClient
+from .entra.discovery import ProviderMetadata, TenantDirectory
 from .entra.graph import GraphClient, text_or_none
+from .entra.tokens import validate_id_token
 from .errors import IdentityProviderUnavailable, MissingAttributes, SignInRefused
 from .roles import configured_groups
+from .settings import Settings
 
 _MAX_ATTRIBUTE = 256  # characters of a name or UPN (Entra's own limits: 64 and 113)
 _ATTRIBUTE_NAMES = {"given_name": "First name", "family_name": "Last name",
                     "upn": "User principal name"}
+
+
+@dataclass(frozen=True)
+class Entra:
+    """Entra ID as the sign-in and the re-validation see it (one per application)."""
+
+    settings: Settings
+    directory: TenantDirectory
+    client: EntraClient
+    graph: GraphClient
+
+    async def validate(self, id_token: object, metadata: ProviderMetadata, nonce_hash: str | None,
+                       now: float) -> dict[str, Any]:
+        """The ID token's claims once every check passed (``entra/tokens.py``)."""
+        entra = self.settings.entra
+        return await validate_id_token(
+            id_token, key_for=self.directory.signing_key, issuer=metadata.issuer,
+            client_id=entra.client_id, tenant_id=entra.tenant_id, nonce_hash=nonce_hash,
+            now=now, leeway=entra.clock_skew)
+
+    async def identity(self, claims: Mapping[str, Any],
+                       access_token: str | None) -> tuple[dict[str, str], list[str]]:
+        """The user's required attributes and groups (refused when any is missing)."""
+        profile = await read_profile(claims, access_token, self.graph)
+        groups = await read_groups(claims, access_token, self.graph, self.settings.roles)
+        return profile, groups
 
 
 async def read_profile(claims: Mapping[str, Any], access_token: str | None,

@@ -35,15 +35,10 @@ from dataclasses import dataclass
 import structlog
 
 from .backoff import doubling
-from .entra.client import EntraClient
-from .entra.discovery import TenantDirectory
-from .entra.graph import GraphClient
-from .entra.tokens import validate_id_token
 from .errors import IdentityProviderUnavailable, SignInError, SignInRefused
-from .identity import read_groups, read_profile
+from .identity import Entra
 from .roles import decide_role
 from .sessions import Session, SessionStore
-from .settings import Settings
 
 audit = structlog.get_logger("agent.audit")
 
@@ -90,16 +85,12 @@ class Outcome:
 class Revalidator:
     """The background re-validation of SSO sessions (one per application)."""
 
-    def __init__(self, settings: Settings, directory: TenantDirectory, client: EntraClient,
-                 graph: GraphClient, sessions: SessionStore, clock: Callable[[], float],
+    def __init__(self, entra: Entra, sessions: SessionStore, clock: Callable[[], float],
                  rng: random.Random | None = None) -> None:
-        self.settings = settings
-        self.directory = directory
-        self.client = client
-        self.graph = graph
+        self.entra, self.settings = entra, entra.settings
         self.sessions = sessions
         self.clock = clock
-        self.interval = settings.session.revalidate_interval
+        self.interval = self.settings.session.revalidate_interval
         self.tick = min(1.0, self.interval / 10)  # real seconds between looks at the schedule
         self.rng = rng or random.Random()  # noqa: S311 - spreads a schedule, no secret
         self.paused_until = 0.0  # Entra ID unavailable or asked to wait (clock time)
@@ -152,7 +143,7 @@ class Revalidator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick)
             self._wake.clear()
-            if self.directory.ready and self.clock() >= self.paused_until:
+            if self.entra.directory.ready and self.clock() >= self.paused_until:
                 due = self.due(self.clock())
                 if due:
                     await self._run(due, forced=False)
@@ -190,7 +181,7 @@ class Revalidator:
 
     async def revalidate(self, session: Session) -> Outcome:
         """Refresh, validate, re-read, re-decide; returns what happened."""
-        metadata = self.directory.metadata
+        metadata = self.entra.directory.metadata
         if metadata is None:
             return Outcome(session.upn, "unavailable", "Entra ID metadata not loaded")
         token = await self.sessions.refresh_token(session)
@@ -198,19 +189,13 @@ class Revalidator:
             self._retry_later(session)
             return Outcome(session.upn, "unavailable", "refresh token not readable")
         try:
-            redemption = await asyncio.to_thread(self.client.refresh, token)
-            claims = await validate_id_token(
-                redemption.id_token, key_for=self.directory.signing_key, issuer=metadata.issuer,
-                client_id=self.settings.entra.client_id,
-                tenant_id=self.settings.entra.tenant_id, nonce_hash=None, now=self.clock(),
-                leeway=self.settings.entra.clock_skew)
+            redemption = await asyncio.to_thread(self.entra.client.refresh, token)
+            claims = await self.entra.validate(redemption.id_token, metadata, None, self.clock())
             if str(claims.get("oid", claims["sub"])) != session.oid or \
                     (session.sub and claims["sub"] != session.sub):
                 return await self._end(session, "identity_changed",
                                        "the refreshed ID token names another user")
-            profile = await read_profile(claims, redemption.access_token, self.graph)
-            groups = await read_groups(claims, redemption.access_token, self.graph,
-                                       self.settings.roles)
+            profile, groups = await self.entra.identity(claims, redemption.access_token)
         except IdentityProviderUnavailable as exc:
             return self._unavailable(session, exc)
         except SignInRefused as exc:

@@ -22,10 +22,7 @@ from urllib.parse import urlencode
 import structlog
 from multidict import MultiMapping
 
-from .entra.client import EntraClient, aadsts_code, nonce_hash
-from .entra.discovery import TenantDirectory
-from .entra.graph import GraphClient
-from .entra.tokens import validate_id_token
+from .entra.client import aadsts_code, nonce_hash
 from .errors import (
     IdentityProviderUnavailable,
     MissingAttributes,
@@ -35,12 +32,11 @@ from .errors import (
     StateUnavailable,
     TooManySignIns,
 )
-from .identity import read_groups, read_profile
+from .identity import Entra
 from .logging import AuditBursts
 from .pending import PendingSignIn, PendingSignIns, binding_hash
 from .roles import decide_role
 from .sessions import Session, SessionStore, StateUnwritable
-from .settings import Settings
 from .urlpaths import is_local_path
 
 audit = structlog.get_logger("agent.audit")
@@ -63,14 +59,10 @@ class Completed:
 
 
 class SignIn:
-    def __init__(self, settings: Settings, directory: TenantDirectory, client: EntraClient,
-                 graph: GraphClient, pending: PendingSignIns, sessions: SessionStore,
+    def __init__(self, entra: Entra, pending: PendingSignIns, sessions: SessionStore,
                  clock: Callable[[], float], bursts: AuditBursts | None = None) -> None:
-        self.settings = settings
+        self.entra, self.settings = entra, entra.settings
         self.bursts = bursts or AuditBursts(audit, clock)  # floods: summaries, not lines
-        self.directory = directory
-        self.client = client
-        self.graph = graph
         self.pending = pending
         self.sessions = sessions
         self.clock = clock
@@ -122,8 +114,8 @@ class SignIn:
         """Build the MSAL application in the background when a sign-in is likely (the
         sign-in page was asked for), so that the first sign-in's start does not wait for it
         (MSAL and requests are imported then, not at start: about 8 MiB of an idle agent)."""
-        if self.client.loaded or self._preparing or self.settings.sso_off or \
-                not self.directory.ready:
+        if self.entra.client.loaded or self._preparing or self.settings.sso_off or \
+                not self.entra.directory.ready:
             return
         self._preparing = True
 
@@ -132,7 +124,7 @@ class SignIn:
             if not task.cancelled():
                 task.exception()  # retrieved: start() builds it again and says what failed
 
-        asyncio.ensure_future(asyncio.to_thread(self.client.app)).add_done_callback(done)
+        asyncio.ensure_future(asyncio.to_thread(self.entra.client.app)).add_done_callback(done)
 
     async def start(self, next_path: object, client: str, binding: str | None,
                     login_hint: object = None, after_sign_out: bool = False) -> Started:
@@ -144,13 +136,13 @@ class SignIn:
             self.bursts.event("warning", "sso_login_refused", client, reason=refused.reason,
                               status=refused.status)
             raise refused
-        if not self.directory.ready:
+        if not self.entra.directory.ready:
             raise IdentityProviderUnavailable(
-                "idp_not_ready", self.directory.not_ready_reason or "not ready",
+                "idp_not_ready", self.entra.directory.not_ready_reason or "not ready",
                 dependency="Entra ID")
-        if not self.client.loaded:
-            await asyncio.to_thread(self.client.app)
-        flow = self.client.start(**self.authorize_extras(login_hint, after_sign_out))
+        if not self.entra.client.loaded:
+            await asyncio.to_thread(self.entra.client.app)
+        flow = self.entra.client.start(**self.authorize_extras(login_hint, after_sign_out))
         if self.settings.entra.max_age is not None:
             # Not through MSAL: it checks auth_time against the wall clock and reports a
             # stale sign-in as a nonce error. The agent checks auth_time itself (complete).
@@ -200,7 +192,7 @@ class SignIn:
                 "state_expired": "the sign-in took too long",
                 "browser_mismatch": "this sign-in was started in another browser",
             }[why])
-        metadata = self.directory.metadata
+        metadata = self.entra.directory.metadata
         if metadata is None:
             raise IdentityProviderUnavailable("idp_not_ready", "Entra ID metadata not loaded",
                                               dependency="Entra ID")
@@ -218,17 +210,12 @@ class SignIn:
         if not code or len(code) > _MAX_PARAM:
             raise SignInRejected("code_missing", "the sign-in response carries no code")
         response = {"state": state, "code": code}
-        redemption = await asyncio.to_thread(self.client.redeem, pending.flow, response)
-        claims = await validate_id_token(
-            redemption.id_token, key_for=self.directory.signing_key, issuer=metadata.issuer,
-            client_id=self.settings.entra.client_id, tenant_id=self.settings.entra.tenant_id,
-            nonce_hash=nonce_hash(pending.flow), now=self.clock(),
-            leeway=self.settings.entra.clock_skew)
+        redemption = await asyncio.to_thread(self.entra.client.redeem, pending.flow, response)
+        claims = await self.entra.validate(redemption.id_token, metadata,
+                                           nonce_hash(pending.flow), self.clock())
         try:
             self._check_step_up(claims)
-            profile = await read_profile(claims, redemption.access_token, self.graph)
-            groups = await read_groups(claims, redemption.access_token, self.graph,
-                                       self.settings.roles)
+            profile, groups = await self.entra.identity(claims, redemption.access_token)
         except SignInRefused as exc:  # a genuine identity: the audit line names its object id
             if exc.oid is None:
                 exc.oid = _short_text(claims.get("oid"))

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from agent.demo import DEMO_GROUPS
+from agent.identity import Entra
 from agent.revalidation import Revalidator
 from agent.sessions import Session, SessionStore
 from agent.settings import settings_from_mapping
@@ -110,8 +111,8 @@ def _revalidator(store: SessionStore, clock: Clock) -> Revalidator:
             "roles": {k: list(v) for k, v in ROLE_GROUPS.items()},
             "session": {"revalidate_interval": "80s"}}
     # The schedule needs no directory, client or Graph: nothing is re-validated here.
-    return Revalidator(settings_from_mapping(data), None, None, None,  # type: ignore[arg-type]
-                       store, clock)
+    entra = Entra(settings_from_mapping(data), None, None, None)  # type: ignore[arg-type]
+    return Revalidator(entra, store, clock)
 
 
 async def test_the_revalidation_pass_is_keys_the_collector_stops_walking() -> None:

@@ -24,6 +24,7 @@ from ..entra.discovery import TenantDirectory
 from ..entra.graph import GraphClient
 from ..entra.outbound import Outbound
 from ..errors import IdentityProviderUnavailable, MetadataProblem
+from ..identity import Entra
 from ..local.signin import LocalSignIn
 from ..pending import PendingSignIns
 from ..revalidation import Revalidator
@@ -77,10 +78,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app[keys.REFUSALS] = RefusalAudit(clock)
     app[keys.SESSIONS] = sessions
     graph = GraphClient(outbound, settings.entra.graph_url)
-    app[keys.SIGN_IN] = sign_in = SignIn(settings, directory, client, graph, pending, sessions,
-                                         clock)
-    revalidator = app[keys.REVALIDATOR] = Revalidator(settings, directory, client, graph,
-                                                      sessions, clock)
+    entra = Entra(settings, directory, client, graph)
+    app[keys.SIGN_IN] = sign_in = SignIn(entra, pending, sessions, clock)
+    revalidator = app[keys.REVALIDATOR] = Revalidator(entra, sessions, clock)
     app[keys.LOCAL] = local = LocalSignIn(settings, directory, sign_in, sessions, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
