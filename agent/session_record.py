@@ -47,6 +47,26 @@ def _unpack(packed: str) -> tuple[str, str, str, str]:
     return rest[:i], rest[i:i + j], rest[i + j:i + j + k], rest[i + j + k:]
 
 
+class _Packed:
+    """One of the strings packed into ``Session._names`` (read-only unless ``writable``)."""
+
+    def __init__(self, index: int, writable: bool = False) -> None:
+        self.index, self.writable = index, writable
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, session: Session, owner: type | None = None) -> str:
+        return _unpack(session._names)[self.index]
+
+    def __set__(self, session: Session, value: str) -> None:
+        if not self.writable:
+            raise AttributeError(f"Session.{self.name} is read-only")
+        fields = list(_unpack(session._names))
+        fields[self.index] = value
+        session._names = _pack(*fields)
+
+
 class Session:
     """One session. The names, ``oid`` and ``sub`` are read rarely (pages, the audit, one
     re-validation per interval) and share one string: one object instead of four saves about
@@ -94,31 +114,10 @@ class Session:
     def __repr__(self) -> str:  # never a token, never the key
         return f"Session(upn={self.upn!r}, role={self.role!r}, method={self.method!r})"
 
-    @property
-    def given_name(self) -> str:
-        return _unpack(self._names)[0]
-
-    @given_name.setter
-    def given_name(self, value: str) -> None:
-        _, family, oid, sub = _unpack(self._names)
-        self._names = _pack(value, family, oid, sub)
-
-    @property
-    def family_name(self) -> str:
-        return _unpack(self._names)[1]
-
-    @family_name.setter
-    def family_name(self, value: str) -> None:
-        given, _, oid, sub = _unpack(self._names)
-        self._names = _pack(given, value, oid, sub)
-
-    @property
-    def oid(self) -> str:
-        return _unpack(self._names)[2]
-
-    @property
-    def sub(self) -> str:
-        return _unpack(self._names)[3]
+    given_name = _Packed(0, writable=True)
+    family_name = _Packed(1, writable=True)
+    oid = _Packed(2)
+    sub = _Packed(3)
 
     @property
     def has_refresh_token(self) -> bool:

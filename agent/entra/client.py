@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,28 @@ if TYPE_CHECKING:
     import msal
 
 _FORM_POST_WARNING = r"response_mode='form_post' is recommended"
+
+
+@contextmanager
+def _transport_errors(request: str, answer: str = "token") -> Iterator[None]:
+    """What the way to Entra ID raised during ``request``, as an
+    ``IdentityProviderUnavailable``: it says nothing about the user."""
+    import requests
+
+    try:
+        yield
+    except requests.Timeout:
+        raise IdentityProviderUnavailable(
+            "idp_timeout", f"Entra ID did not answer {request} in time",
+            dependency="Entra ID") from None
+    except ResponseTooLarge:
+        raise IdentityProviderUnavailable(
+            "idp_response_too_large", f"Entra ID's {answer} answer is larger than "
+            f"{MAX_BODY // 1024} KiB", dependency="Entra ID") from None
+    except requests.RequestException as exc:
+        raise IdentityProviderUnavailable(
+            "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",
+            dependency="Entra ID") from None
 
 
 class _NothingKept(dict[str, Any]):
@@ -121,7 +145,6 @@ class EntraClient:
     def _build(self) -> msal.ClientApplication:
         if self._app is None:
             import msal
-            import requests
 
             try:
                 common: dict[str, Any] = {
@@ -129,19 +152,13 @@ class EntraClient:
                     "instance_discovery": False, "http_cache": _NothingKept(),
                     "token_cache": _no_token_cache_class()()}
                 credential = self._credential()
-                if credential is None:
-                    self._app = msal.PublicClientApplication(self.settings.client_id, **common)
-                else:  # Web platform: a secret, or a certificate MSAL signs an assertion with
-                    self._app = msal.ConfidentialClientApplication(
-                        self.settings.client_id, client_credential=credential, **common)
-            except ResponseTooLarge:
-                raise IdentityProviderUnavailable(
-                    "idp_response_too_large", "Entra ID's discovery answer is larger than "
-                    f"{MAX_BODY // 1024} KiB", dependency="Entra ID") from None
-            except requests.RequestException as exc:
-                raise IdentityProviderUnavailable(
-                    "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",
-                    dependency="Entra ID") from None
+                with _transport_errors("the discovery request", "discovery"):
+                    if credential is None:
+                        self._app = msal.PublicClientApplication(self.settings.client_id,
+                                                                 **common)
+                    else:  # Web platform: a secret, or a certificate MSAL signs an assertion
+                        self._app = msal.ConfidentialClientApplication(
+                            self.settings.client_id, client_credential=credential, **common)
             except (ValueError, KeyError, msal.exceptions.MsalServiceError) as exc:
                 raise IdentityProviderUnavailable(
                     "idp_bad_response", f"Entra ID's discovery answer is unusable: "
@@ -166,23 +183,11 @@ class EntraClient:
         """Redeem the code of ``response`` (blocking; run it in a thread)."""
         app = self.app()
         import msal
-        import requests
 
         self.http.reset()
         try:
-            result = app.acquire_token_by_auth_code_flow(flow, response)
-        except requests.Timeout:
-            raise IdentityProviderUnavailable(
-                "idp_timeout", "Entra ID did not answer the code redemption in time",
-                dependency="Entra ID") from None
-        except ResponseTooLarge:
-            raise IdentityProviderUnavailable(
-                "idp_response_too_large", "Entra ID's token answer is larger than "
-                f"{MAX_BODY // 1024} KiB", dependency="Entra ID") from None
-        except requests.RequestException as exc:
-            raise IdentityProviderUnavailable(
-                "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",
-                dependency="Entra ID") from None
+            with _transport_errors("the code redemption"):
+                result = app.acquire_token_by_auth_code_flow(flow, response)
         except msal.exceptions.MsalServiceError:
             raise IdentityProviderUnavailable(
                 "idp_error", "Entra ID's token endpoint failed", dependency="Entra ID") from None
@@ -212,23 +217,11 @@ class EntraClient:
         """
         app = self.app()
         import msal
-        import requests
 
         self.http.reset()
         try:
-            result = app.acquire_token_by_refresh_token(refresh_token, self.scopes)
-        except requests.Timeout:
-            raise IdentityProviderUnavailable(
-                "idp_timeout", "Entra ID did not answer the token refresh in time",
-                dependency="Entra ID") from None
-        except ResponseTooLarge:
-            raise IdentityProviderUnavailable(
-                "idp_response_too_large", "Entra ID's token answer is larger than "
-                f"{MAX_BODY // 1024} KiB", dependency="Entra ID") from None
-        except requests.RequestException as exc:
-            raise IdentityProviderUnavailable(
-                "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",
-                dependency="Entra ID") from None
+            with _transport_errors("the token refresh"):
+                result = app.acquire_token_by_refresh_token(refresh_token, self.scopes)
         except (msal.exceptions.MsalServiceError, RuntimeError, KeyError, ValueError, TypeError,
                 AttributeError, IndexError):
             raise IdentityProviderUnavailable(
