@@ -1,5 +1,5 @@
-"""The code stays lint-clean, type-checks (settings in pyproject.toml) and has no import
-cycle."""
+"""The code stays lint-clean, type-checks (settings in pyproject.toml), has no import cycle
+and no module too long to read without a reason."""
 
 from __future__ import annotations
 
@@ -28,6 +28,19 @@ class TestHygiene:
         result = run("mypy", "agent")
         assert 0 == result.returncode, result.stdout + result.stderr
 
+    def test_long_modules_say_why(self) -> None:
+        """A module of agent/ over MAX_LINES lines carries a docstring paragraph beginning
+        ``Length:`` that says why it is one module (none does today)."""
+        assert [] == long_modules_without_reason(ROOT / "agent")
+
+    def test_the_length_check_finds_long_modules(self, tmp_path: Path) -> None:
+        body = "x = 1\n" * MAX_LINES
+        (tmp_path / "long.py").write_text('"""Long."""\n' + body)
+        (tmp_path / "reasoned.py").write_text(
+            '"""Long.\n\nLength: one state machine, read top to bottom."""\n' + body)
+        (tmp_path / "short.py").write_text('"""Short."""\n' + body[:-6])
+        assert [f"long.py ({MAX_LINES + 1} lines)"] == long_modules_without_reason(tmp_path)
+
     def test_no_import_cycles(self) -> None:
         """No module of agent/ imports itself through others: every import counts (also
         under TYPE_CHECKING and inside functions), except a package's ``__init__``
@@ -49,6 +62,22 @@ class TestHygiene:
         (tmp_path / "agent" / "d.py").write_text("import agent.c\nD = 3\n")
         assert [["agent.c", "agent.d", "agent.c"], ["agent.pkg.a", "agent.pkg.b", "agent.pkg.a"]
                 ] == sorted(find_cycles(import_graph(tmp_path / "agent")))
+
+
+MAX_LINES = 300  # a module a new maintainer can read at one sitting
+
+
+def long_modules_without_reason(package: Path) -> list[str]:
+    """The modules over MAX_LINES lines whose docstring has no ``Length:`` paragraph."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        lines = len(text.splitlines())
+        if lines > MAX_LINES and not any(
+                paragraph.startswith("Length:")
+                for paragraph in (ast.get_docstring(ast.parse(text)) or "").split("\n\n")):
+            found.append(f"{path.relative_to(package)} ({lines} lines)")
+    return found
 
 
 def import_graph(package: Path) -> dict[str, set[str]]:
