@@ -1,6 +1,7 @@
 """Many sessions without stalls (issue 16): restored sessions out of the collector's reach (a
 restart, as a reload does, still frees the application it replaces), the sweep of expired
-sessions in slices, the re-validation schedule read from a tuple of keys."""
+sessions in slices, the re-validation schedule read from a tuple of keys; and /auth/check's
+own reading of the session cookie."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
 from agent.demo import DEMO_GROUPS
 from agent.identity import Entra
 from agent.revalidation import Revalidator
-from agent.sessions import Session, SessionStore
+from agent.sessions import COOKIE_NAME, Session, SessionStore
 from agent.settings import settings_from_mapping
 from agent.web.app import FREEZE_AT, SWEEP_SLICE_MIN, sweep_slice
+from agent.web.handlers import session_cookie
 from bench.stack import seed_sessions
 from tests.clock import Clock
 from tests.harness import CLIENT, ROLE_GROUPS, TENANT, make_stack
@@ -135,3 +138,23 @@ async def test_the_revalidation_pass_is_keys_the_collector_stops_walking() -> No
     assert {s.key for s in engine.due(clock())} == {s.key for s in sessions}
     # The next pass: the late one too (nothing was re-validated here, so the rest again).
     assert {s.key for s in engine.due(clock())} == {s.key for s in [*sessions, late]}
+
+
+COOKIE_HEADERS = [
+    "", f"{COOKIE_NAME}=abc", f"theme=dark; {COOKIE_NAME}=abc", f" {COOKIE_NAME} = abc ;x=1",
+    f"{COOKIE_NAME}=a; {COOKIE_NAME}=b", COOKIE_NAME, f"{COOKIE_NAME}=", f"x={COOKIE_NAME}=y",
+    f"{COOKIE_NAME}=a=b", f'{COOKIE_NAME}="q;x"', f"a=\\x; {COOKIE_NAME}=v",
+    f"{COOKIE_NAME}=a b", f";;{COOKIE_NAME}=v;;", f"{COOKIE_NAME.lower()}=v",
+    f"foo; {COOKIE_NAME}=v", f"{COOKIE_NAME}=v\t", f"$Version=1; {COOKIE_NAME}=v",
+    f"{COOKIE_NAME}=v,w", f"a=b; path=/; {COOKIE_NAME}=v; secure", f"{COOKIE_NAME}=é",
+]
+
+
+@pytest.mark.parametrize("header", COOKIE_HEADERS)
+def test_the_session_cookie_is_read_as_aiohttp_reads_it(header: str) -> None:
+    """/auth/check reads the session cookie without aiohttp's full parser (a Morsel per
+    cookie), yet always finds what ``request.cookies`` finds: duplicates, spaces, quotes,
+    escapes and names without a value included."""
+    request = make_mocked_request("GET", "/auth/check",
+                                  headers={"Cookie": header} if header else {})
+    assert request.cookies.get(COOKIE_NAME) == session_cookie(request)
