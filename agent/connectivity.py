@@ -116,6 +116,9 @@ class Checker:
         client = MsalHttpClient(self.entra, self.entra.origin)
         try:
             resp = await asyncio.to_thread(client.post, url, data={})
+        except IdentityProviderUnavailable as exc:  # the proxy's 407, said with its fix
+            raise CheckFailed(f"MSAL's HTTP client: {exc.detail}",
+                              "see the failed tls checks above") from None
         except Exception as exc:  # requests' SSLError, ProxyError, ConnectionError, Timeout
             raise CheckFailed(f"MSAL's HTTP client cannot reach it: {type(exc).__name__}",
                               FIREWALL.format(host=urlsplit(url).hostname)) from None

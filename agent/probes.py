@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from .entra.outbound import ssl_context
 from .errors import CheckFailed
 from .settings import EntraSettings
+from .settings.values import split_proxy_login
 
 FIREWALL = ("allow outbound HTTPS from the sensor to {host} in the firewall (the "
             "admin guide's outbound rules), or set entra.https_proxy when the sensor reaches "
@@ -124,7 +125,10 @@ class NetworkProbe:
                                           f"HTTPS_PROXY): nothing answers at {p_host}:{p_port}")
         if urlsplit(proxy).scheme == "https":
             await writer.start_tls(ssl.create_default_context(), server_hostname=p_host)
-        writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        _, login = split_proxy_login(proxy)
+        auth = f"Proxy-Authorization: {login}\r\n" if login else ""
+        writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n"
+                     .encode())
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.timeout)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
@@ -138,8 +142,14 @@ class NetworkProbe:
             writer.close()
             fix = (f"allow CONNECT to {host}:{port} for the sensor on the proxy (the admin "
                    "guide's outbound rules)")
+            if code == "407" and login:
+                raise CheckFailed(f"the proxy refused the login for CONNECT {host}:{port}: "
+                                  f"{status}", "check the user and password in "
+                                  "entra.https_proxy (or HTTPS_PROXY)")
             if code == "407":
-                fix = ("the proxy wants authentication, which the agent does not send: "
-                       "exempt the sensor's address from proxy authentication")
+                raise CheckFailed(f"the proxy asks for a login for CONNECT {host}:{port}: "
+                                  f"{status}", "put user:password@ in entra.https_proxy "
+                                  "(percent-encode @ : / in them), e.g. "
+                                  "http://user:password@proxy:3128")
             raise CheckFailed(f"the proxy refused CONNECT {host}:{port}: {status}", fix)
         return reader, writer

@@ -4,6 +4,7 @@ Two clients share one policy: an aiohttp session for the agent's own calls (disc
 Graph) and a requests-compatible object for MSAL (``http_client=``), which adds the SPA
 ``Origin`` header to token requests. Both honour ``ca_bundle`` and ``https_proxy``; requests
 lets ``REQUESTS_CA_BUNDLE`` override ``Session.verify``, so ``verify=`` goes on every call.
+The proxy and its login: ``proxy.py``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import ssl
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from ..errors import AgentError, IdentityProviderUnavailable
 from ..settings import EntraSettings
+from .proxy import proxy_for, proxy_login_adapter, proxy_refusal
 
 if TYPE_CHECKING:
     import requests  # imported with MSAL, when its application is first built (client.py)
@@ -51,13 +54,21 @@ class Outbound:
         self.settings = settings
         self._ssl = ssl_context(settings)
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, tuple[str | None, dict[str, str] | None]] = {}
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
             connector=aiohttp.TCPConnector(ssl=self._ssl, limit=50),
-            trust_env=self.settings.https_proxy is None,
+            trust_env=False,  # the environment's proxy: proxy_for, once per host
         )
+
+    def _proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
+        host = urlsplit(url).hostname or ""
+        if host not in self._proxies:
+            proxy, login = proxy_for(self.settings, url)
+            self._proxies[host] = (proxy, {"Proxy-Authorization": login} if login else None)
+        return self._proxies[host]
 
     async def close(self) -> None:
         if self._session is not None:
@@ -70,10 +81,11 @@ class Outbound:
         """Send a request and parse JSON; network errors and non-JSON answers raise 502."""
         assert self._session is not None, "Outbound.start() not called"
         slug = reason_slug(dependency)
+        proxy, proxy_headers = self._proxy(url)
         try:
             async with self._session.request(
-                method, url, headers=headers, json=json_body, proxy=self.settings.https_proxy,
-                allow_redirects=False,
+                method, url, headers=headers, json=json_body, proxy=proxy,
+                proxy_headers=proxy_headers, allow_redirects=False,
             ) as resp:
                 raw = await _read_capped(resp)
                 status, resp_headers = resp.status, dict(resp.headers)
@@ -85,6 +97,11 @@ class Outbound:
             raise IdentityProviderUnavailable(
                 f"{slug}_timeout", f"{dependency} did not answer within "
                 f"{self.settings.timeout:g} s", dependency=dependency) from None
+        except aiohttp.ClientHttpProxyError as exc:
+            raise IdentityProviderUnavailable(
+                f"{slug}_unreachable", f"cannot reach {dependency}: "
+                f"{proxy_refusal(exc.status, proxy_headers is not None)}",
+                dependency=dependency) from None
         except aiohttp.ClientError as exc:
             raise IdentityProviderUnavailable(
                 f"{slug}_unreachable", f"cannot reach {dependency}: {type(exc).__name__}",
@@ -180,11 +197,13 @@ class MsalHttpClient:
         # The environment's proxy (HTTPS_PROXY / NO_PROXY) is read once, for the authority's
         # host (the only one MSAL calls), not on every request: requests would scan the whole
         # environment (and look for ~/.netrc) each time, about 0.3 ms of a sign-in.
-        self._proxies = ({"https": settings.https_proxy, "http": settings.https_proxy}
-                         if settings.https_proxy else
-                         requests.utils.get_environ_proxies(settings.authority) or None)
+        proxy, login = proxy_for(settings, settings.authority)
+        self._proxies = {"https": proxy, "http": proxy} if proxy else None
         self._session = requests.Session()
         self._session.trust_env = False
+        self._logged_in = login is not None
+        if login:  # on the CONNECT: requests takes it from the adapter, not from headers=
+            self._session.mount("https://", proxy_login_adapter(login))
         self._local = threading.local()
 
     @property
@@ -209,9 +228,18 @@ class MsalHttpClient:
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.pop("verify", None)
         kwargs.setdefault("timeout", self._settings.timeout)
-        response = self._session.request(
-            method, url, verify=self._verify, proxies=self._proxies, allow_redirects=False,
-            stream=True, **kwargs)
+        import requests
+
+        try:
+            response = self._session.request(
+                method, url, verify=self._verify, proxies=self._proxies,
+                allow_redirects=False, stream=True, **kwargs)
+        except requests.exceptions.ProxyError as exc:
+            if " 407 " not in str(exc):
+                raise
+            raise IdentityProviderUnavailable(  # what to do, which MSAL's callers cannot say
+                "idp_unreachable", "cannot reach Entra ID: "
+                + proxy_refusal(407, self._logged_in), dependency="Entra ID") from None
         try:
             body = _read_capped_sync(response)
         finally:

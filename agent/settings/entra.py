@@ -58,7 +58,8 @@ def build_entra(p: Problems, e: Mapping[str, Any]) -> EntraSettings:
             x509.load_pem_x509_certificates(ca.read_bytes())
         except (ValueError, OSError):
             p.problem("entra.ca_bundle", str(ca), "is not a PEM file of certificates")
-    proxy = p.url(e, "entra", "https_proxy", None, schemes=("http", "https"))
+    proxy = p.url(e, "entra", "https_proxy", None, schemes=("http", "https"),
+                  allow_credentials=True)  # a plant's proxy may ask for a login (Basic)
     logout_uri = p.url(e, "entra", "post_logout_redirect_uri", None, allow_loopback_http=True)
     return EntraSettings(
         tenant_id=tenant, client_id=client, redirect_uri=redirect,

@@ -41,7 +41,7 @@ class EntraSettings:
     authority_host: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com"
     ca_bundle: Path | None = None
-    https_proxy: str | None = None
+    https_proxy: str | None = field(default=None, repr=False)  # may carry a password
     timeout: float = 10.0
     clock_skew: float = 120.0
     jwks_refetch_interval: float = 300.0

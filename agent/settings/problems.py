@@ -78,7 +78,10 @@ class Problems:
         return str(value).lower()
 
     def url(self, sec: Mapping[str, Any], name: str, key: str, default: str | None,
-            schemes: tuple[str, ...] = ("https",), allow_loopback_http: bool = False) -> str | None:
+            schemes: tuple[str, ...] = ("https",), allow_loopback_http: bool = False,
+            allow_credentials: bool = False) -> str | None:
+        """A URL of ``schemes``; ``allow_credentials``: it may carry ``user:password@`` (a
+        proxy's login), which is masked in every problem."""
         value = self.get(sec, name, key, str, default)
         if value is None:
             return None
@@ -96,7 +99,9 @@ class Problems:
             self.problem(f"{name}.{key}", shown, f"must be an {' or '.join(schemes)} URL")
         elif not parts.hostname:
             self.problem(f"{name}.{key}", shown, "has no host name")
-        elif parts.fragment or parts.username or parts.password:
+        elif allow_credentials and parts.fragment:
+            self.problem(f"{name}.{key}", shown, "must not carry a fragment")
+        elif parts.fragment or (not allow_credentials and "@" in parts.netloc):
             self.problem(f"{name}.{key}", shown, "must not carry a fragment or credentials")
         return str(value)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 ZERO_GUID = "00000000-0000-0000-0000-000000000000"  # the example's placeholder ids
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
@@ -54,3 +56,19 @@ def mask_credentials(url: str) -> str:
     if "@" in authority:
         authority = "***@" + authority.rsplit("@", 1)[1]
     return f"{scheme}{sep}{authority}{rest[end:]}"
+
+
+def split_proxy_login(url: str) -> tuple[str, str | None]:
+    """A proxy URL without its ``user:password@``, and the ``Proxy-Authorization`` value for
+    that login (percent-decoded, UTF-8 as RFC 7617 says), or None when it carries none.
+
+    Both HTTP clients get the login as a header and the URL without it, so neither an error
+    message nor a log line of theirs can carry the password.
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    login, _, host = parts.netloc.rpartition("@")
+    user, _, password = login.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=host)), "Basic " + token

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime
 import ipaddress
@@ -176,11 +177,18 @@ class SignInClient:
 
 
 class ConnectProxy:
-    """A small HTTP CONNECT proxy on loopback that records the tunnels it opened."""
+    """A small HTTP CONNECT proxy on loopback that records the tunnels it opened.
 
-    def __init__(self, refuse: bool = False) -> None:
+    ``login=(user, password)``: CONNECT needs ``Proxy-Authorization: Basic`` with it (UTF-8),
+    else 407; ``logins`` records each CONNECT's login: None (none sent), True or False.
+    """
+
+    def __init__(self, refuse: bool = False, login: tuple[str, str] | None = None) -> None:
         self.refuse = refuse
+        self.login = login
+        self.logins: list[bool | None] = []
         self.tunnels: list[str] = []
+        self._open: set[asyncio.StreamWriter] = set()
         self.port = 0
         self._server: asyncio.Server | None = None
 
@@ -197,12 +205,24 @@ class ConnectProxy:
             self._server.close()
             await self._server.wait_closed()
 
+    def drop_tunnels(self) -> None:
+        """Close every open tunnel (as a proxy restarting after a password change does)."""
+        for writer in list(self._open):
+            writer.close()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
             if method != "CONNECT" or self.refuse:
                 writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+                return
+            if self.login is not None and not self._logged_in(head):
+                writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                             b'Proxy-Authenticate: Basic realm="plant"\r\n'
+                             b"Content-Length: 0\r\n\r\n")
                 await writer.drain()
                 return
             host, port = target.rsplit(":", 1)
@@ -214,7 +234,19 @@ class ConnectProxy:
         except (OSError, ValueError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._open.discard(writer)
             writer.close()
+
+    def _logged_in(self, head: bytes) -> bool:
+        sent = None
+        for raw in head.split(b"\r\n")[1:]:
+            name, _, value = raw.decode("latin-1").partition(":")
+            if name.strip().lower() == "proxy-authorization":
+                sent = value.strip()
+        assert self.login is not None
+        expected = "Basic " + base64.b64encode(":".join(self.login).encode()).decode()
+        self.logins.append(None if sent is None else sent == expected)
+        return sent == expected
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

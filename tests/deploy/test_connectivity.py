@@ -4,6 +4,7 @@ and failing clearly (wrong CA, unreachable or unknown host, a proxy that refuses
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import os
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -185,3 +187,56 @@ async def test_msal_client_reads_the_environment_proxy_once(
         client.close()
     assert 400 == resp.status_code
     assert (0 if no_proxy else 1) == proxy.tunnels.count(idp.url.removeprefix("https://"))
+
+
+LOGIN = ("svc-sensor", "Pl@nt:Pr0xy pw")  # needs percent-encoding in the URL
+SECRETS = ("Pl@nt:Pr0xy pw", "Pl%40nt%3APr0xy%20pw", base64.b64encode(b"svc-sensor:Pl@nt:Pr0xy pw")
+           .decode())
+
+
+def with_login(proxy: ConnectProxy, user: str, password: str) -> str:
+    return proxy.url.replace("http://", f"http://{quote(user, safe='')}:"
+                             f"{quote(password, safe='')}@")
+
+
+@pytest.fixture
+async def login_proxy() -> AsyncIterator[ConnectProxy]:
+    p = ConnectProxy(login=LOGIN)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.mark.parametrize("source", ["setting", "environment"])
+async def test_through_a_proxy_that_asks_for_a_login(
+        idp: DevIdentityProvider, tmp_path: Path, login_proxy: ConnectProxy,
+        monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    """Every check (the CONNECT probe, the agent's client, MSAL's) logs in to the proxy; the
+    password shows nowhere in the output."""
+    url = with_login(login_proxy, *LOGIN)
+    if source == "environment":
+        monkeypatch.setenv("HTTPS_PROXY", url)
+        status, lines = await check(idp, tmp_path)
+    else:
+        status, lines = await check(idp, tmp_path, https_proxy=url)
+    assert status == 0, "\n".join(lines)
+    assert f"via proxy 127.0.0.1:{login_proxy.port}" in line(lines, "OK", "tls")
+    assert login_proxy.tunnels.count(idp.url.removeprefix("https://")) >= 3
+    assert login_proxy.logins and all(login_proxy.logins)
+    assert not any(s in "\n".join(lines) for s in SECRETS)
+
+
+@pytest.mark.parametrize(("password", "says", "fix"), [
+    (None, "asks for a login", "put user:password@ in entra.https_proxy"),
+    ("wrong-Pr0xy-pw", "refused the login", "check the user and password")])
+async def test_a_proxy_login_missing_or_wrong(
+        idp: DevIdentityProvider, tmp_path: Path, login_proxy: ConnectProxy,
+        password: str | None, says: str, fix: str) -> None:
+    url = login_proxy.url if password is None else with_login(login_proxy, LOGIN[0], password)
+    status, lines = await check(idp, tmp_path, https_proxy=url)
+    assert status == 1
+    failed = line(lines, "FAIL", "tls")
+    assert "407" in failed and says in failed, failed
+    assert fix in fix_after(lines, failed)
+    assert not any(s in "\n".join(lines) for s in (*SECRETS, "wrong-Pr0xy-pw"))
+    assert [None if password is None else False] == login_proxy.logins[:1]

@@ -121,10 +121,22 @@ class TestSettings:
         assert "trust_forwarded_for is deprecated" in result.stderr
         assert "10.0.0.0/8 includes the non-loopback listen address 0.0.0.0" in result.stderr
 
+    def test_proxy_login_accepted_and_never_shown(self, tmp_path: Path) -> None:
+        """A proxy URL with a login is valid; check-config does not echo the password."""
+        data = config()
+        data["entra"]["https_proxy"] = "http://svc-sensor:Hunter2Secret@proxy.plant.example:3128"
+        result = check_config(tmp_path, data)
+        assert 0 == result.returncode, result.stderr
+        shown = run_agent("show-config", "--config", str(tmp_path / "agent.toml"))
+        assert "https_proxy = 'http://***@proxy.plant.example:3128'" in shown.stdout
+        for output in (result.stdout, result.stderr, shown.stdout, shown.stderr):
+            assert "Hunter2Secret" not in output
+
     def test_proxy_password_masked(self, tmp_path: Path) -> None:
         """A refused proxy URL is named without its password, in check-config and serve."""
         data = config()
-        data["entra"]["https_proxy"] = "http://svc-sensor:Hunter2Secret@proxy.plant.example:3128"
+        data["entra"]["https_proxy"] = ("http://svc-sensor:Hunter2Secret@proxy.plant.example:3128"
+                                        "/#frag")
         result = check_config(tmp_path, data)
         assert 1 == result.returncode
         assert "***@proxy.plant.example:3128" in result.stderr

@@ -3,6 +3,7 @@ the value and why, and the check returns a usable default so the pass goes on.""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.settings.problems import Problems
-from agent.settings.values import format_duration, is_guid, mask_credentials, parse_duration
+from agent.settings.values import (
+    format_duration,
+    is_guid,
+    mask_credentials,
+    parse_duration,
+    split_proxy_login,
+)
 
 GUID = "72F988BF-86F1-41AF-91AB-2D7CD011DB47"
 
@@ -73,11 +80,30 @@ class TestValues:
 
 class TestUrls:
     def test_credentials_never_reach_the_problem(self, p: Problems) -> None:
-        url = "http://agent:proxy-password@proxy:3128"
+        url = "http://agent:proxy-password@proxy:3128/#x"
         assert url == p.url({"https_proxy": url}, "entra", "https_proxy", None,
-                            schemes=("http", "https"))
-        assert [("entra.https_proxy", "'http://***@proxy:3128'",
+                            schemes=("http", "https"), allow_credentials=True)
+        assert [("entra.https_proxy", "'http://***@proxy:3128/#x'",
+                 "must not carry a fragment")] == p.problems
+
+    def test_a_proxy_may_carry_a_login_no_other_url_may(self, p: Problems) -> None:
+        """A plant's proxy that asks for a login (Basic) is configured with user:password@."""
+        url = "http://svc-sensor:Pl%40nt%3Apw@proxy:3128"
+        assert url == p.url({"https_proxy": url}, "entra", "https_proxy", None,
+                            schemes=("http", "https"), allow_credentials=True)
+        assert [] == p.problems
+        p.url({"authority_host": "https://u:pw@login.example"}, "entra", "authority_host", None)
+        assert [("entra.authority_host", "'https://***@login.example'",
                  "must not carry a fragment or credentials")] == p.problems
+
+    def test_proxy_login_is_split_off_and_decoded(self) -> None:
+        """The URL without the login, and the Proxy-Authorization value of the decoded one."""
+        bare, header = split_proxy_login("http://svc-sensor:Pl%40nt%3Ap%20w@proxy:3128")
+        assert "http://proxy:3128" == bare
+        assert "Basic " + base64.b64encode(b"svc-sensor:Pl@nt:p w").decode() == header
+        assert ("http://proxy:3128", None) == split_proxy_login("http://proxy:3128")
+        assert ("https://[::1]:3128", "Basic " + base64.b64encode(b"u:").decode()) == \
+            split_proxy_login("https://u@[::1]:3128")
 
     def test_plain_http_only_on_loopback_and_only_when_allowed(self, p: Problems) -> None:
         for url, allowed in (("http://127.0.0.1:8080/cb", True), ("http://localhost/cb", False),

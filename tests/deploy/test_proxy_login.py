@@ -1,0 +1,124 @@
+"""Signing in when the sensor reaches Entra ID only through a proxy that asks for a login
+(Basic): ``entra.https_proxy = "http://user:password@proxy:3128"``. Every outbound call (the
+agent's aiohttp client: discovery, JWKS, Graph; MSAL's requests: the token) goes through the
+proxy and logs in on its CONNECT; a wrong password ends the sign-in with the agent's 502
+page; the password appears in no log line, page or audit event."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.deploy.support import ConnectProxy
+from tests.harness import StackFactory
+
+LOGIN = ("svc-sensor", "Pl@nt:Pr0xy pw")  # needs percent-encoding in the URL
+READER = "reader@contoso.example"
+WRONG = "wrong-Pr0xy-pw"
+SECRETS = (LOGIN[1], quote(LOGIN[1], safe=""), WRONG,
+           base64.b64encode(":".join(LOGIN).encode()).decode(),
+           base64.b64encode(f"{LOGIN[0]}:{WRONG}".encode()).decode())
+
+
+def proxy_url(proxy: ConnectProxy, password: str) -> str:
+    return proxy.url.replace("http://", f"http://{LOGIN[0]}:{quote(password, safe='')}@")
+
+
+def leaks(*texts: Any) -> list[str]:
+    return [s for s in SECRETS if any(s in str(t) for t in texts)]
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[ConnectProxy]:
+    p = ConnectProxy(login=LOGIN)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy",
+                 "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("source", ["setting", "environment"])
+async def test_sign_in_through_a_proxy_that_asks_for_a_login(
+        new_stack: StackFactory, proxy: ConnectProxy, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    url = proxy_url(proxy, LOGIN[1])
+    if source == "environment":
+        monkeypatch.setenv("HTTPS_PROXY", url)
+    caplog.set_level(logging.DEBUG)
+    with capture_logs() as logs:
+        stack = await new_stack(config=lambda d: d["entra"].update(
+            {"https_proxy": url} if source == "setting" else {}))
+        browser = stack.browser()
+        resp = await browser.sign_in(READER)
+        page = await resp.text()
+    assert 302 == resp.status, page
+    target = stack.idp.url.removeprefix("https://")
+    # the agent's aiohttp client and MSAL's requests session each opened their own tunnel
+    assert proxy.tunnels.count(target) >= 2 and set(proxy.tunnels) == {target}
+    assert proxy.logins and all(proxy.logins)
+    assert all(stack.idp.requests[name] for name in ("discovery", "jwks", "token")), \
+        stack.idp.requests
+    assert "sso_login_succeeded" in [e["event"] for e in logs]
+    assert not leaks(logs, caplog.text, page, resp.headers)
+
+
+async def test_a_wrong_proxy_password_fails_the_sign_in_clearly(
+        new_stack: StackFactory, proxy: ConnectProxy,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with capture_logs() as logs:
+        stack = await new_stack(start=False, config=lambda d: d["entra"].update(
+            https_proxy=proxy_url(proxy, WRONG)))
+        await stack.start_agent(wait_ready=False)
+        browser = stack.browser()
+        resp = await browser.get("/auth/sso/start")
+        page = await resp.text()
+        ready = await browser.get("/readyz")
+        readyz = await ready.text()
+    assert 502 == resp.status, page
+    assert "What to do:" in page
+    assert proxy.logins and not any(proxy.logins)
+    assert 0 == sum(stack.idp.requests.values()), stack.idp.requests
+    assert [e for e in logs if e["event"] == "identity_provider_not_ready"
+            and "the proxy refused the login (HTTP 407)" in e["reason"]], logs
+    assert 503 == ready.status and "check the user and password" in readyz
+    assert not leaks(logs, caplog.text, page, resp.headers, readyz)
+
+
+async def test_a_proxy_password_changed_under_a_running_agent(
+        new_stack: StackFactory, proxy: ConnectProxy,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The proxy's password changes (and its tunnels drop) after a first sign-in: the next
+    code redemption (MSAL's new tunnel) is refused, the sign-in ends with the 502 page and
+    an audited reason, neither holding the password."""
+    caplog.set_level(logging.DEBUG)
+    with capture_logs() as logs:
+        stack = await new_stack(config=lambda d: d["entra"].update(
+            https_proxy=proxy_url(proxy, LOGIN[1])))
+        assert 302 == (await stack.browser().sign_in(READER)).status
+        redeemed = stack.idp.requests["token"]
+        proxy.login = (LOGIN[0], "changed-by-the-proxy-team")
+        proxy.drop_tunnels()
+        resp = await stack.browser().sign_in(READER)
+        page = await resp.text()
+        readyz = await (await stack.browser().get("/readyz")).text()
+    assert 502 == resp.status, page
+    assert "the proxy refused the login (HTTP 407)" in readyz, readyz
+    assert "because Entra ID is unreachable" in page and "What to do:" in page
+    assert redeemed == stack.idp.requests["token"]
+    refused = [e for e in logs if e["event"] == "sso_login_refused"]
+    assert ["idp_unreachable"] == [e["reason"] for e in refused], refused
+    assert False in proxy.logins
+    assert not leaks(logs, caplog.text, page, resp.headers, readyz)
