@@ -6,8 +6,10 @@ page; the password appears in no log line, page or audit event."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -15,6 +17,7 @@ from urllib.parse import quote
 import pytest
 from structlog.testing import capture_logs
 
+from agent.web import keys
 from tests.deploy.support import ConnectProxy
 from tests.harness import StackFactory
 
@@ -122,3 +125,43 @@ async def test_a_proxy_password_changed_under_a_running_agent(
     assert ["idp_unreachable"] == [e["reason"] for e in refused], refused
     assert False in proxy.logins
     assert not leaks(logs, caplog.text, page, resp.headers, readyz)
+
+
+async def test_token_refresh_goes_through_the_proxy_with_its_login(
+        new_stack: StackFactory, proxy: ConnectProxy,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Re-validation's refresh (MSAL's requests) opens its tunnel with the login: while the
+    proxy refuses the login no refresh reaches the provider; once it takes it, one does."""
+    caplog.set_level(logging.DEBUG)
+
+    def through_proxy(data: dict[str, Any]) -> None:
+        data["entra"]["https_proxy"] = proxy_url(proxy, LOGIN[1])
+        data["session"].update(revalidate_interval="10s", revalidate_grace="1h")
+
+    with capture_logs() as logs:
+        stack = await new_stack(config=through_proxy)
+        browser = stack.browser()
+        assert 302 == (await browser.sign_in(READER)).status
+        assert stack.app is not None
+        revalidator = stack.app[keys.REVALIDATOR]
+
+        async def interval_until(event: str) -> dict[str, Any]:
+            deadline = time.monotonic() + 15
+            while not (found := [e for e in logs if e["event"] == event]):
+                assert time.monotonic() < deadline, f"no {event}"
+                stack.clock.advance(60)  # past the interval, and any backoff after a failure
+                revalidator.wake()
+                await asyncio.sleep(0.05)
+            return found[0]
+
+        proxy.login = (LOGIN[0], "changed-by-the-proxy-team")
+        proxy.drop_tunnels()
+        unavailable = await interval_until("revalidation_unavailable")
+        assert 0 == stack.idp.requests["token_refresh"]  # refused at the proxy
+        assert False in proxy.logins
+        proxy.login = LOGIN
+        await interval_until("revalidation_recovered")
+        assert stack.idp.requests["token_refresh"] >= 1
+        assert proxy.logins[-1] is True
+    assert "the proxy refused the login (HTTP 407)" in str(unavailable), unavailable
+    assert not leaks(logs, caplog.text)
