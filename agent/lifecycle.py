@@ -31,6 +31,7 @@ from .entra.discovery import TenantDirectory
 from .errors import ConfigError
 from .settings import Settings, listen_text, load_settings, problem_lines
 from .systemd import Notifier
+from .web.server import ACCEPT_BURST, quiet_accept_failures
 
 if TYPE_CHECKING:
     from .admin import AdminSocket
@@ -63,7 +64,7 @@ def bind_listener(settings: Settings) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(256)
+        sock.listen(ACCEPT_BURST)  # what asyncio sets it to when a site starts
         sock.setblocking(False)
     except OSError:
         sock.close()
@@ -118,7 +119,8 @@ class Service:
         await runner.setup()
         try:
             # The site owns (and closes) a duplicate; self.sock keeps listening meanwhile.
-            await web.SockSite(runner, self.sock.dup(), ssl_context=ssl_ctx).start()
+            await web.SockSite(runner, self.sock.dup(), ssl_context=ssl_ctx,
+                               backlog=ACCEPT_BURST).start()
         except BaseException:
             await runner.cleanup()
             raise
@@ -237,6 +239,7 @@ async def run_service(settings: Settings, *, config_path: str | None = None,
                       notifier=notifier or Notifier.from_environ(), ready_grace=ready_grace)
     events: asyncio.Queue[str] = asyncio.Queue()
     loop = asyncio.get_running_loop()
+    quiet_accept_failures(loop)
     # Handlers first: a SIGTERM or SIGHUP during start-up waits in the queue instead of
     # killing the process with the default action.
     for sig in (signal.SIGTERM, signal.SIGINT):

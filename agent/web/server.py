@@ -13,7 +13,12 @@ socket stays open for an hour; connections are unbounded. Here instead:
   is cut off (aiohttp's keep-alive timer, which starts at connection time);
 * **connections are capped** below the process's file-descriptor limit: beyond the cap the
   least recently active connection without a request in progress is closed, so a pile of
-  idle sockets can never keep ``/healthz`` (or anyone else) out.
+  idle sockets can never keep ``/healthz`` (or anyone else) out. The cap leaves room for a
+  whole burst of accepts (asyncio accepts up to the site's backlog in one go, before any
+  connection can be shed) besides the descriptors of the agent's own files and outbound
+  connections; should descriptors run out anyway, asyncio's error per refused accept (with
+  its traceback) becomes one rate-limited ``accept_failed`` warning that says what to do
+  (``quiet_accept_failures``).
 
 ``FrontDoorRunner`` is an ``AppRunner`` whose server builds these handlers.
 """
@@ -39,6 +44,7 @@ log = structlog.get_logger("agent.web")
 HEADER_TIMEOUT = 20.0  # s; longer than the idle keep-alive of nginx (10 s) and aiohttp (15 s)
 MALFORMED_LOG_INTERVAL = 10.0  # at most one http_request_malformed line per interval (+ one)
 FD_RESERVE = 128  # descriptors kept for Entra/Graph connections, the journal, the key
+ACCEPT_BURST = 128  # the site's backlog: connections asyncio accepts before any is shed
 
 
 def connection_cap(limit: int | None = None) -> int:
@@ -46,7 +52,33 @@ def connection_cap(limit: int | None = None) -> int:
     soft = limit if limit is not None else resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:
         soft = 65536
-    return max(16, min(20_000, soft - FD_RESERVE))
+    return max(16, min(20_000, soft - FD_RESERVE - ACCEPT_BURST))
+
+
+def quiet_accept_failures(loop: asyncio.AbstractEventLoop,
+                          interval: float = MALFORMED_LOG_INTERVAL) -> None:
+    """asyncio logs every accept refused for want of descriptors (EMFILE and the like) with a
+    traceback; log one ``accept_failed`` warning per ``interval`` instead, with how many were
+    suppressed. Every other loop error goes to asyncio's default handler."""
+    last, suppressed = -interval, 0
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        nonlocal last, suppressed
+        if not str(context.get("message", "")).startswith("socket.accept() out of system"):
+            loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if now - last < interval:
+            suppressed += 1
+            return
+        exc = context.get("exception")
+        log.warning("accept_failed", error=type(exc).__name__ if exc else "-",
+                    errno=getattr(exc, "errno", None), suppressed=suppressed,
+                    fix="the agent ran out of file descriptors: raise LimitNOFILE in the "
+                        "unit, or find what holds so many connections")
+        last, suppressed = now, 0
+
+    loop.set_exception_handler(handler)
 
 
 class MalformedLog:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +19,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from agent.web.app import create_app
-from agent.web.server import FrontDoorRunner
+from agent.web.server import FrontDoorRunner, quiet_accept_failures
 from tests.harness import Stack, agent_config, free_port, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +75,33 @@ class TestMalformedRequests:
         events = [e for e in logs if e["event"] == "http_request_malformed"]
         assert 1 <= len(events) <= 1 + intervals, events
         assert 0 == events[0]["suppressed"]
+
+
+async def test_descriptors_running_out_is_one_warning_per_interval() -> None:
+    """Should descriptors run out anyway: asyncio's error per refused accept (a traceback
+    each) becomes one ``accept_failed`` warning per interval that says what to do; any other
+    loop error still reaches asyncio's own handler."""
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    quiet_accept_failures(loop, interval=60.0)
+    try:
+        with capture_logs() as logs:
+            for _ in range(128):  # one burst of refused accepts
+                loop.call_exception_handler({
+                    "message": "socket.accept() out of system resource",
+                    "exception": OSError(errno.EMFILE, "Too many open files")})
+        assert [("accept_failed", "OSError", errno.EMFILE, 0)] == [
+            (e["event"], e["error"], e["errno"], e["suppressed"]) for e in logs]
+        assert "LimitNOFILE" in logs[0]["fix"]
+        seen: list[dict[str, object]] = []
+        loop.default_exception_handler = seen.append  # type: ignore[method-assign]
+        try:
+            loop.call_exception_handler({"message": "something else"})
+        finally:
+            del loop.default_exception_handler
+        assert [{"message": "something else"}] == seen
+    finally:
+        loop.set_exception_handler(previous)
 
 
 class TestSlowAndIdleClients:
@@ -184,3 +213,35 @@ class TestRealProcess:
             for _, writer in idle:
                 writer.close()
         assert len(out.read_bytes()) < 20_000
+
+    @pytest.mark.timeout(120)
+    async def test_a_burst_of_connections_near_the_descriptor_limit_stays_quiet(
+            self, process: tuple[subprocess.Popen[bytes], int, Path]) -> None:
+        """900 idle connections, then 200 that arrive at once (the agent accepts a whole
+        burst before it can shed any): no descriptor runs out, so no asyncio error per
+        accept; /healthz answers and the log stays JSON and small."""
+        proc, port, out = process
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(900)]
+        before = len(out.read_bytes())
+        os.kill(proc.pid, signal.SIGSTOP)  # the kernel queues what arrives meanwhile
+        try:
+            burst = [asyncio.ensure_future(asyncio.open_connection("127.0.0.1", port))
+                     for _ in range(200)]
+            await asyncio.sleep(1.0)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        try:
+            done, waiting = await asyncio.wait(burst, timeout=15)
+            for task in waiting:
+                task.cancel()
+            answer = await raw(port, b"GET /healthz HTTP/1.1\r\nHost: a\r\n"
+                                     b"Connection: close\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        finally:
+            for _, writer in idle + [task.result() for task in done if not task.exception()]:
+                writer.close()
+        log = out.read_bytes()[before:]
+        assert b"out of system resource" not in log, log[:2000]
+        assert b"accept_failed" not in log, log[:2000]  # the cap left room for the burst
+        assert all(json.loads(line) for line in log.splitlines())
+        assert len(log) < 5_000, log[:2000]
