@@ -264,6 +264,21 @@ async def run(smoke: bool) -> dict[str, Any]:
                 row["vs_one_session"], row["vs_one_session_cpu"] = _ratio(row["agent"],
                                                                           row["one_session"])
             rss_after = many_agent.rss_mib()
+            many_agent.stop()
+            # 2b. as many sessions without refresh tokens (local accounts, sessions from
+            # before re-validation): what issue 16's memory and start targets are set for.
+            state_c = tmp / "state-c"
+            seed_sessions(state_c, p["sessions"])
+            plain_agent = AgentProcess(write_config(tmp / "c.toml", idp, port_many, state_c,
+                                                    'revalidate_interval = "1h"'), port_many,
+                                       tmp / "agent-c.log")
+            others.append(plain_agent)
+            plain_agent.start()
+            ready_plain = await plain_agent.wait_ready()
+            await sign_in(plain_agent.url, idp, tls)
+            await asyncio.sleep(0.5)
+            rss_plain = plain_agent.rss_mib()
+            plain_agent.stop()
             results["auth_check_many_sessions"] = {
                 "sessions": p["sessions"] + 1,
                 "restored_by_agent": many_agent.restored_sessions(),
@@ -276,8 +291,10 @@ async def run(smoke: bool) -> dict[str, Any]:
                 "rss_sessions_delta_mib": round(rss_after - rss_signed_in, 1),
                 "rss_right_after_restore_mib": rss_loaded,
                 "ready_s": round(ready, 3), "ready_with_sessions_s": round(ready_many, 3),
-                "refresh_token_chars": REFRESH_TOKEN_CHARS}
-            many_agent.stop()
+                "refresh_token_chars": REFRESH_TOKEN_CHARS,
+                "rss_with_sessions_no_refresh_tokens_mib": rss_plain,
+                "rss_sessions_no_refresh_tokens_delta_mib": round(rss_plain - rss_signed_in, 1),
+                "ready_with_sessions_no_refresh_tokens_s": round(ready_plain, 3)}
 
             # 3. re-validation running: sessions confirmed with the provider all the time;
             # its runs alternate with the one-session agent's and the ceiling's.

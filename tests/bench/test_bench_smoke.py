@@ -77,10 +77,21 @@ class TestBenchmarkSmoke:
         assert 0 == during["c64"]["agent"]["bad_responses"]
 
     def test_every_target_is_judged(self, smoke: Smoke) -> None:
-        """Each of the issue's targets (two judged also by CPU) has a value and a verdict."""
+        """Each of the issue's targets (the /auth/check ratios also by CPU, the start with
+        sessions to restore with and without refresh tokens) has a value and a verdict."""
         targets = smoke[0]["targets"]
-        assert 15 == len(targets)
+        assert 18 == len(targets)
         assert all(t["met"] in (True, False) for t in targets)
+
+    def test_sessions_without_refresh_tokens_are_measured(self, smoke: Smoke) -> None:
+        """The memory and start targets are judged on sessions without refresh tokens; the
+        sessions holding them are reported beside."""
+        res = smoke[0]["resources"]
+        assert res["rss_with_sessions_no_refresh_tokens_mib"] > res["rss_idle_mib"]
+        assert res["ready_with_sessions_no_refresh_tokens_s"] > 0
+        judged = {t["target"]: t["value"] for t in smoke[0]["targets"]}
+        assert res["rss_sessions_no_refresh_tokens_delta_mib"] == judged[
+            "RSS added by the sessions, without refresh tokens (MiB)"]
 
     def test_table_printed(self, smoke: Smoke) -> None:
         """The printed table names the machine and the targets."""
