@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import ConfigError
-from .settings import Settings, format_duration, listen_text, load_settings, mask_credentials
+from .settings import Settings, format_duration, listen_text, load_settings
+from .settings.values import mask_login
 
 MASK = "******"
 _SECRET_KEYS = {"client_secret_file"}
@@ -66,7 +67,7 @@ def _show(key: str, value: Any) -> str:
     if key in _SECRET_KEYS:
         return f"{MASK} (from {value})"
     if key == "https_proxy":
-        return repr(mask_credentials(str(value)))
+        return repr(mask_login(str(value)))
     if isinstance(value, Path):
         return repr(str(value))
     return repr(value)

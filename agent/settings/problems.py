@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..service_user import SERVICE_USER, current_user
-from .values import is_guid, mask_credentials, parse_duration
+from .values import is_guid, mask_credentials, mask_login, parse_duration
 
 Problem = tuple[str, str, str]  # (key, repr of the value or "", why)
 
@@ -85,7 +85,8 @@ class Problems:
         value = self.get(sec, name, key, str, default)
         if value is None:
             return None
-        shown = mask_credentials(value)  # a proxy's password never reaches the journal
+        # a proxy's password never reaches the journal
+        shown = mask_login(value) if allow_credentials else mask_credentials(value)
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number

@@ -58,6 +58,18 @@ def mask_credentials(url: str) -> str:
     return f"{scheme}{sep}{authority}{rest[end:]}"
 
 
+def mask_login(url: str) -> str:
+    """A proxy URL with everything up to its last ``@`` after the scheme shown as ``***``: a
+    password holding ``/ # ?`` not percent-encoded ends the host part early, and
+    ``mask_credentials`` would then show part of it."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
 def split_proxy_login(url: str) -> tuple[str, str | None]:
     """A proxy URL without its ``user:password@``, and the ``Proxy-Authorization`` value for
     that login (percent-decoded, UTF-8 as RFC 7617 says), or None when it carries none.

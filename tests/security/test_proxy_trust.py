@@ -127,6 +127,7 @@ class TestSettings:
         data["entra"]["https_proxy"] = "http://svc-sensor:Hunter2Secret@proxy.plant.example:3128"
         result = check_config(tmp_path, data)
         assert 0 == result.returncode, result.stderr
+        assert "Hunter2Secret" not in repr(settings_from_mapping(data))  # an exception's locals
         shown = run_agent("show-config", "--config", str(tmp_path / "agent.toml"))
         assert "https_proxy = 'http://***@proxy.plant.example:3128'" in shown.stdout
         for output in (result.stdout, result.stderr, shown.stdout, shown.stderr):

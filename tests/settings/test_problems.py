@@ -15,9 +15,11 @@ from agent.settings.values import (
     format_duration,
     is_guid,
     mask_credentials,
+    mask_login,
     parse_duration,
     split_proxy_login,
 )
+from agent.show_config import _show
 
 GUID = "72F988BF-86F1-41AF-91AB-2D7CD011DB47"
 
@@ -95,6 +97,22 @@ class TestUrls:
         p.url({"authority_host": "https://u:pw@login.example"}, "entra", "authority_host", None)
         assert [("entra.authority_host", "'https://***@login.example'",
                  "must not carry a fragment or credentials")] == p.problems
+
+    @pytest.mark.parametrize("url", ["http://svc:pa/ss@proxy:3128", "http://svc:pa#ss@proxy:3128",
+                                     "http://svc:pa?ss@proxy:3128"])
+    def test_a_login_not_percent_encoded_is_refused_and_still_masked(
+            self, p: Problems, url: str) -> None:
+        """/ # ? in a password end the URL's host part: the URL is refused, and nothing of
+        the password shows in the problem."""
+        p.url({"https_proxy": url}, "entra", "https_proxy", None, schemes=("http", "https"),
+              allow_credentials=True)
+        assert [("entra.https_proxy", "'http://***@proxy:3128'")] == [
+            (key, value) for key, value, _ in p.problems]
+
+    def test_show_config_masks_a_proxy_login_that_parses_oddly(self) -> None:
+        """``http://u:1?pw@proxy`` parses as host u, port 1: still nothing of it is shown."""
+        assert "'http://***@proxy'" == _show("https_proxy", "http://u:1?pw@proxy")
+        assert "http://proxy:3128" == mask_login("http://proxy:3128")
 
     def test_proxy_login_is_split_off_and_decoded(self) -> None:
         """The URL without the login, and the Proxy-Authorization value of the decoded one."""
