@@ -44,6 +44,21 @@ class Entra:
             client_id=entra.client_id, tenant_id=entra.tenant_id, nonce_hash=nonce_hash,
             now=now, leeway=entra.clock_skew)
 
+    def check_step_up(self, claims: Mapping[str, Any], now: float) -> None:
+        """The requested auth context must be in ``acrs``; ``auth_time`` within ``max_age``."""
+        entra = self.settings.entra
+        if entra.require_auth_context and \
+                entra.require_auth_context not in strings(claims.get("acrs")):
+            raise SignInRefused(
+                "auth_context_missing", "the sign-in did not satisfy the Conditional Access "
+                f"authentication context {entra.require_auth_context}")
+        if entra.max_age is not None:
+            auth_time = claims.get("auth_time")
+            if not isinstance(auth_time, int | float) or isinstance(auth_time, bool) or \
+                    now - auth_time > entra.max_age + entra.clock_skew:
+                raise SignInRefused("reauthentication_required", "the sign-in reused an "
+                                    "Entra ID session older than max_age")
+
     async def identity(self, claims: Mapping[str, Any],
                        access_token: str | None) -> tuple[dict[str, str], list[str]]:
         """The user's required attributes and groups (refused when any is missing)."""
@@ -90,3 +105,10 @@ def _graph_token(access_token: str | None) -> str:
             "graph_no_token", "Entra ID issued no token for Microsoft Graph",
             dependency="Microsoft Graph")
     return access_token
+
+
+def strings(value: object) -> list[str]:
+    """A claim that should be a list of strings (``amr``, ``acrs``): its strings, at most 16."""
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)][:16]
+    return []

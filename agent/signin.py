@@ -32,7 +32,7 @@ from .errors import (
     StateUnavailable,
     TooManySignIns,
 )
-from .identity import Entra
+from .identity import Entra, strings
 from .logging import AuditBursts
 from .pending import PendingSignIn, PendingSignIns, binding_hash
 from .roles import decide_role
@@ -128,6 +128,16 @@ class SignIn:
 
     async def start(self, next_path: object, client: str, binding: str | None,
                     login_hint: object = None, after_sign_out: bool = False) -> Started:
+        try:
+            return await self._start(next_path, client, binding, login_hint, after_sign_out)
+        except TooManySignIns:  # audited (as a burst) where it is decided
+            raise
+        except SignInError as exc:
+            self._refused(exc, client)
+            raise
+
+    async def _start(self, next_path: object, client: str, binding: str | None,
+                     login_hint: object, after_sign_out: bool) -> Started:
         if self.settings.sso_off:
             raise SignInRefused("sso_off", "single sign-on is off for this sensor: "
                                 + self.settings.sso_off)
@@ -164,19 +174,23 @@ class SignIn:
         try:
             done = await self._complete(single_valued(query), binding, client)
         except SignInError as exc:
-            if isinstance(exc, IdentityProviderUnavailable):
-                self._unavailable[exc.dependency] = (exc.detail, self.clock())
-            if exc.aadsts or exc.reason == "idp_error":
-                self.bursts.event("warning", "idp_error", client, reason=exc.reason,
-                                  aadsts=exc.aadsts, error=exc.provider_error)
-            fields: dict[str, object] = {"oid": exc.oid} if exc.oid else {}
-            if isinstance(exc, MissingAttributes):
-                fields["missing"] = list(exc.missing)
-            self.bursts.event("warning", "sso_login_refused", client, reason=exc.reason,
-                              status=exc.status, upn=exc.upn, **fields)
+            self._refused(exc, client)
             raise
         self._unavailable.clear()  # every dependency answered this sign-in
         return done
+
+    def _refused(self, exc: SignInError, client: str) -> None:
+        """Audit a refused sign-in; remember an unavailable dependency for /readyz."""
+        if isinstance(exc, IdentityProviderUnavailable):
+            self._unavailable[exc.dependency] = (exc.detail, self.clock())
+        if exc.aadsts or exc.reason == "idp_error":
+            self.bursts.event("warning", "idp_error", client, reason=exc.reason,
+                              aadsts=exc.aadsts, error=exc.provider_error)
+        fields: dict[str, object] = {"oid": exc.oid} if exc.oid else {}
+        if isinstance(exc, MissingAttributes):
+            fields["missing"] = list(exc.missing)
+        self.bursts.event("warning", "sso_login_refused", client, reason=exc.reason,
+                          status=exc.status, upn=exc.upn, **fields)
 
     async def _complete(self, params: Mapping[str, str], binding: str | None,
                         client: str) -> Completed:
@@ -214,7 +228,7 @@ class SignIn:
         claims = await self.entra.validate(redemption.id_token, metadata,
                                            nonce_hash(pending.flow), self.clock())
         try:
-            self._check_step_up(claims)
+            self.entra.check_step_up(claims, self.clock())
             profile, groups = await self.entra.identity(claims, redemption.access_token)
         except SignInRefused as exc:  # a genuine identity: the audit line names its object id
             if exc.oid is None:
@@ -230,7 +244,7 @@ class SignIn:
             family_name=profile["family_name"], oid=str(claims.get("oid", claims["sub"])),
             role=decision.role.id, groups=list(decision.matched_groups),
             auth_time=float(claims.get("auth_time", claims["iat"])),
-            amr=_strings(claims.get("amr")), acrs=_strings(claims.get("acrs")),
+            amr=strings(claims.get("amr")), acrs=strings(claims.get("acrs")),
             sub=str(claims["sub"]), sid=_short_text(claims.get("sid")),
             refresh_token=redemption.refresh_token)
         try:
@@ -241,21 +255,6 @@ class SignIn:
                    groups_matched=list(decision.matched_groups), source_ip=client,
                    amr=list(session.amr) or None, acrs=list(session.acrs) or None)
         return Completed(cookie_id=cookie_id, session=session, next_path=pending.next_path)
-
-    def _check_step_up(self, claims: Mapping[str, Any]) -> None:
-        """The requested auth context must be in ``acrs``; ``auth_time`` within ``max_age``."""
-        entra = self.settings.entra
-        if entra.require_auth_context and \
-                entra.require_auth_context not in _strings(claims.get("acrs")):
-            raise SignInRefused(
-                "auth_context_missing", "the sign-in did not satisfy the Conditional Access "
-                f"authentication context {entra.require_auth_context}")
-        if entra.max_age is not None:
-            auth_time = claims.get("auth_time")
-            if not isinstance(auth_time, int | float) or isinstance(auth_time, bool) or \
-                    self.clock() - auth_time > entra.max_age + entra.clock_skew:
-                raise SignInRefused("reauthentication_required", "the sign-in reused an "
-                                    "Entra ID session older than max_age")
 
 
 def single_valued(query: Mapping[str, str] | MultiMapping[str]) -> dict[str, str]:
@@ -281,9 +280,3 @@ def _short_text(value: object) -> str | None:
     """An identifier claim worth keeping (``sid``): a short printable string."""
     return value if isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable() \
         else None
-
-
-def _strings(value: object) -> list[str]:
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)][:16]
-    return []

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from agent.devidp import Fault
+from agent.web import keys
 from tests.harness import Stack, StackFactory
 from tests.security.conftest import ADMIN, READER, Outcome, attempt, session_works
 
@@ -204,6 +206,25 @@ class TestStartup:
         assert attempts <= 4  # backoff, not a tight loop
         outcome = await attempt(stack, ADMIN)
         assert 302 == outcome.status, outcome.text
+
+
+async def test_msal_failing_to_load_at_the_first_sign_in(stack: Stack) -> None:
+    """MSAL is built at the first sign-in (not at start): when its discovery fetch fails
+    there, the sign-in is refused with the 502 page, audited with its reason, and /readyz
+    reports Entra ID degraded (what offers the local form); the next sign-in succeeds."""
+    assert not stack.app[keys.SIGN_IN].entra.client.loaded  # nobody signed in yet
+    stack.idp.faults["discovery"] = Fault(status=500, body=b"{}")
+    with capture_logs() as logs:
+        resp = await stack.browser().get("/auth/sso/start")
+        text = await resp.text()
+    assert 502 == resp.status
+    assert "because Entra ID is unreachable" in text
+    assert [("sso_login_refused", "idp_bad_response", 502)] == [
+        (e["event"], e["reason"], e["status"]) for e in logs
+        if e["event"] == "sso_login_refused"]
+    _, body = await readyz(stack)
+    assert "Entra ID" in body.get("degraded", {}), body
+    await recovers(stack, ADMIN)
 
 
 async def test_no_client_side_throttle_after_a_failure(stack: Stack) -> None:
