@@ -246,16 +246,9 @@ async def run(smoke: bool) -> dict[str, Any]:
             # 2. many sessions, written into the journal before that agent starts; its runs
             # alternate with the one-session agent's. Every seeded session holds a refresh
             # token of Entra's size; the interval is long enough that none is due meanwhile.
-            state_b = tmp / "state-b"
-            seeded_s = seed_sessions(state_b, p["sessions"], refresh_tokens=True)
-            many_agent = AgentProcess(write_config(tmp / "b.toml", idp, port_many, state_b,
-                                                   'revalidate_interval = "1h"'), port_many,
-                                      tmp / "agent-b.log")
+            many_agent, seeded_s, ready_many, cookie_b = await _restoring_agent(
+                tmp, "b", idp, tls, port_many, p["sessions"], refresh_tokens=True)
             others.append(many_agent)
-            many_agent.start()
-            ready_many = await many_agent.wait_ready()
-            cookie_b = await sign_in(many_agent.url, idp, tls)
-            await asyncio.sleep(0.5)
             rss_loaded = many_agent.rss_mib()
             many = await _alternate({
                 "agent": (f"{many_agent.url}/auth/check", many_agent.pid, cookie_b),
@@ -267,16 +260,9 @@ async def run(smoke: bool) -> dict[str, Any]:
             many_agent.stop()
             # 2b. as many sessions without refresh tokens (local accounts, sessions from
             # before re-validation): what issue 16's memory and start targets are set for.
-            state_c = tmp / "state-c"
-            seed_sessions(state_c, p["sessions"])
-            plain_agent = AgentProcess(write_config(tmp / "c.toml", idp, port_many, state_c,
-                                                    'revalidate_interval = "1h"'), port_many,
-                                       tmp / "agent-c.log")
+            plain_agent, _, ready_plain, _ = await _restoring_agent(
+                tmp, "c", idp, tls, port_many, p["sessions"], refresh_tokens=False)
             others.append(plain_agent)
-            plain_agent.start()
-            ready_plain = await plain_agent.wait_ready()
-            await sign_in(plain_agent.url, idp, tls)
-            await asyncio.sleep(0.5)
             rss_plain = plain_agent.rss_mib()
             plain_agent.stop()
             results["auth_check_many_sessions"] = {
@@ -333,6 +319,24 @@ async def run(smoke: bool) -> dict[str, Any]:
     results["machine"]["loadavg_at_end"] = os.getloadavg()[0]
     results["targets"] = evaluate(results)
     return results
+
+
+async def _restoring_agent(tmp: Path, name: str, idp: Any, tls: ssl.SSLContext,
+                           port: int, count: int, refresh_tokens: bool,
+                           ) -> tuple[AgentProcess, float, float, str]:
+    """An agent that restores ``count`` sessions seeded into its journal before it starts
+    (none due for re-validation meanwhile), signed in once so that MSAL is loaded as in the
+    one-session agent: the agent, seconds to seed, seconds to ready, the bench cookie."""
+    state = tmp / f"state-{name}"
+    seeded_s = seed_sessions(state, count, refresh_tokens=refresh_tokens)
+    agent = AgentProcess(write_config(tmp / f"{name}.toml", idp, port, state,
+                                      'revalidate_interval = "1h"'), port,
+                         tmp / f"agent-{name}.log")
+    agent.start()
+    ready = await agent.wait_ready()
+    cookie = await sign_in(agent.url, idp, tls)
+    await asyncio.sleep(0.5)
+    return agent, seeded_s, ready, cookie
 
 
 def _start_ceiling(port: int, cookie: str) -> subprocess.Popen[bytes]:

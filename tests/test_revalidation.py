@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from agent.devidp import Fault
 from agent.devidp.refresh import disable_user, revoke_sessions, set_groups
+from agent.sessions import Session
 from agent.web import keys
 from tests.harness import ROLE_GROUPS, Browser, Stack, StackFactory, make_stack
 
@@ -51,6 +52,18 @@ async def eventually(predicate: Any, what: str, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened: {what}")
         await asyncio.sleep(0.05)
+
+
+async def confirmed_one_interval_later(stack: Stack, session: Session) -> None:
+    """An interval passes and Entra ID confirms ``session`` again (its last re-validation
+    moves on)."""
+    before = session.revalidated
+    await one_interval_later(stack)
+
+    async def confirmed() -> bool:
+        return session.revalidated > before
+
+    await eventually(confirmed, "the session is re-validated")
 
 
 async def check_status(browser: Browser) -> int:
@@ -140,13 +153,7 @@ class TestOffboarding:
         browser = await signed_in(rstack, "admin@contoso.example")
         assert rstack.app is not None
         session = rstack.app[keys.SESSIONS].live()[0]
-        created = session.revalidated
-        await one_interval_later(rstack)
-
-        async def confirmed() -> bool:
-            return session.revalidated > created
-
-        await eventually(confirmed, "the session is re-validated")
+        await confirmed_one_interval_later(rstack, session)
         assert 200 == await check_status(browser)
         assert rstack.idp.last_token_origin == rstack.settings.entra.origin  # SPA: Origin sent
 
@@ -323,11 +330,5 @@ class TestRefreshTokenAtRest:
         await rstack.start_agent()
         assert rstack.app is not None
         restored = rstack.app[keys.SESSIONS].live()[0]
-        before = restored.revalidated
-        await one_interval_later(rstack)
-
-        async def confirmed() -> bool:
-            return restored.revalidated > before
-
-        await eventually(confirmed, "the restored session is confirmed with the rotated token")
+        await confirmed_one_interval_later(rstack, restored)  # with the rotated token
         assert 200 == await check_status(browser)
