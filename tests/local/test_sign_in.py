@@ -147,6 +147,15 @@ class TestTheLocalSession:
         await down.wait_ready()
         assert False is has_form(await sign_in_page(browser))
         assert 200 == (await browser.get("/auth/check")).status
+        # The sign-in page prepared MSAL in the background for the next SSO sign-in (waited
+        # for here, so the stack does not stop the provider under its discovery fetch).
+        assert down.app is not None
+        client = down.app[keys.SIGN_IN].entra.client
+        for _ in range(200):
+            if client.loaded:
+                break
+            await asyncio.sleep(0.05)
+        assert client.loaded
 
     async def test_the_local_session_ends_with_its_idle_timeout(self, down: Stack) -> None:
         """Same timeouts as an SSO session: idle past idle_timeout → 401."""
