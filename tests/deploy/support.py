@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from cryptography import x509
@@ -174,6 +175,15 @@ class SignInClient:
 
     async def close(self) -> None:
         await self.http.close()
+
+
+PROXY_LOGIN = ("svc-sensor", "Pl@nt:Pr0xy pw")  # needs percent-encoding in the URL
+
+
+def url_with_login(proxy: ConnectProxy, user: str, password: str) -> str:
+    """The proxy's URL with ``user:password@`` in it, percent-encoded."""
+    return proxy.url.replace("http://", f"http://{quote(user, safe='')}:"
+                             f"{quote(password, safe='')}@")
 
 
 class ConnectProxy:

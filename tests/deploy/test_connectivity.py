@@ -12,7 +12,6 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
@@ -21,10 +20,12 @@ from agent.devidp import DevIdentityProvider
 from agent.entra.outbound import MsalHttpClient
 from agent.settings import settings_from_mapping
 from tests.deploy.support import (
+    PROXY_LOGIN,
     REPO,
     ConnectProxy,
     agent_config_for,
     free_port,
+    url_with_login,
     write_ca,
     write_config,
 )
@@ -189,22 +190,8 @@ async def test_msal_client_reads_the_environment_proxy_once(
     assert (0 if no_proxy else 1) == proxy.tunnels.count(idp.url.removeprefix("https://"))
 
 
-LOGIN = ("svc-sensor", "Pl@nt:Pr0xy pw")  # needs percent-encoding in the URL
 SECRETS = ("Pl@nt:Pr0xy pw", "Pl%40nt%3APr0xy%20pw", base64.b64encode(b"svc-sensor:Pl@nt:Pr0xy pw")
            .decode())
-
-
-def with_login(proxy: ConnectProxy, user: str, password: str) -> str:
-    return proxy.url.replace("http://", f"http://{quote(user, safe='')}:"
-                             f"{quote(password, safe='')}@")
-
-
-@pytest.fixture
-async def login_proxy() -> AsyncIterator[ConnectProxy]:
-    p = ConnectProxy(login=LOGIN)
-    await p.start()
-    yield p
-    await p.stop()
 
 
 @pytest.mark.parametrize("source", ["setting", "environment"])
@@ -213,7 +200,7 @@ async def test_through_a_proxy_that_asks_for_a_login(
         monkeypatch: pytest.MonkeyPatch, source: str) -> None:
     """Every check (the CONNECT probe, the agent's client, MSAL's) logs in to the proxy; the
     password shows nowhere in the output."""
-    url = with_login(login_proxy, *LOGIN)
+    url = url_with_login(login_proxy, *PROXY_LOGIN)
     if source == "environment":
         monkeypatch.setenv("HTTPS_PROXY", url)
         status, lines = await check(idp, tmp_path)
@@ -232,7 +219,8 @@ async def test_through_a_proxy_that_asks_for_a_login(
 async def test_a_proxy_login_missing_or_wrong(
         idp: DevIdentityProvider, tmp_path: Path, login_proxy: ConnectProxy,
         password: str | None, says: str, fix: str) -> None:
-    url = login_proxy.url if password is None else with_login(login_proxy, LOGIN[0], password)
+    url = login_proxy.url if password is None else url_with_login(login_proxy, PROXY_LOGIN[0],
+                                                                  password)
     status, lines = await check(idp, tmp_path, https_proxy=url)
     assert status == 1
     failed = line(lines, "FAIL", "tls")

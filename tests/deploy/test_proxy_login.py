@@ -10,7 +10,6 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -18,10 +17,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.web import keys
-from tests.deploy.support import ConnectProxy
+from tests.deploy.support import PROXY_LOGIN, ConnectProxy, url_with_login
 from tests.harness import StackFactory
 
-LOGIN = ("svc-sensor", "Pl@nt:Pr0xy pw")  # needs percent-encoding in the URL
+LOGIN = PROXY_LOGIN
 READER = "reader@contoso.example"
 WRONG = "wrong-Pr0xy-pw"
 SECRETS = (LOGIN[1], quote(LOGIN[1], safe=""), WRONG,
@@ -30,19 +29,11 @@ SECRETS = (LOGIN[1], quote(LOGIN[1], safe=""), WRONG,
 
 
 def proxy_url(proxy: ConnectProxy, password: str) -> str:
-    return proxy.url.replace("http://", f"http://{LOGIN[0]}:{quote(password, safe='')}@")
+    return url_with_login(proxy, LOGIN[0], password)
 
 
 def leaks(*texts: Any) -> list[str]:
     return [s for s in SECRETS if any(s in str(t) for t in texts)]
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[ConnectProxy]:
-    p = ConnectProxy(login=LOGIN)
-    await p.start()
-    yield p
-    await p.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -54,9 +45,9 @@ def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("source", ["setting", "environment"])
 async def test_sign_in_through_a_proxy_that_asks_for_a_login(
-        new_stack: StackFactory, proxy: ConnectProxy, caplog: pytest.LogCaptureFixture,
+        new_stack: StackFactory, login_proxy: ConnectProxy, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch, source: str) -> None:
-    url = proxy_url(proxy, LOGIN[1])
+    url = proxy_url(login_proxy, LOGIN[1])
     if source == "environment":
         monkeypatch.setenv("HTTPS_PROXY", url)
     caplog.set_level(logging.DEBUG)
@@ -69,8 +60,8 @@ async def test_sign_in_through_a_proxy_that_asks_for_a_login(
     assert 302 == resp.status, page
     target = stack.idp.url.removeprefix("https://")
     # the agent's aiohttp client and MSAL's requests session each opened their own tunnel
-    assert proxy.tunnels.count(target) >= 2 and set(proxy.tunnels) == {target}
-    assert proxy.logins and all(proxy.logins)
+    assert login_proxy.tunnels.count(target) >= 2 and set(login_proxy.tunnels) == {target}
+    assert login_proxy.logins and all(login_proxy.logins)
     assert all(stack.idp.requests[name] for name in ("discovery", "jwks", "token")), \
         stack.idp.requests
     assert "sso_login_succeeded" in [e["event"] for e in logs]
@@ -78,12 +69,12 @@ async def test_sign_in_through_a_proxy_that_asks_for_a_login(
 
 
 async def test_a_wrong_proxy_password_fails_the_sign_in_clearly(
-        new_stack: StackFactory, proxy: ConnectProxy,
+        new_stack: StackFactory, login_proxy: ConnectProxy,
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with capture_logs() as logs:
         stack = await new_stack(start=False, config=lambda d: d["entra"].update(
-            https_proxy=proxy_url(proxy, WRONG)))
+            https_proxy=proxy_url(login_proxy, WRONG)))
         await stack.start_agent(wait_ready=False)
         browser = stack.browser()
         resp = await browser.get("/auth/sso/start")
@@ -92,7 +83,7 @@ async def test_a_wrong_proxy_password_fails_the_sign_in_clearly(
         readyz = await ready.text()
     assert 502 == resp.status, page
     assert "What to do:" in page
-    assert proxy.logins and not any(proxy.logins)
+    assert login_proxy.logins and not any(login_proxy.logins)
     assert 0 == sum(stack.idp.requests.values()), stack.idp.requests
     assert [e for e in logs if e["event"] == "identity_provider_not_ready"
             and "the proxy refused the login (HTTP 407)" in e["reason"]], logs
@@ -101,7 +92,7 @@ async def test_a_wrong_proxy_password_fails_the_sign_in_clearly(
 
 
 async def test_a_proxy_password_changed_under_a_running_agent(
-        new_stack: StackFactory, proxy: ConnectProxy,
+        new_stack: StackFactory, login_proxy: ConnectProxy,
         caplog: pytest.LogCaptureFixture) -> None:
     """The proxy's password changes (and its tunnels drop) after a first sign-in: the next
     code redemption (MSAL's new tunnel) is refused, the sign-in ends with the 502 page and
@@ -109,11 +100,11 @@ async def test_a_proxy_password_changed_under_a_running_agent(
     caplog.set_level(logging.DEBUG)
     with capture_logs() as logs:
         stack = await new_stack(config=lambda d: d["entra"].update(
-            https_proxy=proxy_url(proxy, LOGIN[1])))
+            https_proxy=proxy_url(login_proxy, LOGIN[1])))
         assert 302 == (await stack.browser().sign_in(READER)).status
         redeemed = stack.idp.requests["token"]
-        proxy.login = (LOGIN[0], "changed-by-the-proxy-team")
-        proxy.drop_tunnels()
+        login_proxy.login = (LOGIN[0], "changed-by-the-proxy-team")
+        login_proxy.drop_tunnels()
         resp = await stack.browser().sign_in(READER)
         page = await resp.text()
         readyz = await (await stack.browser().get("/readyz")).text()
@@ -123,19 +114,19 @@ async def test_a_proxy_password_changed_under_a_running_agent(
     assert redeemed == stack.idp.requests["token"]
     refused = [e for e in logs if e["event"] == "sso_login_refused"]
     assert ["idp_unreachable"] == [e["reason"] for e in refused], refused
-    assert False in proxy.logins
+    assert False in login_proxy.logins
     assert not leaks(logs, caplog.text, page, resp.headers, readyz)
 
 
 async def test_token_refresh_goes_through_the_proxy_with_its_login(
-        new_stack: StackFactory, proxy: ConnectProxy,
+        new_stack: StackFactory, login_proxy: ConnectProxy,
         caplog: pytest.LogCaptureFixture) -> None:
     """Re-validation's refresh (MSAL's requests) opens its tunnel with the login: while the
     proxy refuses the login no refresh reaches the provider; once it takes it, one does."""
     caplog.set_level(logging.DEBUG)
 
     def through_proxy(data: dict[str, Any]) -> None:
-        data["entra"]["https_proxy"] = proxy_url(proxy, LOGIN[1])
+        data["entra"]["https_proxy"] = proxy_url(login_proxy, LOGIN[1])
         data["session"].update(revalidate_interval="10s", revalidate_grace="1h")
 
     with capture_logs() as logs:
@@ -154,14 +145,14 @@ async def test_token_refresh_goes_through_the_proxy_with_its_login(
                 await asyncio.sleep(0.05)
             return found[0]
 
-        proxy.login = (LOGIN[0], "changed-by-the-proxy-team")
-        proxy.drop_tunnels()
+        login_proxy.login = (LOGIN[0], "changed-by-the-proxy-team")
+        login_proxy.drop_tunnels()
         unavailable = await interval_until("revalidation_unavailable")
         assert 0 == stack.idp.requests["token_refresh"]  # refused at the proxy
-        assert False in proxy.logins
-        proxy.login = LOGIN
+        assert False in login_proxy.logins
+        login_proxy.login = LOGIN
         await interval_until("revalidation_recovered")
         assert stack.idp.requests["token_refresh"] >= 1
-        assert proxy.logins[-1] is True
+        assert login_proxy.logins[-1] is True
     assert "the proxy refused the login (HTTP 407)" in str(unavailable), unavailable
     assert not leaks(logs, caplog.text)
