@@ -96,15 +96,21 @@ async def start_console(seen: list[dict[str, str]]) -> tuple[web.AppRunner, int]
     return runner, port
 
 
-def write_nginx_conf(tmp: Path, port: int, agent_port: int, console_port: int) -> Path:
-    (tmp / "conf.d").mkdir()
-    (tmp / "snippets").mkdir()
+def install_shipped_snippets(conf_dir: Path, agent_port: int) -> None:
+    """conf.d/ and snippets/ as docs/install.md has them: the upstream pointed at the test's
+    agent, the two snippets verbatim."""
+    (conf_dir / "conf.d").mkdir(parents=True)
+    (conf_dir / "snippets").mkdir()
     upstream = (SHIPPED / "sensor-sso-upstream.conf").read_text()
     assert "server 127.0.0.1:8080;" in upstream
-    (tmp / "conf.d" / "sensor-sso-upstream.conf").write_text(
+    (conf_dir / "conf.d" / "sensor-sso-upstream.conf").write_text(
         upstream.replace("127.0.0.1:8080", f"127.0.0.1:{agent_port}"))
     for name in ("sensor-sso.conf", "sensor-sso-auth.conf"):
-        shutil.copy(SHIPPED / name, tmp / "snippets" / name)  # verbatim
+        shutil.copy(SHIPPED / name, conf_dir / "snippets" / name)  # verbatim
+
+
+def write_nginx_conf(tmp: Path, port: int, agent_port: int, console_port: int) -> Path:
+    install_shipped_snippets(tmp, agent_port)
     conf = tmp / "nginx.conf"
     conf.write_text(SITE.format(tmp=tmp, port=port, console_port=console_port))
     return conf

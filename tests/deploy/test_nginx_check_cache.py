@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from tests.deploy.test_nginx import (
     NGINX,
     SHIPPED,
     SITE,
+    install_shipped_snippets,
     plain_get,
     start_console,
     wait_agent_ready,
@@ -64,17 +64,11 @@ async def front(tmp_path: Path, idp: DevIdentityProvider) -> AsyncIterator[Cache
     await agent.setup()
     await web.TCPSite(agent, "127.0.0.1", agent_port).start()
     conf_dir = tmp_path / "nginx"
-    (conf_dir / "conf.d").mkdir(parents=True)
-    (conf_dir / "snippets").mkdir()
-    (conf_dir / "conf.d" / "sensor-sso-upstream.conf").write_text(
-        (SHIPPED / "sensor-sso-upstream.conf").read_text().replace("127.0.0.1:8080",
-                                                                   f"127.0.0.1:{agent_port}"))
+    install_shipped_snippets(conf_dir, agent_port)
     zone = (SHIPPED / "sensor-sso-check-cache-zone.conf").read_text()
     assert "/run/nginx-sensor-sso-check " in zone
     (conf_dir / "conf.d" / "sensor-sso-check-cache-zone.conf").write_text(
         zone.replace("/run/nginx-sensor-sso-check ", f"{conf_dir}/cache "))
-    for name in ("sensor-sso.conf", "sensor-sso-auth.conf"):
-        shutil.copy(SHIPPED / name, conf_dir / "snippets" / name)  # verbatim
     snippet = (SHIPPED / "sensor-sso-check-cache.conf").read_text()
     assert WINDOW_AS_SHIPPED in snippet
     (conf_dir / "snippets" / "sensor-sso-check-cache.conf").write_text(
