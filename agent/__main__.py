@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return local_user(args, config)
     if args.command == "sessions":
-        from .sessions_cli import sessions_command
+        from .sessions.cli import sessions_command
 
         return sessions_command(config, args.action, getattr(args, "upn", None),
                                 getattr(args, "everyone", False))

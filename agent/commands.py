@@ -16,8 +16,8 @@ from .lifecycle import listen_address, run_service
 from .local.signin import describe_local
 from .logging import configure_logging
 from .service_user import as_service_user, current_user
+from .sessions.journal import StateDirUnsafe, state_dir_problems
 from .settings import Settings, config_warnings, load_or_report, load_settings, problem_lines
-from .state import StateDirUnsafe, state_dir_problems
 from .version_check import check_sensor_version
 
 log = structlog.get_logger("agent")
@@ -78,7 +78,7 @@ def check_connectivity(path: str) -> int:
         settings = load_settings(path)
     except ConfigError:
         return _check_config(path)
-    from .connectivity import run_checks
+    from .connectivity.check import run_checks
 
     return asyncio.run(run_checks(settings))
 

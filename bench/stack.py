@@ -19,9 +19,9 @@ import aiohttp
 from agent.demo import DEMO_CLIENT, DEMO_GROUPS, DEMO_TENANT
 from agent.devidp import DEMO_PASSWORD, DevIdentityProvider, demo_users
 from agent.devidp.state import IssuedRefreshToken
-from agent.journal_lines import Item
-from agent.sessions import COOKIE_NAME, Session, journal_items, session_key
-from agent.state import SessionJournal
+from agent.sessions.journal import SessionJournal
+from agent.sessions.lines import Item
+from agent.sessions.store import COOKIE_NAME, Session, journal_items, session_key
 from tests.devidp_driver import complete_sign_in
 
 TENANT, CLIENT, ROLE_GROUPS = DEMO_TENANT, DEMO_CLIENT, DEMO_GROUPS  # the demo's tenant

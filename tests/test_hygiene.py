@@ -48,6 +48,31 @@ class TestHygiene:
         graph = import_graph(ROOT / "agent")
         assert [] == find_cycles(graph)
 
+    def test_packages_keep_their_rules(self) -> None:
+        """Each package of agent/ imports nothing its ``__init__`` docstring says it must not
+        import (its "Must not import ``x``, ``y``" sentence)."""
+        rules = package_rules(ROOT / "agent")
+        assert {"connectivity", "devidp", "entra", "local", "sessions", "settings", "signin",
+                "web"} <= set(rules)
+        assert [] == rule_breaks(ROOT / "agent", rules)
+
+    def test_the_rule_check_finds_a_break(self, tmp_path: Path) -> None:
+        """A module importing what its package's docstring forbids is found, by ``import``,
+        ``from x import y`` and a relative import alike."""
+        pkg = tmp_path / "agent" / "signin"
+        pkg.mkdir(parents=True)
+        (tmp_path / "agent" / "__init__.py").write_text("")
+        (tmp_path / "agent" / "web.py").write_text("")
+        (pkg / "__init__.py").write_text(
+            '"""Sign-in.\n\nMust not import ``aiohttp.web`` or ``agent.web``: no HTTP."""\n')
+        (pkg / "a.py").write_text("from aiohttp import web\n")
+        (pkg / "b.py").write_text("from .. import web\n")
+        (pkg / "c.py").write_text("import aiohttp.web_request\nimport aiohttp\n")
+        rules = package_rules(tmp_path / "agent")
+        assert {"signin": ["aiohttp.web", "agent.web"]} == rules
+        assert ["signin/a.py imports aiohttp.web", "signin/b.py imports agent.web"
+                ] == rule_breaks(tmp_path / "agent", rules)
+
     def test_the_cycle_check_finds_cycles(self, tmp_path: Path) -> None:
         """A cycle through a TYPE_CHECKING import and one through a function-level import are
         found; a package's __init__ importing its submodules is not a cycle."""
@@ -78,6 +103,49 @@ def long_modules_without_reason(package: Path) -> list[str]:
                 for paragraph in (ast.get_docstring(ast.parse(text)) or "").split("\n\n")):
             found.append(f"{path.relative_to(package)} ({lines} lines)")
     return found
+
+
+def package_rules(package: Path) -> dict[str, list[str]]:
+    """package name → the modules its ``__init__`` docstring says it must not import."""
+    rules = {}
+    for init in sorted(package.glob("*/__init__.py")):
+        doc = " ".join((ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+                        ).split())
+        start = doc.find("Must not import ")
+        if start >= 0:
+            sentence = doc[start:].split(":")[0].split(". ")[0]
+            rules[init.parent.name] = sentence.split("``")[1::2]
+    return rules
+
+
+def rule_breaks(package: Path, rules: dict[str, list[str]]) -> list[str]:
+    """'<file> imports <forbidden>' for each import that breaks its package's rule."""
+    breaks = []
+    for name, forbidden in sorted(rules.items()):
+        for path in sorted((package / name).rglob("*.py")):
+            here = [package.name, *path.relative_to(package).parent.parts]
+            for imported in sorted(imported_names(path, here)):
+                hit = next((f for f in forbidden
+                            if imported == f or imported.startswith(f + ".")), None)
+                if hit:
+                    breaks.append(f"{path.relative_to(package)} imports {hit}")
+    return breaks
+
+
+def imported_names(path: Path, here: list[str]) -> set[str]:
+    """Every dotted name ``path`` imports (``from x import y`` gives ``x`` and ``x.y``),
+    relative imports made absolute from the package ``here``."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(here[:len(here) - node.level + 1] + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
 
 
 def import_graph(package: Path) -> dict[str, set[str]]:

@@ -67,6 +67,10 @@ writes its handlers as ``async def handler(state, request)`` under ``@endpoint(n
 
 AADSTS codes follow Entra where known (90002, 700016, 50011, 9002327, 9002326, 7000218,
 54005, 501481, 500112, 70008, 50058); the rest are plausible approximations.
+
+Must not import ``agent.web``, ``agent.signin``, ``agent.sessions``, ``agent.entra``,
+``agent.settings`` or ``agent.local``: it plays Entra ID and shares no code with the agent it
+is there to test.
 """
 
 from .faults import ENDPOINTS, Fault, TokenTweaks

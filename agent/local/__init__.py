@@ -6,5 +6,5 @@
 * ``signin``: when the sign-in page offers the form, login CSRF, the sign-in itself;
 * ``cli``: ``sensor-sso-agent local-user add | passwd | remove | list``.
 
-No ``aiohttp.web`` here: the handlers in ``agent.web`` parse and respond.
+Must not import ``aiohttp.web`` or ``agent.web``: the handlers there parse and respond.
 """

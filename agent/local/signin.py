@@ -32,9 +32,9 @@ import structlog
 from ..clientaddr import client_key
 from ..entra.discovery import TenantDirectory
 from ..errors import SignInRefused
-from ..sessions import Session, SessionStore, StateUnwritable
+from ..sessions.store import Session, SessionStore, StateUnwritable
 from ..settings import Settings
-from ..signin import Completed, SignIn
+from ..signin.flow import Completed, SignIn
 from .accounts import Account, AccountsError, read_accounts
 from .passwords import CONCURRENT_HASHES, dummy_hash, verify_password
 from .throttle import FailureThrottle

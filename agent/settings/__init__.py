@@ -9,7 +9,9 @@
 * ``values``: durations, listen addresses, GUIDs and masked URLs as the file writes them;
 * ``loader``: ``load_settings`` / ``settings_from_mapping``, every problem in one ConfigError.
 
-Import from here; the names below are the package's interface.
+Import from here; the names below are the package's interface. Must not import ``aiohttp``,
+``agent.web``, ``agent.signin``, ``agent.sessions`` or ``agent.local``: settings are read
+before anything runs.
 """
 
 from .checks import config_warnings, placeholder_problems

@@ -1,0 +1,8 @@
+"""The HTTP edge: the app factory, routes, thin handlers (parse, call, respond), pages.
+
+* ``app``: the application and its background work; ``server``: the listener and front door;
+* ``handlers``, ``local``, ``frontchannel``, ``refusals``: the routes; ``pages``: templates;
+* ``middlewares``, ``host``, ``peer``, ``keys``: request ids, host names, the caller, app keys.
+
+Must not import ``agent.devidp``: the local provider is for tests, ``demo`` and rehearsals.
+"""

@@ -24,14 +24,14 @@ from ..entra.discovery import TenantDirectory
 from ..entra.graph import GraphClient
 from ..entra.outbound import Outbound
 from ..errors import IdentityProviderUnavailable, MetadataProblem
-from ..identity import Entra
 from ..local.signin import LocalSignIn
-from ..pending import PendingSignIns
-from ..revalidation import Revalidator
-from ..sessions import SessionStore
+from ..sessions.journal import StateDirUnsafe
+from ..sessions.store import SessionStore
 from ..settings import Settings
-from ..signin import SignIn
-from ..state import StateDirUnsafe
+from ..signin.flow import SignIn
+from ..signin.identity import Entra
+from ..signin.pending import PendingSignIns
+from ..signin.revalidation import Revalidator
 from . import handlers, keys
 from .frontchannel import FRONTCHANNEL_LOGOUT_PATH, frontchannel_logout
 from .local import local_sign_in

@@ -12,8 +12,8 @@ from multidict import CIMultiDict
 from ..clientaddr import parse_address
 from ..errors import SignInError
 from ..roles import ROLES, allows, role_name
-from ..sessions import COOKIE_NAME, Session, StateUnwritable
-from ..signin import hint_ok
+from ..sessions.store import COOKIE_NAME, Session, StateUnwritable
+from ..signin.flow import hint_ok
 from . import keys
 from .frontchannel import SIGNED_OUT_COOKIE, SIGNED_OUT_MAX_AGE
 from .host import elsewhere

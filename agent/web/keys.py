@@ -8,10 +8,10 @@ from multidict import CIMultiDictProxy
 from ..clientaddr import ProxyTrust
 from ..entra.discovery import TenantDirectory
 from ..local.signin import LocalSignIn
-from ..revalidation import Revalidator
-from ..sessions import SessionStore
+from ..sessions.store import SessionStore
 from ..settings import Settings
-from ..signin import SignIn
+from ..signin.flow import SignIn
+from ..signin.revalidation import Revalidator
 from .refusals import RefusalAudit
 
 SETTINGS = web.AppKey("settings", Settings)

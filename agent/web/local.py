@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..local.signin import CSRF_COOKIE, LocalSignInRefused
-from ..sessions import COOKIE_NAME
+from ..sessions.store import COOKIE_NAME
 from . import keys
 from .pages import LocalForm, login_page
 from .peer import client_address

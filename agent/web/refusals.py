@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import structlog
 
-from ..sessions import Session
+from ..sessions.store import Session
 from ..urlpaths import is_local_path
 
 audit = structlog.get_logger("agent.audit")

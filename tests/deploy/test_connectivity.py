@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent.connectivity import run_checks
+from agent.connectivity.check import run_checks
 from agent.devidp import DevIdentityProvider
 from agent.entra.outbound import MsalHttpClient
 from agent.settings import settings_from_mapping

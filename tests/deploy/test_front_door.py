@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from agent.devidp import DevIdentityProvider
-from agent.sessions import COOKIE_NAME
+from agent.sessions.store import COOKIE_NAME
 from tests.deploy.support import REPO, AgentProcess, SignInClient, free_port
 from tests.deploy.test_nginx import NGINX, nginx_in_front, start_console
 from tests.harness import CLIENT, ROLE_GROUPS, TENANT

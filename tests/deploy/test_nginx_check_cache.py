@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from agent.devidp import DevIdentityProvider
-from agent.sessions import COOKIE_NAME
+from agent.sessions.store import COOKIE_NAME
 from agent.settings import settings_from_mapping
 from agent.web.app import create_app
 from tests.deploy.support import SignInClient, agent_config_for, free_port

@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.local.accounts import read_accounts, write_accounts
-from agent.sessions import COOKIE_NAME
+from agent.sessions.store import COOKIE_NAME
 from agent.web import keys
 from tests.fleet.helpers import block, fleet
 from tests.harness import Stack

@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 from yarl import URL
 
-from agent.sessions import COOKIE_NAME
+from agent.sessions.store import COOKIE_NAME
 from tests.harness import Browser, Stack, StackFactory
 from tests.security.subprocess_agent import AgentProcess
 

@@ -9,8 +9,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from agent.logging import AuditBursts
-from agent.pending import PendingSignIn, PendingSignIns
 from agent.ratelimit import PerClientLimiter
+from agent.signin.pending import PendingSignIn, PendingSignIns
 from tests.clock import Clock
 from tests.harness import make_stack
 from tests.security.conftest import READER, callback

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from agent.devidp import DevIdentityProvider, DevUser, demo_users
-from agent.sessions import COOKIE_NAME
+from agent.sessions.store import COOKIE_NAME
 from tests.harness import PASSWORD, ROLE_GROUPS, Stack, make_stack
 from tests.security.conftest import ADMIN, fresh_client, session_works
 

@@ -18,8 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agent.sessions import COOKIE_NAME
-from agent.state import JOURNAL_FILE
+from agent.sessions.journal import JOURNAL_FILE
+from agent.sessions.store import COOKIE_NAME
 from tests.harness import Browser, Stack, StackFactory
 from tests.needs import unavailable
 from tests.security.conftest import ADMIN, READER, plant_cookie, session_works

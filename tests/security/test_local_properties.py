@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.sessions import COOKIE_NAME
+from agent.sessions.store import COOKIE_NAME
 from tests.harness import Browser, Stack
 from tests.local.helpers import (
     CSRF_COOKIE,

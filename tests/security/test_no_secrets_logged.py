@@ -16,8 +16,8 @@ from structlog.testing import capture_logs
 
 from agent.devidp import Fault
 from agent.devidp.refresh import disable_user
-from agent.sessions import COOKIE_NAME
-from agent.state import KEY_FILE
+from agent.sessions.journal import KEY_FILE
+from agent.sessions.store import COOKIE_NAME
 from agent.web import keys
 from tests.harness import PASSWORD, Browser, Stack, StackFactory, query
 from tests.security.subprocess_agent import AgentProcess

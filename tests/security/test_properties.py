@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from agent.sessions import COOKIE_NAME
+from agent.sessions.store import COOKIE_NAME
 from agent.web import keys
 from tests.harness import Stack, make_stack, query
 from tests.security.conftest import ADMIN

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from agent.sessions import COOKIE_NAME
-from agent.state import JOURNAL_FILE, KEY_FILE
+from agent.sessions.journal import JOURNAL_FILE, KEY_FILE
+from agent.sessions.store import COOKIE_NAME
 from agent.web import keys
 from tests.harness import Stack, StackFactory
 from tests.security.conftest import ADMIN, READER, session_works

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.journal_lines import CopiedLine
-from agent.state import JOURNAL_FILE, KEY_FILE
+from agent.sessions.journal import JOURNAL_FILE, KEY_FILE
+from agent.sessions.lines import CopiedLine
 from agent.web import keys
 from tests.harness import Stack, StackFactory, agent_config, write_config
 from tests.needs import unavailable

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from agent.devidp.certs import make_tls_material
 from agent.lifecycle import server_ssl_context
-from agent.sessions import COOKIE_NAME
+from agent.sessions.store import COOKIE_NAME
 from agent.settings import settings_from_mapping
 from agent.web.app import create_app
 from tests.harness import Stack, StackFactory, agent_config, free_port

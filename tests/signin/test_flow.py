@@ -8,7 +8,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.devidp import DELETE, DevUser, Fault
-from agent.sessions import COOKIE_NAME
+from agent.sessions.store import COOKIE_NAME
 from agent.web import keys
 from tests.harness import PASSWORD, ROLE_GROUPS, Stack, StackFactory
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .settings import load_or_report
+from ..settings import load_or_report
 
 
 class _UnixConnection(http.client.HTTPConnection):

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from .backoff import doubling
-from .errors import IdentityProviderUnavailable, SignInError, SignInRefused
+from ..backoff import doubling
+from ..errors import IdentityProviderUnavailable, SignInError, SignInRefused
+from ..roles import decide_role
+from ..sessions.store import Session, SessionStore
 from .identity import Entra
-from .roles import decide_role
-from .sessions import Session, SessionStore
 
 audit = structlog.get_logger("agent.audit")
 

@@ -15,7 +15,7 @@ import pwd
 import stat
 from pathlib import Path
 
-from .errors import AgentError
+from ..errors import AgentError
 
 KEY_FILE = "session.key"
 JOURNAL_FILE = "sessions.journal"

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .clientaddr import client_key
-from .ratelimit import PerClientLimiter
+from ..clientaddr import client_key
+from ..ratelimit import PerClientLimiter
 
 
 @dataclass

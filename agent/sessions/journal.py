@@ -22,8 +22,9 @@ from pathlib import Path
 
 import structlog
 
-from .errors import AgentError
-from .journal_lines import TOKEN_MARK, CopiedLine, Item, Record, TokenLine
+from ..errors import AgentError
+from .files import RESERVE_BYTES, TEMP_PREFIX, StateFiles, write_all
+from .lines import TOKEN_MARK, CopiedLine, Item, Record, TokenLine
 from .statedir import (
     JOURNAL_FILE,
     KEY_FILE,
@@ -31,7 +32,6 @@ from .statedir import (
     StateDirUnsafe,
     state_dir_problems,
 )
-from .statefiles import RESERVE_BYTES, TEMP_PREFIX, StateFiles, write_all
 
 log = structlog.get_logger("agent.state")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import structlog
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .journal_lines import Sealer
+from .lines import Sealer
 from .statedir import JOURNAL_FILE, KEY_FILE, RESERVE_FILE, open_checked, open_directory
 
 log = structlog.get_logger("agent.state")

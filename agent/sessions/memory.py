@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
-from .roles import RoleDecision, decide_role
-from .session_record import KeyIndex, Session, session_key
+from ..roles import RoleDecision, decide_role
+from .record import KeyIndex, Session, session_key
 
 log = structlog.get_logger("agent.audit")
 

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from agent.devidp import Fault
 from agent.devidp.refresh import disable_user, revoke_sessions, set_groups
-from agent.sessions import Session
+from agent.sessions.store import Session
 from agent.web import keys
 from tests.harness import ROLE_GROUPS, Browser, Stack, StackFactory, make_stack
 

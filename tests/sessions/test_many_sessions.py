@@ -15,10 +15,10 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from agent.demo import DEMO_GROUPS
-from agent.identity import Entra
-from agent.revalidation import Revalidator
-from agent.sessions import COOKIE_NAME, Session, SessionStore
+from agent.sessions.store import COOKIE_NAME, Session, SessionStore
 from agent.settings import settings_from_mapping
+from agent.signin.identity import Entra
+from agent.signin.revalidation import Revalidator
 from agent.web.app import FREEZE_AT, SWEEP_SLICE_MIN, sweep_slice
 from agent.web.handlers import session_cookie
 from bench.stack import seed_sessions

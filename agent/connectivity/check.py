@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from .entra.outbound import MsalHttpClient, Outbound
-from .errors import CheckFailed, IdentityProviderUnavailable
+from ..entra.outbound import MsalHttpClient, Outbound
+from ..errors import CheckFailed, IdentityProviderUnavailable
+from ..settings import Settings
 from .probes import FIREWALL, NetworkProbe, effective_proxy, endpoint
-from .settings import Settings
 
 
 @dataclass

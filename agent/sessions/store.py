@@ -24,10 +24,10 @@ from typing import Any
 
 import structlog
 
-from .session_io import Pairs, items_of, journal_items, replay_sessions, settle
-from .session_memory import SessionMemory
-from .session_record import DELETE, TOUCH, KeyIndex, Session, session_key
-from .state import SessionJournal, StateUnwritable
+from .journal import SessionJournal, StateUnwritable
+from .memory import SessionMemory
+from .record import DELETE, TOUCH, KeyIndex, Session, session_key
+from .records import Pairs, items_of, journal_items, replay_sessions, settle
 
 log = structlog.get_logger("agent.audit")
 

@@ -5,7 +5,7 @@ The bounds (per client, capacity, flood) are tested in tests/security/test_clien
 
 from __future__ import annotations
 
-from agent.pending import PendingSignIn, PendingSignIns, binding_hash
+from agent.signin.pending import PendingSignIn, PendingSignIns, binding_hash
 from tests.clock import Clock
 
 BROWSER = "binding-cookie-of-the-browser"

@@ -12,9 +12,9 @@ from typing import Any
 
 import structlog
 
-from .journal_lines import CopiedLine, Item, TokenLine
-from .session_record import DELETE, PUT, TOUCH, Session
-from .state import SessionJournal
+from .journal import SessionJournal
+from .lines import CopiedLine, Item, TokenLine
+from .record import DELETE, PUT, TOUCH, Session
 
 log = structlog.get_logger("agent.audit")
 

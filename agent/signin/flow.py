@@ -22,8 +22,8 @@ from urllib.parse import urlencode
 import structlog
 from multidict import MultiMapping
 
-from .entra.client import aadsts_code, nonce_hash
-from .errors import (
+from ..entra.client import aadsts_code, nonce_hash
+from ..errors import (
     IdentityProviderUnavailable,
     MissingAttributes,
     SignInError,
@@ -32,12 +32,12 @@ from .errors import (
     StateUnavailable,
     TooManySignIns,
 )
+from ..logging import AuditBursts
+from ..roles import decide_role
+from ..sessions.store import Session, SessionStore, StateUnwritable
+from ..urlpaths import is_local_path
 from .identity import Entra, strings
-from .logging import AuditBursts
 from .pending import PendingSignIn, PendingSignIns, binding_hash
-from .roles import decide_role
-from .sessions import Session, SessionStore, StateUnwritable
-from .urlpaths import is_local_path
 
 audit = structlog.get_logger("agent.audit")
 

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .entra.client import EntraClient
-from .entra.discovery import ProviderMetadata, TenantDirectory
-from .entra.graph import GraphClient, text_or_none
-from .entra.tokens import validate_id_token
-from .errors import IdentityProviderUnavailable, MissingAttributes, SignInRefused
-from .roles import configured_groups
-from .settings import Settings
+from ..entra.client import EntraClient
+from ..entra.discovery import ProviderMetadata, TenantDirectory
+from ..entra.graph import GraphClient, text_or_none
+from ..entra.tokens import validate_id_token
+from ..errors import IdentityProviderUnavailable, MissingAttributes, SignInRefused
+from ..roles import configured_groups
+from ..settings import Settings
 
 _MAX_ATTRIBUTE = 256  # characters of a name or UPN (Entra's own limits: 64 and 113)
 _ATTRIBUTE_NAMES = {"given_name": "First name", "family_name": "Last name",

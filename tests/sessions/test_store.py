@@ -8,8 +8,8 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from agent.sessions import SessionStore
-from agent.state import JOURNAL_FILE, KEY_FILE
+from agent.sessions.journal import JOURNAL_FILE, KEY_FILE
+from agent.sessions.store import SessionStore
 from tests.clock import Clock
 
 

@@ -13,10 +13,10 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
-from .entra.outbound import ssl_context
-from .errors import CheckFailed
-from .settings import EntraSettings
-from .settings.values import split_proxy_login
+from ..entra.outbound import ssl_context
+from ..errors import CheckFailed
+from ..settings import EntraSettings
+from ..settings.values import split_proxy_login
 
 FIREWALL = ("allow outbound HTTPS from the sensor to {host} in the firewall (the "
             "admin guide's outbound rules), or set entra.https_proxy when the sensor reaches "
