@@ -41,7 +41,8 @@ def _check_config(path: str) -> int:
         return 1
     groups = sum(len(g) for g in settings.roles.values())
     if settings.sso_off:
-        print(f"{path}: configuration is valid; SSO is off on this sensor: {settings.sso_off}")
+        print(f"{path}: configuration is valid; SSO is off on this sensor: "
+              f"{settings.sso_off_reason}")
         _warn_sso_off(settings)
     else:
         print(f"{path}: configuration is valid (tenant {settings.entra.tenant_id}, "

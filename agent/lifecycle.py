@@ -1,7 +1,7 @@
 """The agent's process lifecycle under systemd: start, readiness, watchdog, reload, stop.
 
 ``serve`` runs the agent as systemd's ``Type=notify`` unit expects: ``READY=1`` once the
-tenant's discovery document and signing keys are loaded (the directory's readiness event), or,
+tenant's discovery document and signing keys are loaded (TenantMetadata's readiness event), or,
 so that systemd does not kill an agent that already serves existing sessions, after
 ``READY_GRACE`` seconds with a status saying what is missing; ``WATCHDOG=1`` every half
 ``$WATCHDOG_USEC``; ``STOPPING=1`` on SIGTERM/SIGINT followed by a graceful stop (in-flight
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import structlog
 from aiohttp import web
 
-from .entra.discovery import TenantDirectory
+from .entra.discovery import TenantMetadata
 from .errors import ConfigError
 from .settings import Settings, listen_text, load_settings, problem_lines
 from .systemd import Notifier
@@ -109,7 +109,7 @@ class Service:
 
     async def _start_app(self, settings: Settings, ssl_ctx: ssl.SSLContext | None) -> None:
         from .web.app import create_app
-        from .web.keys import DIRECTORY
+        from .web.keys import TENANT
         from .web.server import FrontDoorRunner
 
         assert self.sock is not None
@@ -127,18 +127,18 @@ class Service:
         self.app, self.runner = app, runner
         if self._announcer is not None:
             self._announcer.cancel()
-        self._announcer = asyncio.create_task(self._announce_ready(app[DIRECTORY]))
+        self._announcer = asyncio.create_task(self._announce_ready(app[TENANT]))
 
-    async def _announce_ready(self, directory: TenantDirectory) -> None:
+    async def _announce_ready(self, tenant: TenantMetadata) -> None:
         where = f"serving on {listen_address(self.settings)}"
         try:
-            await asyncio.wait_for(directory.wait_ready(), self.ready_grace)
+            await asyncio.wait_for(tenant.wait_ready(), self.ready_grace)
         except TimeoutError:
-            reason = directory.not_ready_reason or "unknown"
+            reason = tenant.not_ready_reason or "unknown"
             log.warning("agent_serving_without_identity_provider", reason=reason,
                         fix="run sensor-sso-agent check-connectivity")
             self.notifier.ready(f"{where}; NOT READY, sign-in unavailable: {reason}")
-            await directory.wait_ready()
+            await tenant.wait_ready()
             log.info("agent_ready", listen=listen_address(self.settings))
             self.notifier.status(f"{where}; identity provider ready")
             return

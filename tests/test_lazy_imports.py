@@ -20,7 +20,7 @@ from tests.harness import make_stack
 async def main():
     stack = await make_stack(Path(sys.argv[1]))
     seen = {"at_ready": sorted({"msal", "requests"} & set(sys.modules))}
-    client = stack.app[keys.SIGN_IN].entra.client
+    client = stack.app[keys.SIGN_IN].idp.client
     browser = stack.browser()
     await browser.get("/login")  # the sign-in page: MSAL is built in the background
     for _ in range(200):

@@ -206,6 +206,6 @@ async def run_checks(settings: Settings, out: TextIO | None = None) -> int:
     """Run every check, print one line each, return the exit status."""
     out = out or sys.stdout
     if settings.sso_off:
-        print(f"note: SSO is off for this sensor ({settings.sso_off}); checking the "
+        print(f"note: SSO is off for this sensor ({settings.sso_off_reason}); checking the "
               "shared [entra] settings", file=out)
     return report(await Checker(settings).run(), out)

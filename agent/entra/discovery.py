@@ -50,7 +50,7 @@ class _KeySet:
     fetched_at: float = 0.0
 
 
-class TenantDirectory:
+class TenantMetadata:
     """Discovery document + JWKS for the configured tenant."""
 
     def __init__(self, settings: EntraSettings, outbound: Outbound,

@@ -1,7 +1,7 @@
 """Local sign-in, away from HTTP: when the form is offered, login CSRF, the sign-in itself.
 
 * ``offered``: with ``[local] sign_in = "when-sso-unavailable"`` the form is offered only while
-  SSO is off for this sensor, the tenant's directory is not loaded, or an Entra ID dependency
+  SSO is off for this sensor, the tenant's metadata is not loaded, or an Entra ID dependency
   failed recently (``SignIn.degraded``, the same as ``/readyz``'s ``degraded``) — and only
   when at least one account exists. A sign-in posted while the form is not offered is refused.
 * Login CSRF: before any session exists the sign-in page sets a random ``__Host-`` cookie and
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from ..clientaddr import client_key
-from ..entra.discovery import TenantDirectory
+from ..entra.discovery import TenantMetadata
 from ..errors import SignInRefused
 from ..sessions.store import Session, SessionStore, StateUnwritable
 from ..settings import Settings
@@ -104,10 +104,10 @@ def describe_local(settings: Settings) -> tuple[list[str], list[str]]:
 
 
 class LocalSignIn:
-    def __init__(self, settings: Settings, directory: TenantDirectory, sso: SignIn,
+    def __init__(self, settings: Settings, tenant: TenantMetadata, sso: SignIn,
                  sessions: SessionStore, clock: Callable[[], float]) -> None:
         self.settings = settings
-        self.directory = directory
+        self.tenant = tenant
         self.sso = sso
         self.sessions = sessions
         self.clock = clock
@@ -155,7 +155,7 @@ class LocalSignIn:
             return "always"
         if self.settings.sso_off:
             return "sso_off"
-        if not self.directory.ready or self.sso.degraded():
+        if not self.tenant.ready or self.sso.degraded():
             return "sso_unavailable"
         return None
 

@@ -84,7 +84,7 @@ class Session:
                  method: str = "sso", persisted_seen: float = 0.0,
                  new_refresh_token: str | None = None) -> None:
         self.key = key
-        self.upn = upn
+        self.upn = upn  # the user name the sensor sees: the UPN, or a local account's name
         self._names = _pack(given_name, family_name, oid, sub)
         # Role and group ids repeat across thousands of sessions: keep one copy of each.
         self.role = sys.intern(role)

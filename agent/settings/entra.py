@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .clouds import CLOUDS, DEFAULT_CLOUD
-from .model import EntraSettings
+from .model import PLATFORMS, PROMPTS, EntraSettings
 from .problems import Problems
 from .values import ZERO_GUID
 
@@ -78,7 +78,7 @@ def build_entra(p: Problems, e: Mapping[str, Any]) -> EntraSettings:
 def _platform(p: Problems, e: Mapping[str, Any]) -> dict[str, Any]:
     """``platform`` and its credential: none for "spa", exactly one file for "web"."""
     platform = p.get(e, "entra", "platform", str, "spa")
-    if platform not in ("spa", "web"):
+    if platform not in PLATFORMS:
         p.problem("entra.platform", platform, "must be \"spa\" or \"web\"")
     secret = p.file(e, "entra", "client_secret_file")
     cert = p.file(e, "entra", "client_certificate_file")
@@ -112,7 +112,7 @@ def _step_up_and_hints(p: Problems, e: Mapping[str, Any]) -> dict[str, Any]:
                   "must be an authentication context id such as \"c1\" (c1..c99)")
     max_age = p.duration(e, "entra", "max_age", 0.0) if "max_age" in e else None
     prompt = p.get(e, "entra", "prompt", str, None)
-    if prompt is not None and prompt not in ("select_account", "login"):
+    if prompt is not None and prompt not in PROMPTS:
         p.problem("entra.prompt", prompt, "must be \"select_account\" or \"login\" "
                   "(or left out)")
         prompt = None

@@ -9,13 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from ..clientaddr import DEFAULT_TRUSTED_PROXIES
 from .clouds import DEFAULT_CLOUD
 
 DEFAULT_ACCOUNTS_FILE = Path("/etc/sensor-sso-agent/local-accounts")
-SIGN_IN_POLICIES = ("never", "when-sso-unavailable", "always")
+Platform = Literal["spa", "web"]  # public client + Origin | confidential client
+Prompt = Literal["select_account", "login"]
+SignInPolicy = Literal["never", "when-sso-unavailable", "always"]  # when the form is offered
+PLATFORMS: tuple[Platform, ...] = get_args(Platform)
+PROMPTS: tuple[Prompt, ...] = get_args(Prompt)
+SIGN_IN_POLICIES: tuple[SignInPolicy, ...] = get_args(SignInPolicy)
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class EntraSettings:
     signout_from_entra: bool = False
     post_logout_redirect_uri: str | None = None
     cloud: str = DEFAULT_CLOUD
-    platform: str = "spa"  # "spa": public client + Origin; "web": confidential client
+    platform: Platform = "spa"  # "spa": public client + Origin; "web": confidential client
     client_secret_file: Path | None = None
     client_certificate_file: Path | None = None  # PEM: private key (+ the certificate)
     client_certificate_thumbprint: str | None = None  # hex SHA-1; else from the certificate
@@ -56,7 +62,7 @@ class EntraSettings:
     max_age: float | None = None  # seconds since the user last authenticated at Entra
     login_hint: str | None = None
     domain_hint: str | None = None
-    prompt: str | None = None  # "select_account" | "login" on every sign-in
+    prompt: Prompt | None = None  # asked on every sign-in
 
     @property
     def authority(self) -> str:
@@ -92,7 +98,7 @@ class LocalSettings:
     (one of ``SIGN_IN_POLICIES``)."""
 
     accounts_file: Path = DEFAULT_ACCOUNTS_FILE
-    sign_in: str = "when-sso-unavailable"
+    sign_in: SignInPolicy = "when-sso-unavailable"
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,7 @@ class FleetChoice:
 
     @property
     def sso_off(self) -> bool:
+        """No ``[[setting]]`` applies (``why`` says which scopes matched nothing)."""
         return self.setting is None and self.level is None
 
 
@@ -132,6 +139,11 @@ class Settings:
     fleet: FleetChoice | None = None  # which [[setting]] applies and why (None: built in code)
 
     @property
-    def sso_off(self) -> str | None:
-        """Why SSO is off for this sensor (no [[setting]] applies), else None."""
+    def sso_off(self) -> bool:
+        """No ``[[setting]]`` applies to this sensor: no tenant, no SSO (the form alone)."""
+        return self.fleet is not None and self.fleet.sso_off
+
+    @property
+    def sso_off_reason(self) -> str | None:
+        """Why SSO is off for this sensor (which scopes matched nothing), else None."""
         return self.fleet.why if self.fleet is not None and self.fleet.sso_off else None

@@ -36,7 +36,7 @@ from ..logging import AuditBursts
 from ..roles import decide_role
 from ..sessions.store import Session, SessionStore, StateUnwritable
 from ..urlpaths import is_local_path
-from .identity import Entra, strings
+from .identity import IdentityProvider, strings
 from .pending import PendingSignIn, PendingSignIns, binding_hash
 
 audit = structlog.get_logger("agent.audit")
@@ -59,9 +59,9 @@ class Completed:
 
 
 class SignIn:
-    def __init__(self, entra: Entra, pending: PendingSignIns, sessions: SessionStore,
+    def __init__(self, idp: IdentityProvider, pending: PendingSignIns, sessions: SessionStore,
                  clock: Callable[[], float], bursts: AuditBursts | None = None) -> None:
-        self.entra, self.settings = entra, entra.settings
+        self.idp, self.settings = idp, idp.settings
         self.bursts = bursts or AuditBursts(audit, clock)  # floods: summaries, not lines
         self.pending = pending
         self.sessions = sessions
@@ -114,8 +114,8 @@ class SignIn:
         """Build the MSAL application in the background when a sign-in is likely (the
         sign-in page was asked for), so that the first sign-in's start does not wait for it
         (MSAL and requests are imported then, not at start: about 8 MiB of an idle agent)."""
-        if self.entra.client.loaded or self._preparing or self.settings.sso_off or \
-                not self.entra.directory.ready:
+        if self.idp.client.loaded or self._preparing or self.settings.sso_off or \
+                not self.idp.tenant.ready:
             return
         self._preparing = True
 
@@ -124,7 +124,7 @@ class SignIn:
             if not task.cancelled():
                 task.exception()  # retrieved: start() builds it again and says what failed
 
-        asyncio.ensure_future(asyncio.to_thread(self.entra.client.app)).add_done_callback(done)
+        asyncio.ensure_future(asyncio.to_thread(self.idp.client.app)).add_done_callback(done)
 
     async def start(self, next_path: object, client: str, binding: str | None,
                     login_hint: object = None, after_sign_out: bool = False) -> Started:
@@ -140,19 +140,19 @@ class SignIn:
                      login_hint: object, after_sign_out: bool) -> Started:
         if self.settings.sso_off:
             raise SignInRefused("sso_off", "single sign-on is off for this sensor: "
-                                + self.settings.sso_off)
+                                + (self.settings.sso_off_reason or ""))
         if not self.pending.admit(client):
             refused = TooManySignIns()
             self.bursts.event("warning", "sso_login_refused", client, reason=refused.reason,
                               status=refused.status)
             raise refused
-        if not self.entra.directory.ready:
+        if not self.idp.tenant.ready:
             raise IdentityProviderUnavailable(
-                "idp_not_ready", self.entra.directory.not_ready_reason or "not ready",
+                "idp_not_ready", self.idp.tenant.not_ready_reason or "not ready",
                 dependency="Entra ID")
-        if not self.entra.client.loaded:
-            await asyncio.to_thread(self.entra.client.app)
-        flow = self.entra.client.start(**self.authorize_extras(login_hint, after_sign_out))
+        if not self.idp.client.loaded:
+            await asyncio.to_thread(self.idp.client.app)
+        flow = self.idp.client.start(**self.authorize_extras(login_hint, after_sign_out))
         if self.settings.entra.max_age is not None:
             # Not through MSAL: it checks auth_time against the wall clock and reports a
             # stale sign-in as a nonce error. The agent checks auth_time itself (complete).
@@ -206,7 +206,7 @@ class SignIn:
                 "state_expired": "the sign-in took too long",
                 "browser_mismatch": "this sign-in was started in another browser",
             }[why])
-        metadata = self.entra.directory.metadata
+        metadata = self.idp.tenant.metadata
         if metadata is None:
             raise IdentityProviderUnavailable("idp_not_ready", "Entra ID metadata not loaded",
                                               dependency="Entra ID")
@@ -224,12 +224,12 @@ class SignIn:
         if not code or len(code) > _MAX_PARAM:
             raise SignInRejected("code_missing", "the sign-in response carries no code")
         response = {"state": state, "code": code}
-        redemption = await asyncio.to_thread(self.entra.client.redeem, pending.flow, response)
-        claims = await self.entra.validate(redemption.id_token, metadata,
+        redemption = await asyncio.to_thread(self.idp.client.redeem, pending.flow, response)
+        claims = await self.idp.validate(redemption.id_token, metadata,
                                            nonce_hash(pending.flow), self.clock())
         try:
-            self.entra.check_step_up(claims, self.clock())
-            profile, groups = await self.entra.identity(claims, redemption.access_token)
+            self.idp.check_step_up(claims, self.clock())
+            profile, groups = await self.idp.identity(claims, redemption.access_token)
         except SignInRefused as exc:  # a genuine identity: the audit line names its object id
             if exc.oid is None:
                 exc.oid = _short_text(claims.get("oid"))

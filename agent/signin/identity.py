@@ -3,8 +3,9 @@
 Shared by the sign-in (``signin.py``) and the re-validation of live sessions
 (``revalidation.py``): first name, last name and UPN must be present (refused otherwise), the
 groups come from the token unless it reports an overage or carries none, then from Graph's
-``checkMemberGroups`` restricted to the groups the role mapping names. ``Entra`` bundles what
-both ask of Entra ID: the tenant's keys, the MSAL client and Graph, with this sensor's settings.
+``checkMemberGroups`` restricted to the groups the role mapping names. ``IdentityProvider``
+bundles what both ask of Entra ID: the tenant's metadata and keys, the MSAL client and Graph,
+with this sensor's settings.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..entra.client import EntraClient
-from ..entra.discovery import ProviderMetadata, TenantDirectory
+from ..entra.discovery import ProviderMetadata, TenantMetadata
 from ..entra.graph import GraphClient, text_or_none
 from ..entra.tokens import validate_id_token
 from ..errors import IdentityProviderUnavailable, MissingAttributes, SignInRefused
@@ -27,11 +28,11 @@ _ATTRIBUTE_NAMES = {"given_name": "First name", "family_name": "Last name",
 
 
 @dataclass(frozen=True)
-class Entra:
+class IdentityProvider:
     """Entra ID as the sign-in and the re-validation see it (one per application)."""
 
     settings: Settings
-    directory: TenantDirectory
+    tenant: TenantMetadata
     client: EntraClient
     graph: GraphClient
 
@@ -40,7 +41,7 @@ class Entra:
         """The ID token's claims once every check passed (``entra/tokens.py``)."""
         entra = self.settings.entra
         return await validate_id_token(
-            id_token, key_for=self.directory.signing_key, issuer=metadata.issuer,
+            id_token, key_for=self.tenant.signing_key, issuer=metadata.issuer,
             client_id=entra.client_id, tenant_id=entra.tenant_id, nonce_hash=nonce_hash,
             now=now, leeway=entra.clock_skew)
 

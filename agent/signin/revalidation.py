@@ -31,6 +31,7 @@ import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import structlog
 
@@ -38,7 +39,7 @@ from ..backoff import doubling
 from ..errors import IdentityProviderUnavailable, SignInError, SignInRefused
 from ..roles import decide_role
 from ..sessions.store import Session, SessionStore
-from .identity import Entra
+from .identity import IdentityProvider
 
 audit = structlog.get_logger("agent.audit")
 
@@ -75,19 +76,22 @@ def aadsts_reason(code: str | None) -> str:
     return AADSTS_REASONS.get(code, f"Entra ID no longer accepts the session (AADSTS{code})")
 
 
+Result = Literal["confirmed", "role_changed", "revoked", "unavailable", "rejected", "gone"]
+
+
 @dataclass
 class Outcome:
     upn: str
-    result: str  # confirmed | role_changed | revoked | unavailable | rejected | gone
+    result: Result
     detail: str = ""
 
 
 class Revalidator:
     """The background re-validation of SSO sessions (one per application)."""
 
-    def __init__(self, entra: Entra, sessions: SessionStore, clock: Callable[[], float],
+    def __init__(self, idp: IdentityProvider, sessions: SessionStore, clock: Callable[[], float],
                  rng: random.Random | None = None) -> None:
-        self.entra, self.settings = entra, entra.settings
+        self.idp, self.settings = idp, idp.settings
         self.sessions = sessions
         self.clock = clock
         self.interval = self.settings.session.revalidate_interval
@@ -143,7 +147,7 @@ class Revalidator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick)
             self._wake.clear()
-            if self.entra.directory.ready and self.clock() >= self.paused_until:
+            if self.idp.tenant.ready and self.clock() >= self.paused_until:
                 due = self.due(self.clock())
                 if due:
                     await self._run(due, forced=False)
@@ -181,7 +185,7 @@ class Revalidator:
 
     async def revalidate(self, session: Session) -> Outcome:
         """Refresh, validate, re-read, re-decide; returns what happened."""
-        metadata = self.entra.directory.metadata
+        metadata = self.idp.tenant.metadata
         if metadata is None:
             return Outcome(session.upn, "unavailable", "Entra ID metadata not loaded")
         token = await self.sessions.refresh_token(session)
@@ -189,13 +193,13 @@ class Revalidator:
             self._retry_later(session)
             return Outcome(session.upn, "unavailable", "refresh token not readable")
         try:
-            redemption = await asyncio.to_thread(self.entra.client.refresh, token)
-            claims = await self.entra.validate(redemption.id_token, metadata, None, self.clock())
+            redemption = await asyncio.to_thread(self.idp.client.refresh, token)
+            claims = await self.idp.validate(redemption.id_token, metadata, None, self.clock())
             if str(claims.get("oid", claims["sub"])) != session.oid or \
                     (session.sub and claims["sub"] != session.sub):
                 return await self._end(session, "identity_changed",
                                        "the refreshed ID token names another user")
-            profile, groups = await self.entra.identity(claims, redemption.access_token)
+            profile, groups = await self.idp.identity(claims, redemption.access_token)
         except IdentityProviderUnavailable as exc:
             return self._unavailable(session, exc)
         except SignInRefused as exc:

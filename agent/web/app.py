@@ -20,7 +20,7 @@ from aiohttp import web
 
 from ..clientaddr import ProxyTrust
 from ..entra.client import EntraClient
-from ..entra.discovery import TenantDirectory
+from ..entra.discovery import TenantMetadata
 from ..entra.graph import GraphClient
 from ..entra.outbound import Outbound
 from ..errors import IdentityProviderUnavailable, MetadataProblem
@@ -29,7 +29,7 @@ from ..sessions.journal import StateDirUnsafe
 from ..sessions.store import SessionStore
 from ..settings import Settings
 from ..signin.flow import SignIn
-from ..signin.identity import Entra
+from ..signin.identity import IdentityProvider
 from ..signin.pending import PendingSignIns
 from ..signin.revalidation import Revalidator
 from . import handlers, keys
@@ -64,7 +64,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app[keys.SETTINGS] = settings
     app[keys.PROXY_TRUST] = ProxyTrust(settings.server.trusted_proxies)
     outbound = Outbound(settings.entra)
-    directory = TenantDirectory(settings.entra, outbound, clock)
+    tenant = TenantMetadata(settings.entra, outbound, clock)
     sessions = SessionStore(settings.session.state_dir if persist else None,
                             settings.session.idle_timeout, settings.session.absolute_timeout,
                             clock, settings.session.max_sessions_per_user,
@@ -74,14 +74,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                              settings.session.max_pending_sign_ins,
                              settings.session.sign_ins_per_minute_per_client, clock)
     client = EntraClient(settings.entra)
-    app[keys.DIRECTORY] = directory
+    app[keys.TENANT] = tenant
     app[keys.REFUSALS] = RefusalAudit(clock)
     app[keys.SESSIONS] = sessions
     graph = GraphClient(outbound, settings.entra.graph_url)
-    entra = Entra(settings, directory, client, graph)
-    app[keys.SIGN_IN] = sign_in = SignIn(entra, pending, sessions, clock)
-    revalidator = app[keys.REVALIDATOR] = Revalidator(entra, sessions, clock)
-    app[keys.LOCAL] = local = LocalSignIn(settings, directory, sign_in, sessions, clock)
+    idp = IdentityProvider(settings, tenant, client, graph)
+    app[keys.SIGN_IN] = sign_in = SignIn(idp, pending, sessions, clock)
+    revalidator = app[keys.REVALIDATOR] = Revalidator(idp, sessions, clock)
+    app[keys.LOCAL] = local = LocalSignIn(settings, tenant, sign_in, sessions, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(sessions.load)  # StateDirUnsafe: refuse before anything runs
@@ -94,11 +94,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         tasks = [asyncio.create_task(_keep_sessions(sessions)),
                  asyncio.create_task(_flush_audit_bursts(app[keys.SIGN_IN]))]
         if not settings.sso_off:  # no [[setting]] applies: no tenant to talk to
-            tasks.append(asyncio.create_task(_keep_directory(directory, client)))
+            tasks.append(asyncio.create_task(_keep_tenant_metadata(tenant, client)))
             tasks.append(asyncio.create_task(revalidator.run()))
             if local.accounts.accounts and settings.local.sign_in == "when-sso-unavailable":
                 tasks.append(asyncio.create_task(
-                    _watch_entra(directory, sign_in, probe_interval)))
+                    _watch_entra(tenant, sign_in, probe_interval)))
         try:
             yield
         finally:
@@ -154,7 +154,7 @@ def settle_heap(restored: int) -> None:
         gc.freeze()
 
 
-async def _keep_directory(directory: TenantDirectory, client: EntraClient) -> None:
+async def _keep_tenant_metadata(tenant: TenantMetadata, client: EntraClient) -> None:
     """Load discovery + keys, retrying with backoff; then refresh keys periodically. The
     client credential is checked here too; MSAL itself (and with it requests, about 8 MiB)
     waits for the first sign-in or re-validation."""
@@ -162,10 +162,10 @@ async def _keep_directory(directory: TenantDirectory, client: EntraClient) -> No
     credential_checked = False
     while True:
         try:
-            if not directory.ready:
-                await directory.load()
-                log.info("identity_provider_ready", issuer=directory.metadata.issuer
-                         if directory.metadata else None)
+            if not tenant.ready:
+                await tenant.load()
+                log.info("identity_provider_ready", issuer=tenant.metadata.issuer
+                         if tenant.metadata else None)
             if not credential_checked:
                 await asyncio.to_thread(client.check_credential)
                 credential_checked = True
@@ -177,7 +177,7 @@ async def _keep_directory(directory: TenantDirectory, client: EntraClient) -> No
             continue
         await asyncio.sleep(delay)
         with contextlib.suppress(IdentityProviderUnavailable, MetadataProblem):
-            await directory.refresh_keys()
+            await tenant.refresh_keys()
 
 
 async def _flush_audit_bursts(sign_in: SignIn) -> None:
@@ -187,14 +187,14 @@ async def _flush_audit_bursts(sign_in: SignIn) -> None:
         sign_in.bursts.flush_due()
 
 
-async def _watch_entra(directory: TenantDirectory, sign_in: SignIn, interval: float) -> None:
+async def _watch_entra(tenant: TenantMetadata, sign_in: SignIn, interval: float) -> None:
     """Is Entra ID reachable? The local sign-in form depends on the answer (``degraded``)."""
     while True:
         await asyncio.sleep(interval)
-        if not directory.ready:
-            continue  # _keep_directory is retrying; the form shows meanwhile
+        if not tenant.ready:
+            continue  # _keep_tenant_metadata is retrying; the form shows meanwhile
         try:
-            await directory.probe()
+            await tenant.probe()
         except (IdentityProviderUnavailable, MetadataProblem) as exc:
             dependency = str(getattr(exc, "info", {}).get("dependency") or "Entra ID")
             if not sign_in.degraded().get(dependency):

@@ -37,7 +37,7 @@ def frame_policy(request: web.Request) -> str:
     """CSP for the empty answer: framable by the authority host and Entra's sign-out page."""
     settings = request.app[keys.SETTINGS]
     ancestors = [_origin(settings.entra.authority_host)]
-    metadata = request.app[keys.DIRECTORY].metadata
+    metadata = request.app[keys.TENANT].metadata
     if metadata is not None and metadata.end_session_endpoint:
         ancestors.append(_origin(metadata.end_session_endpoint))
     allowed = " ".join(dict.fromkeys(a for a in ancestors if a)) or "'none'"

@@ -234,7 +234,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     audit.info("sso_logout", upn=session.upn, role=session.role, method=session.method)
     target = "/login?signed_out=1"
     if session.method == "sso":
-        target = request.app[keys.DIRECTORY].sign_out_url() or target
+        target = request.app[keys.TENANT].sign_out_url() or target
     response = redirect(target, 303)
     _clear_cookie(response, COOKIE_NAME)
     _set_cookie(response, SIGNED_OUT_COOKIE, "1", max_age=SIGNED_OUT_MAX_AGE)
@@ -277,17 +277,17 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """503 until discovery and keys are loaded, or while session state cannot be written
     (no new sign-in could be kept); ``degraded`` names recently failing deps."""
-    directory = request.app[keys.DIRECTORY]
+    tenant = request.app[keys.TENANT]
     degraded = request.app[keys.SIGN_IN].degraded()
     extra = {"degraded": degraded} if degraded else {}
     if (state := request.app[keys.SESSIONS].state_problem) is not None:
         return web.json_response({"status": "not ready", "reason": f"session state cannot be "
                                   f"written ({state}): new sign-ins are refused, signed-in "
                                   "users keep working", **extra}, status=503)
-    if directory.ready:
+    if tenant.ready:
         return web.json_response({"status": "ready", **extra})
-    if (off := request.app[keys.SETTINGS].sso_off) is not None:
+    if (off := request.app[keys.SETTINGS].sso_off_reason) is not None:
         return web.json_response({"status": "not ready", "reason": f"SSO is off: {off}"},
                                  status=503)
-    return web.json_response({"status": "not ready", "reason": directory.not_ready_reason,
+    return web.json_response({"status": "not ready", "reason": tenant.not_ready_reason,
                               **extra}, status=503)

@@ -6,7 +6,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from ..clientaddr import ProxyTrust
-from ..entra.discovery import TenantDirectory
+from ..entra.discovery import TenantMetadata
 from ..local.signin import LocalSignIn
 from ..sessions.store import SessionStore
 from ..settings import Settings
@@ -17,7 +17,7 @@ from .refusals import RefusalAudit
 SETTINGS = web.AppKey("settings", Settings)
 SIGN_IN = web.AppKey("sign_in", SignIn)
 SESSIONS = web.AppKey("sessions", SessionStore)
-DIRECTORY = web.AppKey("directory", TenantDirectory)
+TENANT = web.AppKey("tenant", TenantMetadata)
 PROXY_TRUST = web.AppKey("proxy_trust", ProxyTrust)
 REVALIDATOR = web.AppKey("revalidator", Revalidator)
 REFUSALS = web.AppKey("refusals", RefusalAudit)

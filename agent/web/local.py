@@ -46,7 +46,7 @@ def not_ready_text(request: web.Request, form: LocalForm | None) -> str | None:
     settings = request.app[keys.SETTINGS]
     if settings.sso_off:
         return None
-    if not request.app[keys.DIRECTORY].ready:
+    if not request.app[keys.TENANT].ready:
         return "the sensor cannot reach Entra ID"
     if form is not None and form.reason == "sso_unavailable":
         return "Entra ID did not answer the sensor recently"

@@ -64,8 +64,8 @@ class TestScopeResolution:
     def test_no_match_turns_sso_off(self) -> None:
         """No applicable setting: the config is valid, SSO is off, and it says why."""
         settings = resolve(block("US", sites=["houston"]))
-        assert settings.sso_off is not None
-        assert "no setting applies" in settings.sso_off
+        assert settings.sso_off and settings.sso_off_reason is not None
+        assert "no setting applies" in settings.sso_off_reason
 
     def test_single_setting_form_unchanged(self) -> None:
         """Plain [entra] + [roles] without blocks is the single-setting form."""
@@ -73,7 +73,7 @@ class TestScopeResolution:
             "entra": {"tenant_id": TENANT, "client_id": CLIENT,
                       "redirect_uri": "https://s-07.example/cb"},
             "roles": {"admin": ROLE_GROUPS["admin"]}})
-        assert ("single", None) == (settings.fleet.level, settings.sso_off)
+        assert ("single", None) == (settings.fleet.level, settings.sso_off_reason)
 
     def test_blocks_need_a_sensor_identity_and_sites(self) -> None:
         """[[setting]] without [sensor], or a block without sites, is refused by key."""

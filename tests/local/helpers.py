@@ -56,7 +56,7 @@ async def local_stack(tmp_path: Path, *, down: bool = True, policy: str | None =
         stack.app_options["probe_interval"] = probe_interval
     if down:
         provider_down(stack)
-    await stack.start_agent(wait_ready=not down and stack.settings.sso_off is None)
+    await stack.start_agent(wait_ready=not down and not stack.settings.sso_off)
     return stack
 
 

@@ -150,7 +150,7 @@ class TestTheLocalSession:
         # The sign-in page prepared MSAL in the background for the next SSO sign-in (waited
         # for here, so the stack does not stop the provider under its discovery fetch).
         assert down.app is not None
-        client = down.app[keys.SIGN_IN].entra.client
+        client = down.app[keys.SIGN_IN].idp.client
         for _ in range(200):
             if client.loaded:
                 break

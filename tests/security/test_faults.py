@@ -212,7 +212,7 @@ async def test_msal_failing_to_load_at_the_first_sign_in(stack: Stack) -> None:
     """MSAL is built at the first sign-in (not at start): when its discovery fetch fails
     there, the sign-in is refused with the 502 page, audited with its reason, and /readyz
     reports Entra ID degraded (what offers the local form); the next sign-in succeeds."""
-    assert not stack.app[keys.SIGN_IN].entra.client.loaded  # nobody signed in yet
+    assert not stack.app[keys.SIGN_IN].idp.client.loaded  # nobody signed in yet
     stack.idp.faults["discovery"] = Fault(status=500, body=b"{}")
     with capture_logs() as logs:
         resp = await stack.browser().get("/auth/sso/start")

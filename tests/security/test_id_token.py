@@ -259,7 +259,7 @@ class TestAcceptedKeys:
         assert (302, True) == (outcome.status, outcome.has_session), outcome.text
         assert 1 == stack.idp.requests["jwks"] - before
         assert stack.app is not None
-        assert 1 == stack.app[keys.DIRECTORY].counts.jwks_forced
+        assert 1 == stack.app[keys.TENANT].counts.jwks_forced
 
     async def test_second_rotation_within_the_interval_still_accepted(
             self, stack: Stack) -> None:

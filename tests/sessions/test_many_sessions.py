@@ -17,7 +17,7 @@ from aiohttp.test_utils import make_mocked_request
 from agent.demo import DEMO_GROUPS
 from agent.sessions.store import COOKIE_NAME, Session, SessionStore
 from agent.settings import settings_from_mapping
-from agent.signin.identity import Entra
+from agent.signin.identity import IdentityProvider
 from agent.signin.revalidation import Revalidator
 from agent.web.app import FREEZE_AT, SWEEP_SLICE_MIN, sweep_slice
 from agent.web.handlers import session_cookie
@@ -114,8 +114,8 @@ def _revalidator(store: SessionStore, clock: Clock) -> Revalidator:
             "roles": {k: list(v) for k, v in ROLE_GROUPS.items()},
             "session": {"revalidate_interval": "80s"}}
     # The schedule needs no directory, client or Graph: nothing is re-validated here.
-    entra = Entra(settings_from_mapping(data), None, None, None)  # type: ignore[arg-type]
-    return Revalidator(entra, store, clock)
+    idp = IdentityProvider(settings_from_mapping(data), None, None, None)  # type: ignore[arg-type]
+    return Revalidator(idp, store, clock)
 
 
 async def test_the_revalidation_pass_is_keys_the_collector_stops_walking() -> None:

@@ -328,7 +328,7 @@ class TestMsalTraps:
         await stack.browser().sign_in("admin@contoso.example")
         await stack.browser().sign_in("reader@contoso.example")
         assert stack.app is not None
-        msal_app = stack.app[keys.SIGN_IN].entra.client.app()
+        msal_app = stack.app[keys.SIGN_IN].idp.client.app()
         assert [] == msal_app.get_accounts()
 
     async def test_token_without_sub_is_rejected_cleanly(self, stack: Stack) -> None:
