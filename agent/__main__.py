@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_local_user(sub, "configuration file (default: $SENSOR_SSO_AGENT_CONFIG or "
                         "/etc/sensor-sso-agent/agent.toml)")
+    from .wiring.cli import add_parser as add_check_nginx
+
+    add_check_nginx(sub)
     demo = sub.add_parser("demo", help="the whole sign-in on this machine, no tenant needed",
                           description="Start a local Entra-like identity provider and the agent.")
     demo.add_argument("--port", type=int, default=8080, help="agent port (default 8080)")
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return sessions_command(config, args.action, getattr(args, "upn", None),
                                 getattr(args, "everyone", False))
+    if args.command == "check-nginx":
+        from .wiring.cli import run_check_nginx
+
+        return run_check_nginx(args.file, args.url, args.nginx_args, args.ca_file, args.insecure)
     if args.command == "demo":
         from .demo import run_demo
 
