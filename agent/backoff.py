@@ -2,7 +2,8 @@
 
 ``doubling(1, first, cap)`` is ``first``, ``doubling(2, ...)`` twice that, and so on, never
 more than ``cap``; no failure yet (``failures <= 0``) is no delay. Used by the local accounts'
-lockouts (agent/local/throttle.py) and by re-validation's retries (agent/revalidation.py).
+lockouts (agent/local/throttle.py), re-validation's retries (agent/signin/revalidation.py) and
+the retries of loading the tenant's metadata (agent/web/app.py).
 """
 
 from __future__ import annotations

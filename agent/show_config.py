@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import ConfigError
-from .settings import Settings, format_duration, listen_text, load_settings
+from .settings import Settings, format_duration, listen_text, load_or_report
 from .settings.values import mask_login
 
 MASK = "******"
@@ -74,15 +73,10 @@ def _show(key: str, value: Any) -> str:
 
 
 def show_config(path: str, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    try:
-        settings = load_settings(path)
-    except ConfigError as exc:
-        print(f"{path}: invalid configuration:", file=out)
-        for key, value, why in exc.problems:
-            if key.endswith("https_proxy") or "secret" in key:
-                value = MASK if value else value
-            print(f"  {key}{' = ' + value if value else ''}: {why}", file=out)
+    """Print ``describe`` for the file at ``path``; an invalid file is reported as
+    check-config reports it (``load_or_report``: every problem on stderr, exit 1)."""
+    settings = load_or_report(path)
+    if settings is None:
         return 1
-    print("\n".join(describe(settings)), file=out)
+    print("\n".join(describe(settings)), file=out or sys.stdout)
     return 0

@@ -44,10 +44,6 @@ class Notifier:
         return cls(env.get("NOTIFY_SOCKET"), usec)
 
     @property
-    def enabled(self) -> bool:
-        return self.address is not None
-
-    @property
     def watchdog_interval(self) -> float | None:
         """Seconds between ``WATCHDOG=1`` pings: half the timeout, as systemd recommends."""
         if self.watchdog_usec is None:

@@ -259,7 +259,8 @@ async def run(smoke: bool) -> dict[str, Any]:
             rss_after = many_agent.rss_mib()
             many_agent.stop()
             # 2b. as many sessions without refresh tokens (local accounts, sessions from
-            # before re-validation): what issue 16's memory and start targets are set for.
+            # before re-validation): what docs/performance.md's memory and start targets are
+            # set for.
             plain_agent, _, ready_plain, _ = await _restoring_agent(
                 tmp, "c", idp, tls, port_many, p["sessions"], refresh_tokens=False)
             others.append(plain_agent)

@@ -1,4 +1,5 @@
-"""MSAL and requests wait for a sign-in (issue 16: about 8 MiB of an idle agent's memory)."""
+"""MSAL and requests wait for a sign-in (about 8 MiB of an idle agent's memory; see
+docs/performance.md)."""
 
 from __future__ import annotations
 

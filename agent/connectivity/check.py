@@ -24,9 +24,10 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from ..entra.outbound import MsalHttpClient, Outbound
+from ..entra.proxy import proxy_for
 from ..errors import CheckFailed, IdentityProviderUnavailable
 from ..settings import Settings
-from .probes import FIREWALL, NetworkProbe, effective_proxy, endpoint
+from .probes import FIREWALL, NetworkProbe, endpoint
 
 
 @dataclass
@@ -151,7 +152,7 @@ class Checker:
         for url in urls.values():
             host, port = endpoint(url)
             target = f"{host}:{port}"
-            proxy = effective_proxy(self.entra, url)
+            proxy, login = proxy_for(self.entra, url)
             if proxy is None:
                 await self.step("dns", host, lambda h=host: self.net.dns(h))
                 await self.step("tcp", target, lambda h=host, p=port: self.net.tcp(
@@ -165,8 +166,8 @@ class Checker:
                     h, p, f"check entra.https_proxy (or HTTPS_PROXY): nothing answers at "
                           f"{h}:{p}"), needs=("dns", p_host))
                 needs = ("tcp", p_target)
-            await self.step("tls", target, lambda h=host, p=port, x=proxy: self.net.tls(h, p, x),
-                            needs=needs)
+            await self.step("tls", target, lambda h=host, p=port, x=proxy, a=login:
+                            self.net.tls(h, p, x, a), needs=needs)
         auth_tls = ("tls", "{}:{}".format(*endpoint(urls["authority"])))
         graph_tls = ("tls", "{}:{}".format(*endpoint(urls["graph"])))
         outbound = Outbound(self.entra)

@@ -9,31 +9,18 @@ import asyncio
 import os
 import ssl
 import time
-import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..entra.outbound import ssl_context
 from ..errors import CheckFailed
 from ..settings import EntraSettings
-from ..settings.values import split_proxy_login
 
 FIREWALL = ("allow outbound HTTPS from the sensor to {host} in the firewall (the "
             "admin guide's outbound rules), or set entra.https_proxy when the sensor reaches "
             "the internet only through a proxy")
 UNTRUSTED = ("the certificate is not trusted: when a proxy re-signs TLS, put its CA "
              "certificate (PEM) in entra.ca_bundle; also check the sensor's clock")
-
-
-def effective_proxy(settings: EntraSettings, url: str) -> str | None:
-    """The proxy the agent uses for ``url``: the configured one, else the environment's."""
-    if settings.https_proxy:
-        return settings.https_proxy
-    proxies = urllib.request.getproxies_environment()
-    host = urlsplit(url).hostname or ""
-    if "https" not in proxies or urllib.request.proxy_bypass(host):
-        return None
-    return proxies["https"]
 
 
 def endpoint(url: str) -> tuple[str, int]:
@@ -89,12 +76,15 @@ class NetworkProbe:
         writer.close()
         return None, f"connected in {(time.monotonic() - started) * 1000:.0f} ms"
 
-    async def tls(self, host: str, port: int, proxy: str | None) -> tuple[None, str]:
+    async def tls(self, host: str, port: int, proxy: str | None,
+                  login: str | None) -> tuple[None, str]:
+        """TLS to ``host``, through a ``CONNECT`` tunnel of ``proxy`` (with the
+        ``Proxy-Authorization`` value ``login``) when there is one (``proxy_for``)."""
         if proxy is None:
             reader, writer = await self._open(host, port, FIREWALL.format(host=f"{host}:{port}"))
             via = ""
         else:
-            reader, writer = await self._tunnel(proxy, host, port)
+            reader, writer = await self._tunnel(proxy, login, host, port)
             via = f" via proxy {endpoint(proxy)[0]}:{endpoint(proxy)[1]}"
         try:
             await asyncio.wait_for(writer.start_tls(self.ssl, server_hostname=host),
@@ -118,14 +108,13 @@ class NetworkProbe:
         return None, (f"{version}{via}, certificate {_name(cert, 'subject')} issued by "
                       f"{_name(cert, 'issuer')}, trusted by {trust}")
 
-    async def _tunnel(self, proxy: str, host: str, port: int) -> tuple[asyncio.StreamReader,
-                                                                      asyncio.StreamWriter]:
+    async def _tunnel(self, proxy: str, login: str | None, host: str,
+                      port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         p_host, p_port = endpoint(proxy)
         reader, writer = await self._open(p_host, p_port, "check entra.https_proxy (or "
                                           f"HTTPS_PROXY): nothing answers at {p_host}:{p_port}")
         if urlsplit(proxy).scheme == "https":
             await writer.start_tls(ssl.create_default_context(), server_hostname=p_host)
-        _, login = split_proxy_login(proxy)
         auth = f"Proxy-Authorization: {login}\r\n" if login else ""
         writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n"
                      .encode())

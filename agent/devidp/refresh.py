@@ -137,14 +137,6 @@ async def call_frontchannel(state: ProviderState, sids: list[str]) -> list[int]:
     return statuses
 
 
-def frontchannel_urls(state: ProviderState, sids: list[str]) -> list[str]:
-    """What the provider's sign-out page frames, one per ``sid`` (the browser loads them)."""
-    if not state.frontchannel_logout_url:
-        return []
-    base = state.frontchannel_logout_url
-    return [base + ("&" if "?" in base else "?") + urlencode({"sid": sid}) for sid in sids]
-
-
 def _drop_sso_sessions(state: ProviderState, oid: str) -> set[str]:
     gone = {cookie: s for cookie, s in state.sso_sessions.items() if s.oid == oid}
     for cookie in gone:

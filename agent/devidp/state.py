@@ -208,8 +208,6 @@ class ProviderState:
         query = {"client_id": self.client_id, "response_type": "code", **params}
         return f"{self.authorization_endpoint}?{urlencode(query)}"
 
-    sign_in_form_url = authorize_url  # the URL whose answer is the sign-in form
-
     # ----- keys, users, misbehaviour ---------------------------------------------------
 
     @property

@@ -1,6 +1,6 @@
 """MSAL wrapper: build the authorization request (PKCE S256, state, nonce) and redeem the code.
 
-MSAL traps handled here (spec section 2):
+MSAL traps handled here:
 
 * its HTTP throttle keys code redemptions without the code, so one 5xx would refuse every
   user's redemption for up to 60 s → ``http_cache`` that keeps nothing;

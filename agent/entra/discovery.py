@@ -47,7 +47,6 @@ class FetchCounts:
 @dataclass
 class _KeySet:
     keys: dict[str | None, Any] = field(default_factory=dict)  # kid → PyJWK
-    fetched_at: float = 0.0
 
 
 class TenantMetadata:
@@ -222,7 +221,7 @@ class TenantMetadata:
         if not keys:
             raise MetadataProblem("the tenant's JWKS holds no usable RSA signing key")
         log.info("jwks_refreshed", keys=len(keys), kids=sorted(str(k) for k in keys))
-        return _KeySet(keys=keys, fetched_at=self.clock())
+        return _KeySet(keys=keys)
 
 
 def _loopback_http(url: str) -> bool:

@@ -65,7 +65,8 @@ class GraphClient:
             resp = await self.outbound.request_json(
                 method, url, dependency=GRAPH, headers=headers, json_body=payload)
             if resp.status == 429 and attempt < MAX_RETRIES:
-                await self.sleep(_retry_after(resp))
+                asked = _retry_after(resp)
+                await self.sleep(1.0 if asked is None else min(asked, MAX_RETRY_AFTER))
                 continue
             break
         if resp.status == 200 and isinstance(resp.body, dict):
@@ -73,8 +74,7 @@ class GraphClient:
         if resp.status == 429:
             raise IdentityProviderUnavailable(
                 "graph_throttled", "Microsoft Graph is throttling this sensor's requests",
-                dependency=GRAPH, retry_after=retry_after_seconds(
-                    {k.lower(): v for k, v in resp.headers.items()}.get("retry-after")))
+                dependency=GRAPH, retry_after=_retry_after(resp))
         if resp.status in (401, 403):
             raise IdentityProviderUnavailable(
                 "graph_forbidden", f"Microsoft Graph refused the request (HTTP {resp.status}); "
@@ -83,13 +83,9 @@ class GraphClient:
             "graph_error", f"Microsoft Graph answered HTTP {resp.status}", dependency=GRAPH)
 
 
-def _retry_after(resp: JsonResponse) -> float:
-    value = {k.lower(): v for k, v in resp.headers.items()}.get("retry-after", "1")
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 1.0
-    return max(0.0, min(seconds, MAX_RETRY_AFTER))
+def _retry_after(resp: JsonResponse) -> float | None:
+    """The seconds Graph's ``Retry-After`` asks for (``outbound.retry_after_seconds``)."""
+    return retry_after_seconds({k.lower(): v for k, v in resp.headers.items()}.get("retry-after"))
 
 
 def text_or_none(value: object) -> str | None:

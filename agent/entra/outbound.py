@@ -166,14 +166,16 @@ def _is_json_object(response: requests.Response) -> bool:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """A ``Retry-After`` in seconds (the HTTP-date form is rare from Entra ID: ignored)."""
+    """A ``Retry-After`` in seconds, for Entra ID and Graph alike: a negative number is 0 (ask
+    again now); None for anything else that is not a number of seconds below a day (the
+    HTTP-date form is rare from Entra ID: ignored)."""
     if not value:
         return None
     try:
         seconds = float(value.strip())
     except ValueError:
         return None
-    return seconds if 0 <= seconds < 86400 else None
+    return max(0.0, seconds) if seconds < 86400 else None
 
 
 def reason_slug(dependency: str) -> str:

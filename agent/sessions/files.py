@@ -71,8 +71,15 @@ class StateFiles:
 
     @property
     def sealer(self) -> Sealer:
-        assert self._sealer is not None, "SessionJournal.open() first"
+        if self._sealer is None:
+            raise RuntimeError("StateFiles.open() first: the session key is not loaded")
         return self._sealer
+
+    def _sync_directory(self) -> None:
+        """fsync the directory, so that a file created or renamed in it survives a crash."""
+        if self._dfd is None:
+            raise RuntimeError("StateFiles.open() first: the directory is not open")
+        os.fsync(self._dfd)
 
     def close(self) -> None:
         for fd in (self._fd, self._dfd):
@@ -117,7 +124,7 @@ class StateFiles:
             raise
         finally:
             os.close(fd)
-        os.fsync(self._dfd)  # type: ignore[arg-type]
+        self._sync_directory()
         return key
 
     def _set_aside(self, name: str) -> Path | None:

@@ -149,7 +149,7 @@ class SessionJournal(StateFiles):
             created = not os.path.lexists(self.path)
             self._fd = self._open(JOURNAL_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             if created:
-                os.fsync(self._dfd)  # type: ignore[arg-type]
+                self._sync_directory()
         return self._fd
 
     def _write(self, blob: bytes) -> int:
@@ -242,7 +242,7 @@ class SessionJournal(StateFiles):
             raise
         aside = self._set_aside(JOURNAL_FILE) if set_aside else None
         os.rename(name, JOURNAL_FILE, src_dir_fd=self._dfd, dst_dir_fd=self._dfd)
-        os.fsync(self._dfd)  # type: ignore[arg-type]
+        self._sync_directory()
         self._close_journal()
         self._repair_to = None
         self.lines = len(offsets)

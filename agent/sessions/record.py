@@ -95,7 +95,7 @@ class Session:
         # Usually empty: the shared empty tuple costs nothing per session.
         self.amr: tuple[str, ...] = tuple(amr) if amr else ()
         self.acrs: tuple[str, ...] = tuple(acrs) if acrs else ()
-        # Life after sign-in (issue 14): the ID token's ``sid`` and when Entra ID last
+        # Life after sign-in (docs/sessions.md): the ID token's ``sid`` and when Entra ID last
         # confirmed the session. No refresh token: not re-validated (local accounts, and
         # sessions from before that release).
         self.sid = sid

@@ -15,18 +15,15 @@ class Cloud:
     name: str
     authority_host: str
     graph_url: str
-    portal: str
 
 
 CLOUDS: dict[str, Cloud] = {
-    "public": Cloud("public", "https://login.microsoftonline.com", "https://graph.microsoft.com",
-                    "https://entra.microsoft.com"),
-    "usgov": Cloud("usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us",
-                   "https://portal.azure.us"),
+    "public": Cloud("public", "https://login.microsoftonline.com", "https://graph.microsoft.com"),
+    "usgov": Cloud("usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us"),
     "usgov-dod": Cloud("usgov-dod", "https://login.microsoftonline.us",
-                       "https://dod-graph.microsoft.us", "https://portal.azure.us"),
+                       "https://dod-graph.microsoft.us"),
     "china": Cloud("china", "https://login.partner.microsoftonline.cn",
-                   "https://microsoftgraph.chinacloudapi.cn", "https://portal.azure.cn"),
+                   "https://microsoftgraph.chinacloudapi.cn"),
 }
 
 DEFAULT_CLOUD = "public"

@@ -120,7 +120,7 @@ def choose(blocks: list[Mapping[str, Any]], sensor: SensorIdentity,
             problems.append(("setting", ", ".join(repr(n) for n in names),
                              f"settings {' and '.join(repr(n) for n in names)} both apply to "
                              f"this sensor at the {level} level; narrow one of them"))
-            return None, FleetChoice(None, None, "conflict", tuple(names))
+            return None, FleetChoice(None, None, "conflict")
         if here:
             block = here[0]
             scope = _SCOPE_OF[level]
@@ -129,7 +129,7 @@ def choose(blocks: list[Mapping[str, Any]], sensor: SensorIdentity,
             why = f"{scope} contains {value!r} (this sensor's {level})"
             if others:
                 why += "; it is more specific than " + ", ".join(repr(o) for o in others)
-            return block, FleetChoice(str(block["name"]), level, why, others)
+            return block, FleetChoice(str(block["name"]), level, why)
     return None, FleetChoice(
         None, None, f"no setting applies to sensor {sensor.name!r} (site {sensor.site!r}, "
         f"zone {sensor.zone!r})", known=known_scopes(blocks))

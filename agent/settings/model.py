@@ -117,7 +117,6 @@ class FleetChoice:
     setting: str | None
     level: str | None  # "sensor" | "zone" | "site" | "single" | None
     why: str
-    candidates: tuple[str, ...] = ()
     # When none applies: the sites, zones and sensors the [[setting]] blocks name.
     known: tuple[tuple[str, tuple[str, ...]], ...] = ()
 

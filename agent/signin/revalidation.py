@@ -105,7 +105,6 @@ class Revalidator:
         self._next = 0  # ... and where its next slice starts
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(CONCURRENCY)
-        self.completed = 0  # re-validations that reached Entra ID and came back (for the bench)
 
     # ----- schedule -----------------------------------------------------------------------
 
@@ -214,7 +213,6 @@ class Revalidator:
                         detail=exc.detail)
             self._retry_later(session)
             return Outcome(session.upn, "rejected", exc.reason)
-        self.completed += 1
         if not self.sessions.is_live(session):
             return Outcome(session.upn, "gone")
         decision = decide_role(groups, self.settings.roles)

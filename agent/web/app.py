@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from ..backoff import doubling
 from ..clientaddr import ProxyTrust
 from ..entra.client import EntraClient
 from ..entra.discovery import TenantMetadata
@@ -158,7 +159,7 @@ async def _keep_tenant_metadata(tenant: TenantMetadata, client: EntraClient) -> 
     """Load discovery + keys, retrying with backoff; then refresh keys periodically. The
     client credential is checked here too; MSAL itself (and with it requests, about 8 MiB)
     waits for the first sign-in or re-validation."""
-    delay = 1.0
+    failures = 0
     credential_checked = False
     while True:
         try:
@@ -169,13 +170,14 @@ async def _keep_tenant_metadata(tenant: TenantMetadata, client: EntraClient) -> 
             if not credential_checked:
                 await asyncio.to_thread(client.check_credential)
                 credential_checked = True
-            delay = KEY_REFRESH_INTERVAL
+            failures = 0
         except (IdentityProviderUnavailable, MetadataProblem) as exc:
+            failures += 1
+            delay = doubling(failures, 1.0, 60.0)
             log.warning("identity_provider_not_ready", reason=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
             continue
-        await asyncio.sleep(delay)
+        await asyncio.sleep(KEY_REFRESH_INTERVAL)
         with contextlib.suppress(IdentityProviderUnavailable, MetadataProblem):
             await tenant.refresh_keys()
 

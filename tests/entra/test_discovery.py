@@ -11,7 +11,7 @@ import pytest
 from agent.devidp import DevIdentityProvider, Fault
 from agent.entra.discovery import TenantMetadata
 from agent.entra.outbound import Outbound
-from agent.errors import IdentityProviderUnavailable
+from agent.errors import IdentityProviderUnavailable, MetadataProblem
 from agent.settings import EntraSettings
 from tests.clock import Clock
 
@@ -38,7 +38,7 @@ class TestLoad:
         """A discovery document naming another issuer is refused; the reason is kept."""
         idp.token_tweaks.discovery_issuer = "https://evil.example/v2.0"
         tenant = TenantMetadata(entra, outbound, clock)
-        with pytest.raises(Exception):  # noqa: B017 (which class: issue 13's error tree)
+        with pytest.raises(MetadataProblem):
             await tenant.load()
         assert not tenant.ready
         assert "is not tenant" in str(tenant.not_ready_reason)
@@ -48,7 +48,7 @@ class TestLoad:
         """Discovery answering 503 leaves the tenant not ready, with a reason."""
         idp.faults["discovery"] = Fault(status=503, body=b"{}")
         tenant = TenantMetadata(entra, outbound, clock)
-        with pytest.raises(Exception):  # noqa: B017 (which class: issue 13's error tree)
+        with pytest.raises(MetadataProblem):
             await tenant.load()
         assert not tenant.ready
         assert "HTTP 503" in str(tenant.not_ready_reason)
@@ -129,7 +129,7 @@ class TestReadiness:
         tenant = TenantMetadata(entra, outbound, clock)
         waiter = asyncio.create_task(tenant.wait_ready())
         idp.faults["discovery"] = Fault(status=503, body=b"{}")
-        with pytest.raises(Exception):  # noqa: B017 (which class: issue 13's error tree)
+        with pytest.raises(MetadataProblem):
             await tenant.load()
         await asyncio.sleep(0)
         assert not waiter.done()
@@ -142,7 +142,7 @@ class TestReadiness:
             self, tenant: TenantMetadata, idp: DevIdentityProvider) -> None:
         """A tenant that was ready and then loads a foreign issuer is not ready again."""
         idp.token_tweaks.discovery_issuer = "https://evil.example/v2.0"
-        with pytest.raises(Exception):  # noqa: B017 (which class: issue 13's error tree)
+        with pytest.raises(MetadataProblem):
             await tenant.load()
         waiter = asyncio.create_task(tenant.wait_ready())
         await asyncio.sleep(0)

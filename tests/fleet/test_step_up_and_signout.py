@@ -146,9 +146,11 @@ admin = ["aaaaaaaa-0000-4000-8000-000000000001"]
         assert f"client_secret_file = ****** (from {secret})" in out
 
     def test_problems_do_not_echo_proxy_credentials(self, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-        """An invalid file is reported without the proxy password it carries."""
+        """An invalid file is reported as check-config reports it (on stderr), without the
+        proxy password it carries."""
         path = tmp_path / "agent.toml"
         path.write_text('[entra]\nhttps_proxy = "http://agent:proxy-password@proxy:3128#x"\n')
         assert 1 == main(["show-config", "--config", str(path)])
-        out = capsys.readouterr().out
-        assert "https_proxy" in out and "proxy-password" not in out
+        shown = capsys.readouterr()
+        assert f"{path}: configuration is invalid" in shown.err
+        assert "https_proxy" in shown.err and "proxy-password" not in shown.out + shown.err

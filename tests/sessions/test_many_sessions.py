@@ -1,7 +1,7 @@
-"""Many sessions without stalls (issue 16): restored sessions out of the collector's reach (a
-restart, as a reload does, still frees the application it replaces), the sweep of expired
-sessions in slices, the re-validation schedule read from a tuple of keys; and /auth/check's
-own reading of the session cookie."""
+"""Many sessions without stalls (docs/performance.md): restored sessions out of the collector's
+reach (a restart, as a reload does, still frees the application it replaces), the sweep of
+expired sessions in slices, the re-validation schedule read from a tuple of keys; and
+/auth/check's own reading of the session cookie."""
 
 from __future__ import annotations
 
