@@ -11,6 +11,13 @@ socket stays open for an hour; connections are unbounded. Here instead:
 * **a request head must arrive within** ``HEADER_TIMEOUT`` seconds of the connection (or of
   the previous answer on a kept-alive one), so an idle or one-byte-every-few-seconds client
   is cut off (aiohttp's keep-alive timer, which starts at connection time);
+* **the whole request must arrive in time**: its body within ``BODY_TIMEOUT`` seconds of
+  its head plus one second per ``MIN_BODY_RATE`` bytes (of ``Content-Length``, or of the
+  largest body the app accepts when chunked). The body is read before routing; a client
+  that stalls mid-body gets a generic 408 and the connection is closed, with one
+  rate-limited ``http_request_malformed`` warning (``error_class=BodyTimeout``). While a
+  body is still arriving the connection counts as idle for the cap below, so slow bodies
+  can never hold ``/healthz`` out either (issue 23, 1);
 * **connections are capped** below the process's file-descriptor limit: beyond the cap the
   least recently active connection without a request in progress is closed, so a pile of
   idle sockets can never keep ``/healthz`` (or anyone else) out. The cap leaves room for a
@@ -30,6 +37,7 @@ import resource
 import time
 import traceback
 from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -43,6 +51,8 @@ log = structlog.get_logger("agent.web")
 
 HEADER_TIMEOUT = 20.0  # s; longer than the idle keep-alive of nginx (10 s) and aiohttp (15 s)
 MALFORMED_LOG_INTERVAL = 10.0  # at most one http_request_malformed line per interval (+ one)
+BODY_TIMEOUT = 10.0  # s from the head to the whole body, plus one second per MIN_BODY_RATE bytes
+MIN_BODY_RATE = 1024  # bytes/s a body must average after BODY_TIMEOUT
 FD_RESERVE = 128  # descriptors kept for Entra/Graph connections, the journal, the key
 ACCEPT_BURST = 128  # the site's backlog: connections asyncio accepts before any is shed
 
@@ -113,7 +123,8 @@ class MalformedLog:
 
 
 def generic_error(status: int) -> web.Response:
-    reason = {400: "Bad request", 413: "Request too large", 504: "Timed out"}.get(
+    reason = {400: "Bad request", 408: "Request too slow", 413: "Request too large",
+              504: "Timed out"}.get(
         status, "Internal error" if status >= 500 else "Bad request")
     response = web.Response(status=status, text=f"{reason}\n", headers=ERROR_HEADERS)
     response.force_close()
@@ -152,12 +163,42 @@ class FrontDoorHandler(web.RequestHandler):
 class FrontDoorServer(web.Server):
     """Builds ``FrontDoorHandler``s and keeps the number of connections under a cap."""
 
-    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
+                 *args: Any,
+                 max_connections: int, body_timeout: float = BODY_TIMEOUT,
+                 min_body_rate: float = MIN_BODY_RATE, **kwargs: Any) -> None:
+        super().__init__(self._whole_request, *args, **kwargs)
+        self._app_handler = handler
         self.max_connections = max_connections
+        self.body_timeout = body_timeout
+        self.min_body_rate = min_body_rate
         self.malformed = MalformedLog()
         self._by_activity: OrderedDict[web.RequestHandler, None] = OrderedDict()
+        self._receiving: set[object] = set()
         self.shed = 0
+
+    async def _whole_request(self, request: BaseRequest) -> web.StreamResponse:
+        """Read the body under its deadline, then hand the request to the application."""
+        if request.body_exists and not request.content.is_eof():
+            size = request.content_length
+            budget = self.body_timeout + (
+                size if size is not None else request.client_max_size) / self.min_body_rate
+            self._receiving.add(request.protocol)
+            try:
+                async with asyncio.timeout(budget):
+                    await request.read()
+            except TimeoutError:
+                self.malformed.record("BodyTimeout", 408, request.remote)
+                request.content.feed_eof()  # else aiohttp lingers 10 s for the rest of it
+                return generic_error(408)
+            except web.HTTPRequestEntityTooLarge:
+                self.malformed.record("BodyTooLarge", 413, request.remote)
+                return generic_error(413)
+            except ConnectionError:  # the client went away mid-body: nobody to answer
+                return generic_error(400)
+            finally:
+                self._receiving.discard(request.protocol)
+        return await self._app_handler(request)
 
     def __call__(self) -> web.RequestHandler:
         return FrontDoorHandler(self, loop=self._loop, **self._kwargs)
@@ -182,7 +223,9 @@ class FrontDoorServer(web.Server):
         """Close the least recently active connection that is not answering a request."""
         for handler in self._by_activity:
             # aiohttp keeps no public "busy" flag; its absence makes every connection idle.
-            if handler is not newest and not getattr(handler, "_request_in_progress", False):
+            if handler is not newest and (
+                    handler in self._receiving
+                    or not getattr(handler, "_request_in_progress", False)):
                 break
         else:
             handler = newest  # every connection is busy: the newcomer waits its turn
@@ -197,15 +240,19 @@ class FrontDoorRunner(web.AppRunner):
     """``AppRunner`` with the bounded server above (same arguments, plus the two bounds)."""
 
     def __init__(self, app: web.Application, *, header_timeout: float = HEADER_TIMEOUT,
-                 max_connections: int | None = None, **kwargs: Any) -> None:
+                 max_connections: int | None = None, body_timeout: float = BODY_TIMEOUT,
+                 min_body_rate: float = MIN_BODY_RATE, **kwargs: Any) -> None:
         kwargs.setdefault("access_log", None)
         super().__init__(app, keepalive_timeout=header_timeout, max_field_size=16384,
                          **kwargs)
         self.max_connections = max_connections or connection_cap()
+        self.body_timeout, self.min_body_rate = body_timeout, min_body_rate
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
         return FrontDoorServer(plain.request_handler, request_factory=plain.request_factory,
                                handler_cancellation=plain.handler_cancellation,
                                loop=asyncio.get_running_loop(),
-                               max_connections=self.max_connections, **plain._kwargs)
+                               max_connections=self.max_connections,
+                               body_timeout=self.body_timeout,
+                               min_body_rate=self.min_body_rate, **plain._kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -19,7 +20,13 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from agent.web.app import create_app
-from agent.web.server import FrontDoorRunner, quiet_accept_failures
+from agent.web.server import (
+    BODY_TIMEOUT,
+    MIN_BODY_RATE,
+    FrontDoorRunner,
+    connection_cap,
+    quiet_accept_failures,
+)
 from tests.harness import Stack, agent_config, free_port, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,6 +157,131 @@ class TestSlowAndIdleClients:
         finally:
             for _, writer in idle:
                 writer.close()
+
+
+SLOW_BODY_HEAD = (b"POST /auth/local/sign-in HTTP/1.1\r\nHost: a\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n"
+                  b"Content-Length: 1000\r\n\r\n")
+
+
+async def answers(port: int, request: bytes) -> bytes:
+    """The answer to ``request``, or what went wrong instead (a reset, a timeout)."""
+    try:
+        return await raw(port, request, timeout=5.0)
+    except (OSError, TimeoutError) as exc:
+        return f"failed: {type(exc).__name__}".encode()
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes | None:
+    """What the agent answered before closing this connection within ``seconds`` (EOF or
+    reset); None while it is still open then."""
+    received = b""
+    try:
+        async with asyncio.timeout(seconds):
+            while data := await reader.read(4096):
+                received += data
+    except TimeoutError:
+        return None
+    except OSError:
+        pass
+    return received
+
+
+class TestSlowBodies:
+    @pytest.fixture
+    async def agent(self, stack: Stack) -> AsyncIterator[int]:
+        """A second agent with the front door's defaults and the cap 400 descriptors give."""
+        runner = FrontDoorRunner(create_app(stack.settings, persist=False),
+                                 max_connections=connection_cap(400), shutdown_timeout=0.5)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield port
+        await runner.cleanup()
+
+    @pytest.mark.timeout(90)
+    async def test_slow_bodies_neither_lock_out_nor_stay(self, agent: int) -> None:
+        """160 clients send a sign-in head with Content-Length 1000, then 10 bytes and
+        nothing more (issue 23, 1): /healthz and /auth/check still answer, and every one of
+        those connections is dropped once the whole-request deadline has passed."""
+        slow = []
+        try:
+            for _ in range(160):
+                reader, writer = await asyncio.open_connection("127.0.0.1", agent)
+                writer.write(SLOW_BODY_HEAD + b"username=x")
+                slow.append((reader, writer))
+            await asyncio.gather(*(writer.drain() for _, writer in slow))
+            await asyncio.sleep(0.5)
+            health = await answers(agent, b"GET /healthz HTTP/1.1\r\nHost: a\r\n"
+                                          b"Connection: close\r\n\r\n")
+            check = await answers(agent, b"GET /auth/check HTTP/1.1\r\nHost: a\r\n"
+                                         b"Connection: close\r\n\r\n")
+            assert health.startswith(b"HTTP/1.1 200"), health[:200]
+            assert check.startswith(b"HTTP/1.1 401"), check[:200]
+            deadline = BODY_TIMEOUT + 1000 / MIN_BODY_RATE + 5.0  # slack for a loaded machine
+            closed = await asyncio.gather(*(closed_within(reader, deadline)
+                                            for reader, _ in slow))
+            assert [] == [answer for answer in closed if answer is None]
+            answered = [answer for answer in closed if answer]
+            # the cap (144) sheds the oldest slow bodies for the 16 beyond it and the probes
+            assert len(answered) >= 160 - 16 - 2
+            assert all(a.startswith(b"HTTP/1.1 408") and a.endswith(b"\r\n\r\nRequest too slow\n")
+                       for a in answered), answered[0]
+        finally:
+            for _, writer in slow:
+                writer.close()
+
+    @pytest.fixture
+    async def quick(self, stack: Stack) -> AsyncIterator[int]:
+        """A second agent whose bodies get 0.5 s plus one second per 10,000 bytes."""
+        runner = FrontDoorRunner(create_app(stack.settings, persist=False),
+                                 body_timeout=0.5, min_body_rate=10_000, shutdown_timeout=0.5)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield port
+        await runner.cleanup()
+
+    async def test_a_trickled_body_is_cut_at_the_minimum_rate(self, quick: int) -> None:
+        """A 1,000-byte body sent a byte every 0.1 s (never stalled, but ten bytes a
+        second): 408 and closed after 0.5 + 0.1 s, not after the 100 s it would take."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", quick)
+        started = time.monotonic()
+        writer.write(SLOW_BODY_HEAD)
+        try:
+            while not reader.at_eof() and time.monotonic() - started < 15:
+                writer.write(b"x")
+                await writer.drain()
+                with contextlib.suppress(TimeoutError):
+                    if await asyncio.wait_for(reader.read(4096), 0.1):
+                        break
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+        assert time.monotonic() - started < 5
+
+    async def test_a_chunked_body_has_a_deadline_too(self, quick: int) -> None:
+        """A chunked body that stops after its first chunk: 408 within the budget of the
+        largest body the app accepts (64 KiB at 10,000 bytes a second here: 7 s)."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", quick)
+        started = time.monotonic()
+        writer.write(b"POST /auth/logout HTTP/1.1\r\nHost: a\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        answer = await closed_within(reader, 30)
+        writer.close()
+        assert answer is not None and answer.startswith(b"HTTP/1.1 408"), answer
+        assert 6.5 < time.monotonic() - started < 20
+
+    async def test_a_whole_body_in_time_is_served(self, quick: int) -> None:
+        """A body that arrives in time reaches the route as before (here: no session, so
+        to the sign-in page)."""
+        answer = await raw(quick, b"POST /auth/logout HTTP/1.1\r\nHost: a\r\n"
+                                  b"Content-Type: application/x-www-form-urlencoded\r\n"
+                                  b"Content-Length: 12\r\nConnection: close\r\n\r\n"
+                                  b"csrf_token=x")
+        assert answer.startswith(b"HTTP/1.1 303"), answer[:200]
+        assert b"Location: /login\r\n" in answer
 
 
 def _low_fd_limit() -> None:
