@@ -18,6 +18,7 @@ from .logging import configure_logging
 from .service_user import as_service_user, current_user
 from .sessions.journal import StateDirUnsafe, state_dir_problems
 from .settings import Settings, config_warnings, load_or_report, load_settings, problem_lines
+from .show_config import mapped_text, role_source_text
 from .version_check import check_sensor_version
 
 log = structlog.get_logger("agent")
@@ -39,15 +40,14 @@ def _check_config(path: str) -> int:
         for line in unsafe:
             print(f"  {line}", file=sys.stderr)
         return 1
-    groups = sum(len(g) for g in settings.roles.values())
     if settings.sso_off:
         print(f"{path}: configuration is valid; SSO is off on this sensor: "
               f"{settings.sso_off_reason}")
         _warn_sso_off(settings)
     else:
         print(f"{path}: configuration is valid (tenant {settings.entra.tenant_id}, "
-              f"{groups} group{'s' if groups != 1 else ''} mapped, callback "
-              f"{settings.entra.redirect_path})")
+              f"{mapped_text(settings)}, callback {settings.entra.redirect_path})")
+        print(f"note: {role_source_text(settings)}")
     for warning in config_warnings(settings):
         print(f"warning: {warning}", file=sys.stderr)
     local_notes, local_warnings = describe_local(settings)

@@ -103,6 +103,12 @@ REASONS: dict[str, Explanation] = {
                            "that give access to this sensor.",
                            "Ask {contact} to add you to the sensor's Admin, Security analyst "
                            "or Read only group."),
+    "no_app_role": Explanation("No access to this sensor",
+                               "You signed in, but your account has none of the app roles "
+                               "that give access to this sensor.",
+                               "Ask {contact} or your Entra ID administrator to assign you "
+                               "an app role of the sensor's application (Admin, Security "
+                               "analyst or Read only), then sign in again."),
     "missing_attributes": Explanation("Your account is incomplete",
                                       "Your Entra ID account lacks: {missing}. The sensor needs "
                                       "a first name, a last name and a user principal name.",

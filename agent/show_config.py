@@ -50,9 +50,26 @@ def describe(settings: Settings) -> list[str]:
                 continue
             lines.append(f"{f.name} = {_show(f.name, value)}")
     lines.append("[roles]")
+    lines.append(f"source = {settings.roles_source!r}  # {role_source_text(settings)}")
     for role, groups in settings.roles.items():
         lines.append(f"{role} = {list(groups)!r}")
     return lines
+
+
+def role_source_text(settings: Settings) -> str:
+    """Where this sensor's roles come from, in an operator's words."""
+    if settings.roles_source == "app_roles":
+        return ("roles from app roles: the ID token's roles claim alone (app role values "
+                "assigned under Enterprise applications > Users and groups; no Graph call)")
+    return ("roles from Entra groups: the ID token's groups claim, Graph checkMemberGroups "
+            "on overage")
+
+
+def mapped_text(settings: Settings) -> str:
+    """``3 groups mapped`` / ``3 app role values mapped``."""
+    count = sum(len(g) for g in settings.roles.values())
+    what = "app role value" if settings.roles_source == "app_roles" else "group"
+    return f"{count} {what}{'s' if count != 1 else ''} mapped"
 
 
 def _is_duration(f: dataclasses.Field[Any]) -> bool:

@@ -244,6 +244,14 @@ def _redirect_back(state: ProviderState, req: AuthRequest, user: DevUser, auth_t
     if state.authorize_error is not None:
         error, description = state.authorize_error
         return _error_redirect(state, req, error, description)
+    if state.assignment_required and not state.assigned_app_roles(user):
+        return _error_redirect(state, req, "access_denied", _description(50105, (
+            f"Your administrator has configured the application {state.app_name} "
+            f"('{state.client_id}') to block users unless they are specifically granted "
+            f"('assigned') access to the application. The signed in user '{user.username}' is "
+            "blocked because they are not a direct member of a group with access, nor had "
+            "access directly assigned by an administrator. Please contact your administrator "
+            "to assign access to this application."), state.clock()))
     code = secrets.token_urlsafe(64)
     state.codes[code] = IssuedCode(req, user.oid, state.clock(), auth_time, session_state)
     params = {"code": code}

@@ -1,7 +1,8 @@
 """The provider's directory page: what an Entra administrator does to offboard someone.
 
 ``GET /directory`` lists the users; its forms ``POST /directory`` one change at a time —
-block or allow sign-in, move the user to another labelled group, revoke the user's sessions,
+block or allow sign-in, move the user to another labelled group, assign the user an app role
+(or none; what Enterprise applications > Users and groups does), revoke the user's sessions,
 sign the user out everywhere (which loads the registered front-channel logout URL) — and
 come back to the page saying what was done. The forms carry a token only this page knows.
 For the demo and tests on loopback only, like the rest of the provider.
@@ -15,10 +16,17 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from .endpoint import bind
-from .refresh import disable_user, revoke_sessions, set_groups, sign_out_everywhere
+from .refresh import (
+    assign_app_roles,
+    disable_user,
+    revoke_sessions,
+    set_groups,
+    sign_out_everywhere,
+)
 from .state import ProviderState
+from .users import DevUser
 
-ACTIONS = ("disable", "enable", "move", "revoke", "sign_out_everywhere")
+ACTIONS = ("disable", "enable", "move", "assign_app_role", "revoke", "sign_out_everywhere")
 
 
 def routes(state: ProviderState) -> list[web.RouteDef]:
@@ -32,10 +40,23 @@ async def page(state: ProviderState, request: web.Request) -> web.StreamResponse
         labelled = [state.group_labels[g] for g in user.groups if g in state.group_labels]
         rows.append({"username": user.username, "name": user.name, "disabled": user.disabled,
                      "groups": ", ".join(labelled) or "no labelled group",
-                     "other_groups": sum(g not in state.group_labels for g in user.groups)})
+                     "other_groups": sum(g not in state.group_labels for g in user.groups),
+                     "app_roles": app_roles_text(state, user)})
     return state.render("directory.html", users=rows, labels=sorted(
         state.group_labels.items(), key=lambda kv: kv[1]), token=state.directory_token,
-        done=request.query.get("done", "")[:200], app_name=state.app_name)
+        done=request.query.get("done", "")[:200], app_name=state.app_name,
+        app_roles=list(state.app_roles.items()))
+
+
+def app_roles_text(state: ProviderState, user: DevUser) -> str:
+    """``Sensor.Admin (direct), Sensor.ReadOnly (via Operators)``, or ``none``."""
+    parts = []
+    for value in state.assigned_app_roles(user):
+        via = [state.group_labels.get(g, g) for g in user.groups
+               if value in state.group_app_roles.get(g, ())]
+        how = ["direct"] if value in user.app_roles else []
+        parts.append(f"{value} ({', '.join(how + [f'via {v}' for v in via])})")
+    return ", ".join(parts) or "none"
 
 
 async def change(state: ProviderState, request: web.Request) -> web.StreamResponse:
@@ -59,6 +80,12 @@ async def change(state: ProviderState, request: web.Request) -> web.StreamRespon
         kept = [g for g in user.groups if g not in state.group_labels]
         set_groups(state, user.username, kept + ([group] if group else []))
         done = f"{user.username}: now in {state.group_labels.get(group, 'no labelled group')}"
+    elif action == "assign_app_role":
+        value = form.get("app_role", "")
+        if value and value not in state.app_roles:
+            return state.error_page(None, "Unknown app role.", status=400)
+        assign_app_roles(state, user.username, [value] if value else [])
+        done = f"{user.username}: app role {value or 'none'} assigned directly"
     elif action == "revoke":
         revoke_sessions(state, user.username)
         done = f"{user.username}: sessions revoked"

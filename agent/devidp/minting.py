@@ -90,6 +90,8 @@ def id_token_claims(state: ProviderState, issued: IssuedCode, user: DevUser, now
                              ("upn", user.upn)):
             if value is not None:
                 claims[claim] = value
+    if roles := state.assigned_app_roles(user):  # never cut short: no overage for roles
+        claims["roles"] = roles
     if user.overage:
         claims["_claim_names"] = {"groups": "src1"}
         claims["_claim_sources"] = {

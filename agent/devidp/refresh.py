@@ -9,8 +9,9 @@ refresh token. ``grant_type=refresh_token`` redeems one as Entra ID does:
   refreshing does not extend that (``invalid_grant``, AADSTS700084); Web: 90 days;
 * a disabled user gets ``invalid_grant`` AADSTS50057, a user whose sessions were revoked
   (``revoke_sessions``) AADSTS50173 for every refresh token granted before the revocation;
-* the refreshed ID token has no ``nonce`` and the same ``sid``; groups and names are read
-  from the directory at that moment (``set_groups`` shows on the next refresh).
+* the refreshed ID token has no ``nonce`` and the same ``sid``; groups, app roles and names
+  are read from the directory at that moment (``set_groups``, ``assign_app_roles`` and
+  ``assign_group_app_roles`` show on the next refresh).
 
 ``sign_out_everywhere`` ends a user's provider sessions and loads the registered front-channel
 logout URL (``frontchannel_logout_url``) with each of their ``sid``s, as a browser would.
@@ -106,6 +107,26 @@ def disable_user(state: ProviderState, username: str, disabled: bool = True) -> 
 def set_groups(state: ProviderState, username: str, groups: list[str]) -> None:
     """The user's (transitive) group membership from now on."""
     _user(state, username).groups = list(groups)
+
+
+def assign_app_roles(state: ProviderState, username: str, values: list[str]) -> None:
+    """The app roles assigned to the user directly from now on (Enterprise applications >
+    Users and groups); the next token carries them in ``roles``."""
+    unknown = [v for v in values if v not in state.app_roles]
+    if unknown:
+        raise KeyError(f"no such app role: {', '.join(unknown)}")
+    _user(state, username).app_roles = list(values)
+
+
+def assign_group_app_roles(state: ProviderState, group: str, values: list[str]) -> None:
+    """The app roles assigned to a group from now on (its direct members get them)."""
+    unknown = [v for v in values if v not in state.app_roles]
+    if unknown:
+        raise KeyError(f"no such app role: {', '.join(unknown)}")
+    if values:
+        state.group_app_roles[group] = list(values)
+    else:
+        state.group_app_roles.pop(group, None)
 
 
 def revoke_sessions(state: ProviderState, username: str) -> None:

@@ -142,6 +142,15 @@ class ProviderState:
     frontchannel_logout_url: str | None = None
     # Group object id → the name the directory page shows (the demo's role groups).
     group_labels: dict[str, str] = field(default_factory=dict)
+    # The app registration's app roles (manifest appRoles, allowedMemberTypes User): value →
+    # display name. Assigned ones go into the ID token's ``roles`` claim, as their values.
+    app_roles: dict[str, str] = field(default_factory=dict)
+    # Group object id → values of the app roles assigned to the group (its direct members
+    # get them).
+    group_app_roles: dict[str, list[str]] = field(default_factory=dict)
+    # The enterprise application's "Assignment required?": a user with no app role
+    # (directly or through a group) is refused at sign-in with AADSTS50105.
+    assignment_required: bool = False
     # Misbehaviour (reset_misbehaviour clears it).
     faults: FaultMap = field(default_factory=FaultMap, init=False)
     token_tweaks: TokenTweaks = field(default_factory=TokenTweaks, init=False)
@@ -241,6 +250,14 @@ class ProviderState:
 
     def user_by_oid(self, oid: str) -> DevUser | None:
         return next((u for u in self.users if u.oid == oid), None)
+
+    def assigned_app_roles(self, user: DevUser) -> list[str]:
+        """The values of the app roles assigned to ``user``, directly or through a group it
+        is a member of, in the manifest's order; only roles the app registration defines."""
+        assigned = set(user.app_roles)
+        for group in user.groups:
+            assigned.update(self.group_app_roles.get(group, ()))
+        return [value for value in self.app_roles if value in assigned]
 
     # ----- answers shared by the endpoint modules -------------------------------------
 

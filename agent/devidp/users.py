@@ -20,7 +20,9 @@ class DevUser:
     """A directory user. ``groups`` are object ids of the groups the user is (transitively) in.
 
     ``given_name``/``family_name``/``upn`` of ``None`` mean the attribute is empty in the
-    directory: absent from the ID token and ``null`` in Graph.
+    directory: absent from the ID token and ``null`` in Graph. ``groups`` also count as
+    direct memberships for the app roles assigned to groups (Entra does not pass those on to
+    nested groups; the provider has none).
     """
 
     username: str
@@ -35,6 +37,9 @@ class DevUser:
     overage: bool = False
     display_name: str = ""
     disabled: bool = False  # "Block sign-in" in Entra ID: refreshes answer AADSTS50057
+    # Values of the app roles assigned to the user directly (Enterprise applications > Users
+    # and groups); a group's assignments are ProviderState.group_app_roles.
+    app_roles: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:

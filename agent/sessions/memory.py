@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
-from ..roles import RoleDecision, decide_role
+from ..roles import RoleDecision, decide_role, source_of
 from .record import KeyIndex, Session, session_key
 
 log = structlog.get_logger("agent.audit")
@@ -163,17 +163,26 @@ class SessionMemory:
         if self._sessions.get(session.key) is session:
             self._changed.add(session.key)
 
-    def redecide_roles(self, mapping: Mapping[str, Iterable[str]]) -> list[Session]:
-        """Decide every session's role again from its stored groups (after a ``[roles]``
-        change); returns the sessions left with no role (the caller ends them)."""
+    def redecide_roles(self, mapping: Mapping[str, Iterable[str]], source: str = "groups"
+                       ) -> tuple[list[Session], list[Session]]:
+        """Decide every session's role again from its stored groups or app role values
+        (after a ``[roles]`` change). Returns the sessions left with no role and those whose
+        role the other source decided (``[roles] source`` changed: what they keep says
+        nothing under the new source, so Entra ID must be asked); the caller ends or
+        re-validates them."""
         decisions: dict[tuple[str, ...], RoleDecision] = {}
         orphans: list[Session] = []
+        elsewhere: list[Session] = []
         for session in list(self._sessions.values()):
             if session.method == "local":  # no groups: the accounts file gives the role
                 continue
+            if session.groups and source_of(session.groups) != source:
+                elsewhere.append(session)
+                continue
             decision = decisions.get(session.groups)
             if decision is None:
-                decision = decisions[session.groups] = decide_role(session.groups, mapping)
+                decision = decisions[session.groups] = decide_role(session.groups, mapping,
+                                                                   source)
             if decision.role is None:
                 orphans.append(session)
                 continue
@@ -182,7 +191,7 @@ class SessionMemory:
                 self._changed.add(session.key)
                 log.warning("session_role_changed", upn=session.upn, oid=session.oid,
                             **{"from": before, "to": session.role}, via="config_reload")
-        return orphans
+        return orphans, elsewhere
 
     def sweep(self, start: int = 0, count: int | None = None) -> int:
         """Remove expired sessions; returns how many (the next flush journals them).

@@ -90,9 +90,9 @@ def _build(p: Problems, data: Mapping[str, Any], source: str) -> Settings:
     server = build_server(p, p.section(data, "server", SERVER_KEYS))
     entra_section = p.section(data, "entra", ENTRA_KEYS)
     entra = build_entra(p, entra_section)
-    roles = build_roles(p, p.section(data, "roles", ROLE_KEYS))
+    roles_source, roles = build_roles(p, p.section(data, "roles", ROLE_KEYS))
     session = build_session(p, p.section(data, "session", SESSION_KEYS),
                             platform=entra_section.get("platform", "spa"))
     local = build_local(p, p.section(data, "local", LOCAL_KEYS))
     return Settings(entra=entra, roles=roles, server=server, session=session, local=local,
-                    source=source)
+                    source=source, roles_source=roles_source)

@@ -136,6 +136,10 @@ class Settings:
     source: str = "<defaults>"
     sensor: SensorIdentity = field(default_factory=SensorIdentity)
     fleet: FleetChoice | None = None  # which [[setting]] applies and why (None: built in code)
+    # [roles] source: what ``roles`` lists and where the role comes from: "groups" (group
+    # object ids; the groups claim, Graph on overage) or "app_roles" (app role values; the
+    # ID token's roles claim alone).
+    roles_source: str = "groups"
 
     @property
     def sso_off(self) -> bool:

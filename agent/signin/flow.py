@@ -33,7 +33,7 @@ from ..errors import (
     TooManySignIns,
 )
 from ..logging import AuditBursts
-from ..roles import decide_role
+from ..roles import decide_role, no_role_reason
 from ..sessions.store import Session, SessionStore, StateUnwritable
 from ..urlpaths import is_local_path
 from .identity import IdentityProvider, strings
@@ -234,10 +234,10 @@ class SignIn:
             if exc.oid is None:
                 exc.oid = _short_text(claims.get("oid"))
             raise
-        decision = decide_role(groups, self.settings.roles)
+        decision = decide_role(groups, self.settings.roles, self.settings.roles_source)
         if decision.role is None:
-            raise SignInRefused("no_role", "the account is in none of the groups mapped to a "
-                                "sensor role", upn=profile["upn"],
+            reason, detail = no_role_reason(self.settings.roles_source)
+            raise SignInRefused(reason, detail, upn=profile["upn"],
                                 oid=_short_text(claims.get("oid")))
         cookie_id, session = self.sessions.new_session(
             upn=profile["upn"], given_name=profile["given_name"],

@@ -3,9 +3,11 @@
 Shared by the sign-in (``signin.py``) and the re-validation of live sessions
 (``revalidation.py``): first name, last name and UPN must be present (refused otherwise), the
 groups come from the token unless it reports an overage or carries none, then from Graph's
-``checkMemberGroups`` restricted to the groups the role mapping names. ``IdentityProvider``
-bundles what both ask of Entra ID: the tenant's metadata and keys, the MSAL client and Graph,
-with this sensor's settings.
+``checkMemberGroups`` restricted to the groups the role mapping names. With ``[roles] source =
+"app_roles"`` the values are the ID token's ``roles`` claim alone: Entra never cuts it short
+(no overage), so Graph is never asked for roles. ``IdentityProvider`` bundles what both ask of
+Entra ID: the tenant's metadata and keys, the MSAL client and Graph, with this sensor's
+settings.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..roles import configured_groups
 from ..settings import Settings
 
 _MAX_ATTRIBUTE = 256  # characters of a name or UPN (Entra's own limits: 64 and 113)
+_MAX_APP_ROLES = 1024  # values of the roles claim looked at (only mapped ones are kept)
 _ATTRIBUTE_NAMES = {"given_name": "First name", "family_name": "Last name",
                     "upn": "User principal name"}
 
@@ -62,8 +65,11 @@ class IdentityProvider:
 
     async def identity(self, claims: Mapping[str, Any],
                        access_token: str | None) -> tuple[dict[str, str], list[str]]:
-        """The user's required attributes and groups (refused when any is missing)."""
+        """The user's required attributes (refused when any is missing), and the groups or
+        app role values the role is decided from (``[roles] source``)."""
         profile = await read_profile(claims, access_token, self.graph)
+        if self.settings.roles_source == "app_roles":
+            return profile, read_app_roles(claims)
         groups = await read_groups(claims, access_token, self.graph, self.settings.roles)
         return profile, groups
 
@@ -97,6 +103,15 @@ async def read_groups(claims: Mapping[str, Any], access_token: str | None, graph
     if not overage and isinstance(groups, list) and all(isinstance(g, str) for g in groups):
         return groups
     return await graph.member_groups(_graph_token(access_token), configured_groups(roles))
+
+
+def read_app_roles(claims: Mapping[str, Any]) -> list[str]:
+    """The ID token's ``roles`` claim: the values of the app roles assigned to the user
+    (directly or through a group). Absent when none is; never an overage."""
+    roles = claims.get("roles")
+    if not isinstance(roles, list):
+        return []
+    return [r for r in roles[:_MAX_APP_ROLES] if isinstance(r, str)]
 
 
 def _graph_token(access_token: str | None) -> str:

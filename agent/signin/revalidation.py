@@ -12,7 +12,9 @@ sign-in's (no nonce: Entra puts none in a refreshed one; it must name the same u
 the names and groups again (Graph ``checkMemberGroups`` on overage or when the token
 carries no groups) and decides the role again:
 
-* no role → the session ends at once (``session_revoked``, reason ``no_role``);
+* no role → the session ends at once (``session_revoked``, reason ``no_role``, or
+  ``no_app_role`` with ``[roles] source = "app_roles"``: the refreshed ID token's ``roles``
+  claim no longer holds a mapped app role);
 * ``invalid_grant`` (disabled, revoked, Conditional Access, the SPA's 24-hour limit ...) →
   ends at once, with the AADSTS code and what it means;
 * another role → ``/auth/check`` answers with it from the next request on
@@ -37,7 +39,7 @@ import structlog
 
 from ..backoff import doubling
 from ..errors import IdentityProviderUnavailable, SignInError, SignInRefused
-from ..roles import decide_role
+from ..roles import decide_role, no_role_reason
 from ..sessions.store import Session, SessionStore
 from .identity import IdentityProvider
 
@@ -159,6 +161,14 @@ class Revalidator:
                   and (wanted is None or s.upn.casefold() == wanted)]
         return await self._run(chosen, forced=True)
 
+    async def recheck(self, sessions: list[Session]) -> None:
+        """Re-validate ``sessions`` as soon as the tenant's keys are loaded (a reload changed
+        ``[roles] source``: their stored groups or app roles say nothing under the new one)."""
+        await self.entra.directory.wait_ready()
+        audit.info("roles_source_changed", source=self.settings.roles_source,
+                   sessions=len(sessions))
+        await self._run([s for s in sessions if self.sessions.is_live(s)], forced=True)
+
     async def _run(self, chosen: list[Session], forced: bool) -> list[Outcome]:
         tasks: list[asyncio.Task[Outcome]] = []
         for session in chosen:
@@ -215,10 +225,9 @@ class Revalidator:
             return Outcome(session.upn, "rejected", exc.reason)
         if not self.sessions.is_live(session):
             return Outcome(session.upn, "gone")
-        decision = decide_role(groups, self.settings.roles)
+        decision = decide_role(groups, self.settings.roles, self.settings.roles_source)
         if decision.role is None:
-            return await self._end(session, "no_role", "the account is in none of the groups "
-                                   "mapped to a sensor role")
+            return await self._end(session, *no_role_reason(self.settings.roles_source))
         self._recovered()
         now = self.clock()
         if redemption.refresh_token and redemption.refresh_token != token:

@@ -26,8 +26,9 @@ from ..entra.graph import GraphClient
 from ..entra.outbound import Outbound
 from ..errors import IdentityProviderUnavailable, MetadataProblem
 from ..local.signin import LocalSignIn
+from ..roles import no_role_reason
 from ..sessions.journal import StateDirUnsafe
-from ..sessions.store import SessionStore
+from ..sessions.store import Session, SessionStore
 from ..settings import Settings
 from ..signin.flow import SignIn
 from ..signin.identity import IdentityProvider
@@ -88,15 +89,15 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         await asyncio.to_thread(sessions.load)  # StateDirUnsafe: refuse before anything runs
         settle_heap(len(sessions))
         await outbound.start()
-        for orphan in sessions.redecide_roles(settings.roles):  # [roles] changed meanwhile
-            await sessions.end(orphan, "no_role", via="config_reload",
-                               detail="no group of the session maps to a role any more")
+        ask = await _redecide_roles(sessions, settings)  # [roles] changed meanwhile
         await local.load()  # ends the sessions of removed or changed local accounts
         tasks = [asyncio.create_task(_keep_sessions(sessions)),
                  asyncio.create_task(_flush_audit_bursts(app[keys.SIGN_IN]))]
         if not settings.sso_off:  # no [[setting]] applies: no tenant to talk to
             tasks.append(asyncio.create_task(_keep_tenant_metadata(tenant, client)))
             tasks.append(asyncio.create_task(revalidator.run()))
+            if ask:  # [roles] source changed: Entra ID decides these sessions' roles now
+                tasks.append(asyncio.create_task(revalidator.recheck(ask)))
             if local.accounts.accounts and settings.local.sign_in == "when-sso-unavailable":
                 tasks.append(asyncio.create_task(
                     _watch_entra(tenant, sign_in, probe_interval)))
@@ -217,6 +218,24 @@ def sweep_slice(sessions: SessionStore, cursor: int) -> int:
         cursor = 0
     size = max(SWEEP_SLICE_MIN, -(-len(sessions) // SWEEP_EVERY))
     return cursor + size - sessions.sweep(cursor, size)  # removed ones shift the rest left
+
+
+async def _redecide_roles(sessions: SessionStore, settings: Settings) -> list[Session]:
+    """Decide the restored sessions' roles under ``settings``' ``[roles]``: those left
+    without a role end; those a changed ``source`` decided are returned for Entra ID to
+    decide now (ended instead when they cannot be re-validated)."""
+    orphans, elsewhere = sessions.redecide_roles(settings.roles, settings.roles_source)
+    reason, _ = no_role_reason(settings.roles_source)
+    what = "app role" if settings.roles_source == "app_roles" else "group"
+    for orphan in orphans:
+        await sessions.end(orphan, reason, via="config_reload",
+                           detail=f"no {what} of the session maps to a role any more")
+    ask = [s for s in elsewhere if s.has_refresh_token and not settings.sso_off]
+    for session in elsewhere:
+        if not session.has_refresh_token or settings.sso_off:
+            await sessions.end(session, reason, via="config_reload", detail="[roles] source "
+                               "changed and the session cannot be re-validated: sign in again")
+    return ask
 
 
 async def _keep_sessions(sessions: SessionStore) -> None:
