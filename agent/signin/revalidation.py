@@ -164,7 +164,7 @@ class Revalidator:
     async def recheck(self, sessions: list[Session]) -> None:
         """Re-validate ``sessions`` as soon as the tenant's keys are loaded (a reload changed
         ``[roles] source``: their stored groups or app roles say nothing under the new one)."""
-        await self.entra.directory.wait_ready()
+        await self.idp.tenant.wait_ready()
         audit.info("roles_source_changed", source=self.settings.roles_source,
                    sessions=len(sessions))
         await self._run([s for s in sessions if self.sessions.is_live(s)], forced=True)
