@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .wiring.cli import add_parser as add_check_nginx
 
     add_check_nginx(sub)
+    from .rehearsal import add_parser as add_devidp
+
+    add_devidp(sub, "the agent's configuration, whose tenant, client, redirect URI and role "
+                    "groups the provider takes (default: $SENSOR_SSO_AGENT_CONFIG or "
+                    "/etc/sensor-sso-agent/agent.toml)")
     demo = sub.add_parser("demo", help="the whole sign-in on this machine, no tenant needed",
                           description="Start a local Entra-like identity provider and the agent.")
     demo.add_argument("--port", type=int, default=8080, help="agent port (default 8080)")
@@ -94,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         from .wiring.cli import run_check_nginx
 
         return run_check_nginx(args.file, args.url, args.nginx_args, args.ca_file, args.insecure)
+    if args.command == "devidp":
+        from .rehearsal import run_devidp
+
+        return run_devidp(config, args.listen, args.name, args.redirect_uri, args.state_dir)
     if args.command == "demo":
         from .demo import run_demo
 

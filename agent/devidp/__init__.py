@@ -1,8 +1,9 @@
 """A local Microsoft Entra ID-like identity provider (with a Microsoft Graph subset).
 
-For tests and the ``demo`` command only: HTTPS on 127.0.0.1 with a throwaway CA
-(``idp.ca_file``), served by aiohttp. MSAL Python talks to it as to
-``login.microsoftonline.com``::
+For tests, the ``demo`` command and rehearsals (``devidp``): HTTPS on 127.0.0.1 with a
+throwaway CA (``idp.ca_file``), served by aiohttp; ``persist.py`` keeps the CA, signing key
+and refresh tokens in a state directory for ``sensor-sso-agent devidp`` (agent/rehearsal.py).
+MSAL Python talks to it as to ``login.microsoftonline.com``::
 
     idp = DevIdentityProvider(tenant_id, client_id, [redirect_uri], users)
     await idp.start()

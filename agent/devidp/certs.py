@@ -25,6 +25,7 @@ class TlsMaterial:
     ca_pem: bytes
     cert_pem: bytes
     key_pem: bytes
+    ca_key_pem: bytes = b""  # kept only where the CA must outlive the process (persist.py)
 
     def write(self, directory: Path) -> tuple[Path, Path, Path]:
         """Write ``ca.pem``, ``server.pem`` and ``server-key.pem`` (0600); return their paths."""
@@ -84,18 +85,29 @@ def _key_usage(*, ca: bool) -> x509.KeyUsage:
         encipher_only=False, decipher_only=False)
 
 
-def make_tls_material(hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TlsMaterial:
-    """Create a CA and a server certificate for ``hosts`` (IP addresses become IP SANs)."""
+def make_tls_material(hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+                      ca: TlsMaterial | None = None,
+                      validity: datetime.timedelta = _VALIDITY) -> TlsMaterial:
+    """Create a server certificate for ``hosts`` (IP addresses become IP SANs), issued by
+    ``ca`` (its ``ca_pem`` and ``ca_key_pem``) or by a new CA."""
     now = datetime.datetime.now(datetime.UTC)
-    lifetime = (now - datetime.timedelta(hours=1), now + _VALIDITY)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
+    lifetime = (now - datetime.timedelta(hours=1), now + validity)
     ca_name = _name("sensor-sso-agent dev IdP throwaway CA")
+    if ca is not None and ca.ca_key_pem:
+        loaded = serialization.load_pem_private_key(ca.ca_key_pem, password=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise ValueError("the CA key is not an EC key")
+        ca_key = loaded
+        ca_cert = x509.load_pem_x509_certificate(ca.ca_pem)
+        ca_name = ca_cert.subject
+    else:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_cert = certificate(ca_name, ca_key.public_key(), ca_name, ca_key, lifetime, [
+            (x509.BasicConstraints(ca=True, path_length=0), True),
+            (_key_usage(ca=True), True),
+            (x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False),
+        ])
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = certificate(ca_name, ca_key.public_key(), ca_name, ca_key, lifetime, [
-        (x509.BasicConstraints(ca=True, path_length=0), True),
-        (_key_usage(ca=True), True),
-        (ca_ski, False),
-    ])
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = []
     for host in hosts:
@@ -119,4 +131,7 @@ def make_tls_material(hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Tl
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
+        ca_key_pem=ca_key.private_bytes(serialization.Encoding.PEM,
+                                        serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()),
     )

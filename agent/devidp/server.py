@@ -33,8 +33,13 @@ class DevIdentityProvider(ProviderState):
                                                              repr=False)
     _ca_file: Path | None = field(default=None, init=False, repr=False)
 
-    async def start(self, port: int = 0) -> None:
-        """Serve HTTPS on 127.0.0.1:``port`` (0 = any free port)."""
+    def use_tls(self, material: TlsMaterial) -> None:
+        """Serve with this CA and certificate instead of a throwaway pair (before ``start``;
+        ``devidp`` keeps them in its state directory)."""
+        self._tls = material
+
+    async def start(self, port: int = 0, bind: str = "127.0.0.1") -> None:
+        """Serve HTTPS on ``bind``:``port`` (0 = any free port)."""
         if self._runner is not None:
             raise RuntimeError("already started")
         directory = self.state_dir
@@ -42,10 +47,11 @@ class DevIdentityProvider(ProviderState):
             self._tmpdir = tempfile.TemporaryDirectory(prefix="devidp-")
             directory = Path(self._tmpdir.name)
         ca_file, cert_file, key_file = self._tls.write(directory)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart on the same port
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((bind, port))
         except OSError:
             sock.close()
             raise

@@ -138,6 +138,8 @@ class ProviderState:
     # on loopback, which browsers treat as a secure origin: no certificate warning in the
     # demo. Discovery then points the browser there; MSAL and the agent keep TLS.
     pages_over_http: bool = False
+    # The host name in the provider's addresses (``devidp --name``; the certificate's SAN).
+    host: str = "127.0.0.1"
     # The app registration's "Front-channel logout URL" (loaded with ?sid= on sign-out).
     frontchannel_logout_url: str | None = None
     # Group object id → the name the directory page shows (the demo's role groups).
@@ -190,10 +192,11 @@ class ProviderState:
 
     @property
     def url(self) -> str:
-        """``https://127.0.0.1:PORT`` (only after ``start``)."""
+        """``https://HOST:PORT`` (only after ``start``; ``host`` is 127.0.0.1 unless set)."""
         if self.port is None:
             raise RuntimeError("DevIdentityProvider not started")
-        return f"https://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
 
     @property
     def pages_url(self) -> str:
