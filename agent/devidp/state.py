@@ -138,8 +138,7 @@ class ProviderState:
     # on loopback, which browsers treat as a secure origin: no certificate warning in the
     # demo. Discovery then points the browser there; MSAL and the agent keep TLS.
     pages_over_http: bool = False
-    # The host name in the provider's addresses (``devidp --name``; the certificate's SAN).
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # the name in its addresses (``devidp --name``)
     # The app registration's "Front-channel logout URL" (loaded with ?sid= on sign-out).
     frontchannel_logout_url: str | None = None
     # Group object id → the name the directory page shows (the demo's role groups).
