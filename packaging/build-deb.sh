@@ -36,7 +36,7 @@ root=$work/root
 lib=$root/usr/lib/$name
 share=$root/usr/share/$name
 doc=$root/usr/share/doc/$name
-mkdir -p "$root/DEBIAN" "$lib/wheels" "$share/nginx" "$doc" "$root/lib/systemd/system" \
+mkdir -p "$root/DEBIAN" "$lib/wheels" "$share/nginx" "$share/rsyslog" "$doc" "$root/lib/systemd/system" \
     "$root/usr/bin"
 
 # The agent from this checkout, every runtime dependency, and pip to install them with.
@@ -55,6 +55,9 @@ install -m 0644 "$src/config/agent.example.toml" "$share/agent.example.toml"
 install -m 0644 "$src/config/agent.multi-site.example.toml" "$share/agent.multi-site.example.toml"
 for conf in "$src"/config/nginx/*.conf; do
     install -m 0644 "$conf" "$share/nginx/$(basename "$conf")"
+done
+for conf in "$src"/config/rsyslog/*.conf; do
+    install -m 0644 "$conf" "$share/rsyslog/$(basename "$conf")"
 done
 ln -s "/opt/$name/venv/bin/$name" "$root/usr/bin/$name"
 mkdir -p "$root/usr/share/man/man1"

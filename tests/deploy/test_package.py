@@ -96,10 +96,15 @@ def test_contents(deb: Path, unpacked: Path) -> None:
     # what the example and the man page point to
     assert (unpacked / "usr/share" / NAME / "agent.multi-site.example.toml").is_file()
     docs = {p.name for p in (unpacked / "usr/share/doc" / NAME).iterdir()}
-    assert {"install.md.gz", "fleet.md.gz", "security.md.gz"} <= docs
+    assert {"install.md.gz", "fleet.md.gz", "security.md.gz", "siem.md.gz"} <= docs
     assert {p.name for p in (unpacked / "usr/share" / NAME / "nginx").iterdir()} == \
         {"sensor-sso.conf", "sensor-sso-auth.conf", "sensor-sso-upstream.conf",
          "sensor-sso-check-cache.conf", "sensor-sso-check-cache-zone.conf"}
+    # the optional rsyslog rule that forwards the audit events to a SIEM (docs/siem.md)
+    assert {p.name for p in (unpacked / "usr/share" / NAME / "rsyslog").iterdir()} == \
+        {p.name for p in (REPO / "config" / "rsyslog").glob("*.conf")} == \
+        {"sensor-sso-agent-audit.conf", "sensor-sso-agent-collector.conf",
+         "sensor-sso-agent-journal.conf"}
     assert os.readlink(unpacked / "usr/bin" / NAME) == f"/opt/{NAME}/venv/bin/{NAME}"
 
 
