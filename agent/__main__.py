@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole sign-in on this machine, no tenant needed",
                           description="Start a local Entra-like identity provider and the agent.")
     demo.add_argument("--port", type=int, default=8080, help="agent port (default 8080)")
+    demo.add_argument("--roles", choices=("groups", "app_roles"), default="groups",
+                      help="where roles come from: Entra groups (default) or app roles")
     return parser
 
 
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        return run_demo(args.port)
+        return run_demo(args.port, args.roles)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

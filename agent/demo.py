@@ -8,6 +8,12 @@ It also creates one local break-glass account (``[local]``) and prints it. Press
 the terminal switches the identity provider off (every endpoint answers 503, as when the
 sensor cannot reach Entra ID) and on again, so a newcomer sees the sign-in page offer the
 local account while Entra ID is unreachable and stop offering it when it is back.
+
+The provider's app registration defines three app roles (``DEMO_APP_ROLES``), each assigned
+to the role's demo group, and one more user holds an app role directly and is in no mapped
+group. ``demo --roles app_roles`` runs the agent with ``[roles] source = "app_roles"``: every
+role then comes from the ID token's ``roles`` claim, and that user signs in as Security
+analyst (the default, ``groups``, refuses them).
 """
 
 from __future__ import annotations
@@ -37,15 +43,25 @@ DEMO_GROUPS = {
     "security_analyst": ["b2e6f7a8-0000-4000-8000-00000000000b"],
     "read_only": ["c3f7a8b9-0000-4000-8000-00000000000c"],
 }
-
+# The app registration's app roles (value → display name) and what they map to.
+DEMO_APP_ROLES = {"Sensor.Admin": "Sensor Admin",
+                  "Sensor.SecurityAnalyst": "Sensor Security analyst",
+                  "Sensor.ReadOnly": "Sensor Read only"}
+DEMO_APP_ROLE_MAPPING = {"admin": ["Sensor.Admin"],
+                         "security_analyst": ["Sensor.SecurityAnalyst"],
+                         "read_only": ["Sensor.ReadOnly"]}
 
 BREAK_GLASS = "breakglass"
 PROBE_INTERVAL = 2.0  # the demo notices the switched-off provider within seconds
 
 
 def demo_settings(idp: DevIdentityProvider, port: int, state_dir: Path,
-                  accounts_file: Path | None = None) -> Settings:
+                  accounts_file: Path | None = None, roles_source: str = "groups"
+                  ) -> Settings:
     local = {"local": {"accounts_file": str(accounts_file)}} if accounts_file else {}
+    roles: dict[str, object] = dict(DEMO_GROUPS)
+    if roles_source == "app_roles":
+        roles = {"source": "app_roles", **DEMO_APP_ROLE_MAPPING}
     return settings_from_mapping({
         "server": {"listen": f"127.0.0.1:{port}", "sensor_name": "Demo sensor · Plant A",
                    "access_contact": "the demo's administrator"},
@@ -53,7 +69,7 @@ def demo_settings(idp: DevIdentityProvider, port: int, state_dir: Path,
                   "redirect_uri": f"http://127.0.0.1:{port}/auth/sso/callback",
                   "authority_host": idp.authority_host, "graph_url": idp.graph_url,
                   "ca_bundle": str(idp.ca_file)},
-        "roles": DEMO_GROUPS,
+        "roles": roles,
         # Short, so that a change on the provider's directory page shows within seconds.
         "session": {"state_dir": str(state_dir), "revalidate_interval": "15s",
                     "revalidate_grace": "1m"},
@@ -79,29 +95,47 @@ def switch_provider(idp: DevIdentityProvider) -> bool:
     return False
 
 
-def describe(user: DevUser, groups: dict[str, list[str]]) -> str:
-    roles = [role for role, ids in groups.items() if set(ids) & set(user.groups)]
+def describe(user: DevUser, groups: dict[str, list[str]],
+             idp: DevIdentityProvider | None = None, roles_source: str = "groups") -> str:
+    """One line of the printed user list: the roles the user gets here, and why not."""
     notes = []
+    if roles_source == "app_roles" and idp is not None:
+        assigned = idp.assigned_app_roles(user)
+        roles = [role for role, values in DEMO_APP_ROLE_MAPPING.items()
+                 if set(values) & set(assigned)]
+        direct = [v for v in user.app_roles if v in assigned]
+        if direct:
+            notes.append(f"app role {', '.join(direct)} assigned directly")
+    else:
+        roles = [role for role, ids in groups.items() if set(ids) & set(user.groups)]
+        if user.app_roles and not roles:
+            notes.append(f"app role {', '.join(user.app_roles)} only: see demo "
+                         "--roles app_roles")
     if user.mfa:
         notes.append("MFA approval")
+    app_roles = roles_source == "app_roles"
     if not user.optional_claims:
-        notes.append("profile and groups from Graph")
+        notes.append("profile from Graph" if app_roles else "profile and groups from Graph")
     if user.overage:
-        notes.append("group overage")
+        notes.append("group overage (the roles claim has none)" if app_roles
+                     else "group overage")
     if user.family_name is None:
         notes.append("no last name: refused")
     if user.upn is None:
         notes.append("no UPN: refused")
     if not roles:
-        notes.append("no mapped group: refused")
+        notes.append("no mapped app role: refused" if roles_source == "app_roles"
+                     else "no mapped group: refused")
     text = ", ".join(roles) or "-"
     return f"{user.username:34} {text:28} {'; '.join(notes)}"
 
 
 async def serve_demo(port: int, ready: asyncio.Event | None = None,
                      stop: asyncio.Event | None = None,
-                     switches: asyncio.Queue[None] | None = None) -> None:
-    """Serve until ``stop``; each item put on ``switches`` switches the provider off or on."""
+                     switches: asyncio.Queue[None] | None = None,
+                     roles_source: str = "groups") -> None:
+    """Serve until ``stop``; each item put on ``switches`` switches the provider off or on.
+    ``roles_source``: the agent's ``[roles] source`` (``groups`` or ``app_roles``)."""
     with tempfile.TemporaryDirectory(prefix="sensor-sso-demo-") as tmp:
         users = demo_users(DEMO_GROUPS)
         idp = DevIdentityProvider(
@@ -110,11 +144,14 @@ async def serve_demo(port: int, ready: asyncio.Event | None = None,
             state_dir=Path(tmp) / "idp", pages_over_http=True,
             frontchannel_logout_url=f"http://127.0.0.1:{port}/auth/sso/frontchannel-logout",
             group_labels={gid: f"{role} group" for role, ids in DEMO_GROUPS.items()
-                          for gid in ids})
+                          for gid in ids},
+            app_roles=dict(DEMO_APP_ROLES),
+            group_app_roles={gid: list(DEMO_APP_ROLE_MAPPING[role])
+                             for role, ids in DEMO_GROUPS.items() for gid in ids})
         await idp.start()
         accounts = Path(tmp) / "local-accounts"
         local_password = await asyncio.to_thread(break_glass_account, accounts)
-        settings = demo_settings(idp, port, Path(tmp) / "agent", accounts)
+        settings = demo_settings(idp, port, Path(tmp) / "agent", accounts, roles_source)
         runner = FrontDoorRunner(create_app(settings, console=True,
                                             probe_interval=PROBE_INTERVAL))
         try:
@@ -127,10 +164,11 @@ async def serve_demo(port: int, ready: asyncio.Event | None = None,
                   f"  Every demo password: {DEMO_PASSWORD}\n"
                   f"  Offboard someone (block sign-in, change groups, revoke, sign out "
                   f"everywhere): {idp.pages_url}/directory\n"
-                  f"  The sensor re-validates sessions every 15 s in the demo.\n\n"
-                  f"  {'user':34} {'role groups':28} notes", flush=True)
+                  f"  The sensor re-validates sessions every 15 s in the demo.\n"
+                  f"  Roles from {_SOURCE_TEXT[roles_source]}.\n\n"
+                  f"  {'user':34} {'roles':28} notes", flush=True)
             for user in users:
-                print("  " + describe(user, DEMO_GROUPS), flush=True)
+                print("  " + describe(user, DEMO_GROUPS, idp, roles_source), flush=True)
             print(f"\n  Local break-glass account (offered only while Entra ID cannot be "
                   f"reached):\n    user name {BREAK_GLASS}, password {local_password}\n"
                   f"  Press Enter here to switch the identity provider off (and again to switch "
@@ -158,7 +196,15 @@ async def serve_demo(port: int, ready: asyncio.Event | None = None,
             await idp.stop()
 
 
-def run_demo(port: int) -> int:
+_SOURCE_TEXT = {
+    "groups": "Entra groups ([roles] source = \"groups\"); `demo --roles app_roles` takes "
+              "them from app roles",
+    "app_roles": "app roles ([roles] source = \"app_roles\"): the ID token's roles claim; "
+                 "the groups hold app roles, approle@ holds one directly",
+}
+
+
+def run_demo(port: int, roles_source: str = "groups") -> int:
     configure_logging()
 
     async def main() -> None:
@@ -174,7 +220,7 @@ def run_demo(port: int) -> int:
 
             loop.add_reader(sys.stdin.fileno(), enter)
         try:
-            await serve_demo(port, stop=stop, switches=switches)
+            await serve_demo(port, stop=stop, switches=switches, roles_source=roles_source)
         finally:
             if sys.stdin.isatty():
                 loop.remove_reader(sys.stdin.fileno())
@@ -184,5 +230,5 @@ def run_demo(port: int) -> int:
     return 0
 
 
-__all__ = ["BREAK_GLASS", "DEMO_CLIENT", "DEMO_GROUPS", "DEMO_TENANT", "run_demo",
-           "serve_demo"]
+__all__ = ["BREAK_GLASS", "DEMO_APP_ROLES", "DEMO_CLIENT", "DEMO_GROUPS", "DEMO_TENANT",
+           "run_demo", "serve_demo"]

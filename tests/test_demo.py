@@ -99,3 +99,56 @@ class TestDemoBreakGlass:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)
+
+
+class TestDemoAppRoles:
+    async def test_a_user_gets_the_role_from_an_app_role(
+            self, capsys: pytest.CaptureFixture[str]) -> None:
+        """demo --roles app_roles: the printed list says roles come from app roles and names
+        the user assigned one directly; that user (in no mapped group) signs in as Security
+        analyst through the roles claim."""
+        port = free_port()
+        ready, stop = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(serve_demo(port, ready=ready, stop=stop,
+                                              roles_source="app_roles"))
+        try:
+            await asyncio.wait_for(ready.wait(), 20)
+            out = capsys.readouterr().out
+            assert 'Roles from app roles ([roles] source = "app_roles")' in out
+            line = next(ln for ln in out.splitlines() if "approle@contoso.example" in ln)
+            assert "security_analyst" in line
+            assert "app role Sensor.SecurityAnalyst assigned directly" in line
+            assert "no mapped app role: refused" in next(
+                ln for ln in out.splitlines() if "nogroup@contoso.example" in ln)
+            base = f"http://127.0.0.1:{port}"
+            jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[base])
+            async with aiohttp.ClientSession(cookie_jar=jar) as http:
+                for _ in range(200):  # discovery and keys load in the background
+                    async with http.get(f"{base}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                    await asyncio.sleep(0.05)
+                async with http.get(f"{base}/auth/sso/start", allow_redirects=False) as resp:
+                    authorize = resp.headers["Location"]
+                back = await complete_sign_in(http, authorize, "approle@contoso.example",
+                                              DEMO_PASSWORD, None)  # type: ignore[arg-type]
+                async with http.get(back, allow_redirects=False) as resp:
+                    assert 302 == resp.status
+                async with http.get(f"{base}/auth/me") as resp:
+                    me = await resp.json()
+                assert ("security_analyst", ["Sensor.SecurityAnalyst"]) == (
+                    me["role"], me["groups"])
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+
+    def test_groups_demo_points_to_app_roles(self) -> None:
+        """In the default demo the app-role-only user is listed as refused, with the way to
+        see app roles."""
+        from agent.demo import DEMO_GROUPS, describe
+        from agent.devidp import demo_users
+
+        user = next(u for u in demo_users(DEMO_GROUPS) if u.username.startswith("approle@"))
+        line = describe(user, DEMO_GROUPS)
+        assert "no mapped group: refused" in line and "--roles app_roles" in line

@@ -60,6 +60,7 @@ def _demo_user(
     optional_claims: bool = True,
     overage: bool = False,
     display_name: str = "",
+    app_roles: list[str] | None = None,
 ) -> DevUser:
     return DevUser(
         username=username,
@@ -73,6 +74,7 @@ def _demo_user(
         optional_claims=optional_claims,
         overage=overage,
         display_name=display_name,
+        app_roles=list(app_roles or []),
     )
 
 
@@ -104,4 +106,9 @@ def demo_users(groups: dict[str, list[str]]) -> list[DevUser]:
         _demo_user("mfa@contoso.example", "Miriam", "Graham", role("security_analyst"),
                    mfa=True),
         _demo_user("noupn@contoso.example", "Uma", "Nupe", role("read_only"), no_upn=True),
+        # In no mapped group; assigned an app role directly (Enterprise applications > Users
+        # and groups): a role only where [roles] source = "app_roles" (when the provider
+        # defines that app role).
+        _demo_user("approle@contoso.example", "Avery", "Rolle", [unmapped],
+                   app_roles=["Sensor.SecurityAnalyst"]),
     ]
