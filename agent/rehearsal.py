@@ -4,6 +4,9 @@ Before the tenant's app registration exists, the *installed* agent (systemd, ngi
 console) can be pointed at this provider with three ``[entra]`` lines and back. The provider
 mirrors the agent's own configuration (``--config``): its tenant id, client id, redirect URI
 and the role groups, which it gives its users, so nothing else in ``agent.toml`` changes.
+With ``[roles] source = "app_roles"`` it defines the mapped app role values as the
+registration's app roles and assigns each to a made-up group of that role's users, so their
+ID tokens carry them in ``roles``.
 Its CA, token signing key, refresh tokens and directory changes are kept in ``--state-dir``
 (``devidp/persist.py``), so a restart of the provider breaks neither the agent's trust nor
 its sessions' re-validation. The users' password is random per state directory and printed.
@@ -18,6 +21,7 @@ import ipaddress
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,7 +89,7 @@ def provider_for(settings: Settings, extra_redirects: list[str],
                  state_dir: Path, name: str) -> tuple[DevIdentityProvider, str, bool]:
     """The provider mirroring ``settings``; its password and whether its CA is new."""
     entra = settings.entra
-    groups = {role: list(ids) for role, ids in settings.roles.items()}
+    groups, app_roles = role_directory(settings)
     password = load_password(state_dir)
     users = demo_users(groups)
     for user in users:
@@ -99,7 +103,10 @@ def provider_for(settings: Settings, extra_redirects: list[str],
         redirect_uris=[entra.redirect_uri, *extra_redirects], users=users,
         spa=entra.platform == "spa", client_secret=secret, state_dir=state_dir, host=name,
         frontchannel_logout_url=f"{origin}/auth/sso/frontchannel-logout",
-        group_labels={gid: f"{role} group" for role, ids in groups.items() for gid in ids})
+        group_labels={gid: f"{role} group" for role, ids in groups.items() for gid in ids},
+        app_roles={value: f"{role} ({value})" for role, values in settings.roles.items()
+                   for value in values} if app_roles else {},
+        group_app_roles=app_roles)
     tls, new_ca = load_tls(state_dir, tuple(dict.fromkeys((name, "127.0.0.1", "localhost"))))
     idp.use_tls(tls)
     key = load_signing_key(state_dir)
@@ -170,11 +177,24 @@ async def _serve(idp: DevIdentityProvider, settings: Settings, bind: str, port: 
         await idp.stop()
 
 
+def role_directory(settings: Settings) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(role → the groups the users get, group → the app role values assigned to it): the
+    mapped groups themselves, or with ``source = "app_roles"`` one made-up group per mapped
+    value, assigned that app role."""
+    if settings.roles_source != "app_roles":
+        return {role: list(ids) for role, ids in settings.roles.items()}, {}
+    group_of = {value: str(uuid.uuid5(uuid.NAMESPACE_URL, f"sensor-sso-agent:app-role:{value}"))
+                for values in settings.roles.values() for value in values}
+    return ({role: [group_of[v] for v in values] for role, values in settings.roles.items()},
+            {gid: [value] for value, gid in group_of.items()})
+
+
 def banner(idp: DevIdentityProvider, settings: Settings, password: str, new_ca: bool,
            config: str) -> str:
     ca = idp.ca_file
-    groups = {role: list(ids) for role, ids in settings.roles.items()}
-    users = "\n".join(f"    {describe(u, groups)}" for u in idp.users)
+    groups, _ = role_directory(settings)
+    users = "\n".join(f"    {describe(u, groups, idp, settings.roles_source)}"
+                      for u in idp.users)
     return (
         f"sensor-sso-agent devidp: a local rehearsal identity provider (not Entra ID) at "
         f"{idp.url}\n"
@@ -189,6 +209,6 @@ def banner(idp: DevIdentityProvider, settings: Settings, password: str, new_ca: 
         f"  then: systemctl reload sensor-sso-agent. Back to Entra ID: remove the three lines "
         f"and reload.\n\n"
         f"  Users (password {password}), one per role and per refusal:\n"
-        f"    {'user':34} {'role groups':28} notes\n{users}\n"
+        f"    {'user':34} {'roles':28} notes\n{users}\n"
         f"  Offboard someone: {idp.pages_url}/directory\n"
         f"  Ctrl-C stops it (its state stays in {idp.state_dir}).")

@@ -94,7 +94,8 @@ def records(state: ProviderState) -> dict[str, Any]:
         "refresh_tokens": {token: dataclasses.asdict(item)
                            for token, item in state.refresh_tokens.items()},
         "sessions_revoked_at": state.sessions_revoked_at,
-        "users": {u.oid: {"disabled": u.disabled, "groups": u.groups} for u in state.users},
+        "users": {u.oid: {"disabled": u.disabled, "groups": u.groups, "app_roles": u.app_roles}
+                  for u in state.users},
     }
 
 
@@ -112,6 +113,7 @@ def restore(state: ProviderState, directory: Path) -> int:
         if user.oid in users:
             user.disabled = bool(users[user.oid]["disabled"])
             user.groups = list(users[user.oid]["groups"])
+            user.app_roles = list(users[user.oid].get("app_roles", user.app_roles))
     return len(state.refresh_tokens)
 
 
