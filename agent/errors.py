@@ -10,6 +10,9 @@
 * ``IdentityProviderUnavailable``: Entra ID or Microsoft Graph unreachable, too slow or
   erroring (HTTP 502); try again later, existing sessions keep working. ``dependency`` names
   what failed, ``retry_after`` what it asked for.
+* ``ClientCredentialRejected``: Entra ID rejects the sensor's own client credential or
+  platform (an expired or wrong secret, a certificate it does not accept); the operator
+  applies ``fix``. Every SSO session ends at its next re-validation.
 * ``StateUnavailable``: the session could not be written to ``state_dir`` (HTTP 503: a full
   or read-only disk); existing sessions keep working.
 * ``MetadataProblem``: the tenant's discovery document or signing keys are not acceptable;
@@ -109,6 +112,18 @@ class IdentityProviderUnavailable(SignInError):
         super().__init__(reason, detail, aadsts=aadsts)
         self.dependency = dependency
         self.retry_after = retry_after
+
+
+class ClientCredentialRejected(SignInError):
+    """Entra ID rejects the sensor's client credential or platform: ``fix`` says what to do."""
+
+    status = 502
+
+    def __init__(self, detail: str, *, fix: str, aadsts: str | None = None,
+                 provider_error: str | None = None) -> None:
+        super().__init__("client_credential_rejected", detail, aadsts=aadsts,
+                         provider_error=provider_error)
+        self.fix = fix
 
 
 class StateUnavailable(SignInError):

@@ -43,8 +43,74 @@ AADSTS: dict[str, Explanation] = {
                           "Ask the sensor administrator to check entra.client_id against the "
                           "app registration's Application (client) ID."),
     "90002": Explanation("Tenant not found",
-                         "Entra ID does not know the configured tenant.",
-                         "Ask the sensor administrator to check entra.tenant_id."),
+                         "Entra ID does not know the configured tenant in this cloud.",
+                         "Ask the sensor administrator to check entra.cloud first (a tenant "
+                         "of a national cloud is unknown to the public one), then "
+                         "entra.tenant_id."),
+    "90038": Explanation("Tenant in another cloud",
+                         "The configured tenant belongs to another Microsoft cloud.",
+                         "Ask the sensor administrator to set entra.cloud to the tenant's "
+                         "cloud (public, usgov, usgov-dod or china)."),
+    "900432": Explanation("Tenant in another cloud",
+                          "The sensor's app registration is in another Microsoft cloud than "
+                          "the one the sensor signs in with.",
+                          "Ask the sensor administrator to set entra.cloud to the tenant's "
+                          "cloud."),
+    "700005": Explanation("Sign-in code for another tenant",
+                          "The sign-in code was issued for another tenant than the sensor's.",
+                          "Select Try again. If it happens again, ask the sensor administrator "
+                          "to check entra.tenant_id."),
+    "7000112": Explanation("The sensor's application is disabled",
+                           "Your organization disabled the sensor's application in Entra ID, "
+                           "so no one can sign in to this sensor with SSO.",
+                           f"{ADMIN} whether the sensor's enterprise application should be "
+                           "enabled again (Enabled for users to sign in)."),
+    "7000222": Explanation("The sensor's client secret has expired",
+                           "Entra ID no longer accepts this sensor's client secret.",
+                           "Tell the sensor administrator: create a new client secret in the "
+                           "app registration and write it to entra.client_secret_file."),
+    "7000215": Explanation("The sensor's client secret is wrong",
+                           "Entra ID does not accept this sensor's client secret.",
+                           "Tell the sensor administrator: entra.client_secret_file must hold "
+                           "the secret's Value, not its Secret ID."),
+    "700027": Explanation("The sensor's certificate is not accepted",
+                          "Entra ID does not accept the certificate this sensor signs in with.",
+                          "Tell the sensor administrator: upload the certificate of "
+                          "entra.client_certificate_file to the app registration again."),
+    "50020": Explanation("Account from another organization",
+                         "Your account (of another organization, or a personal Microsoft "
+                         "account) is not a user of this organization's directory.",
+                         "Sign in with your organization's account, or ask your Entra ID "
+                         "administrator to invite your account as a guest."),
+    "50034": Explanation("Account not found",
+                         "Entra ID does not know this account in the sensor's organization.",
+                         "Check the account name; sign in with your organization's account."),
+    "50053": Explanation("Sign-in blocked",
+                         "Entra ID blocked this sign-in: your account is locked after too "
+                         "many attempts, or the address the sign-in came from was flagged for "
+                         "malicious activity.",
+                         "Wait a while and select Try again. If it persists, ask your "
+                         "Entra ID administrator to check the sign-in logs for this "
+                         "attempt."),
+    "90072": Explanation("Account from another organization",
+                         "Your account comes from another organization and is not a guest of "
+                         "the sensor's organization.",
+                         f"{ADMIN} to invite your account as a guest, or sign in with an "
+                         "account of the sensor's organization."),
+    "90094": Explanation("Administrator consent needed",
+                         "The sensor's application needs an administrator's consent before "
+                         "anyone can use it.",
+                         f"{ADMIN} to select 'Grant admin consent' under the app "
+                         "registration's API permissions."),
+    "90095": Explanation("Administrator consent needed",
+                         "The sensor's application needs an administrator's consent before "
+                         "anyone can use it.",
+                         f"{ADMIN} to select 'Grant admin consent' under the app "
+                         "registration's API permissions."),
+    "65004": Explanation("Consent declined",
+                         "You declined the permissions the sensor's application asks for.",
+                         "Select Try again and accept, or ask your Entra ID administrator to "
+                         "grant admin consent for the sensor's application."),
     "9002327": Explanation("Single-page application redemption refused",
                            "The redirect URI is registered as a Single-page application, but "
                            "the sensor redeems codes as a Web platform app.",
@@ -157,6 +223,18 @@ REASONS: dict[str, Explanation] = {
                                     "Users already signed in keep working.",
                                     "Tell the sensor's administrator (the agent's state "
                                     "directory cannot be written), then select Try again."),
+    "client_credential_rejected": Explanation(
+        "Single sign-on is not set up correctly",
+        "Entra ID rejected this sensor's own credentials (its client secret or certificate), "
+        "so no one can sign in with SSO until they are fixed.",
+        "Tell the sensor's administrator: the agent's log line client_credential_rejected "
+        "and /readyz say what to fix."),
+    "guest_not_allowed": Explanation(
+        "Guest accounts cannot sign in here",
+        "You signed in with a guest account (an account of another organization invited "
+        "into this one). This sensor accepts only the organization's own accounts.",
+        "Sign in with an account of the sensor's organization, or ask {contact} whether "
+        "guests should be allowed."),
     "too_many_sign_ins": Explanation("Too many sign-in attempts",
                                      "Too many sign-ins were started from your address.",
                                      "Wait a minute, then select Try again."),

@@ -63,7 +63,8 @@ def needs_interaction(stack: Stack) -> None:
 
 def token_endpoint_busy(stack: Stack) -> None:
     stack.idp.faults["token"] = Fault(status=400, body=b'{"error": "temporarily_unavailable", '
-                                      b'"error_description": "AADSTS90033: busy"}')
+                                      b'"error_description": "AADSTS90033: busy", '
+                                      b'"error_codes": [90033]}')
 
 
 def graph_failing(stack: Stack) -> None:

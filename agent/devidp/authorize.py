@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from .application import authorize_refusal
 from .endpoint import bind, endpoint
 from .faults import entra_error_body, unknown_client
 from .keys import b64url
@@ -91,6 +92,8 @@ async def authorize(state: ProviderState, request: web.Request) -> web.StreamRes
         return _missing(state, "client_id")
     if client_id != state.client_id:
         return state.error_page(700016, unknown_client(client_id, state.tenant_id))
+    if (refused := authorize_refusal(state)) is not None:
+        return refused
     redirect_uri = p.get("redirect_uri", "")
     if not redirect_uri:
         return _missing(state, "redirect_uri")

@@ -3,7 +3,8 @@
 ``GET /directory`` lists the users; its forms ``POST /directory`` one change at a time —
 block or allow sign-in, move the user to another labelled group, assign the user an app role
 (or none; what Enterprise applications > Users and groups does), revoke the user's sessions,
-sign the user out everywhere (which loads the registered front-channel logout URL) — and
+sign the user out everywhere (My Account's button: refresh tokens revoked, no front-channel
+call, as in Entra; the sensor ends the session at its next re-validation) — and
 come back to the page saying what was done. The forms carry a token only this page knows.
 For the demo and tests on loopback only, like the rest of the provider.
 """
@@ -90,8 +91,8 @@ async def change(state: ProviderState, request: web.Request) -> web.StreamRespon
         revoke_sessions(state, user.username)
         done = f"{user.username}: sessions revoked"
     else:
-        answered = await sign_out_everywhere(state, user.username)
-        done = f"{user.username}: signed out everywhere ({len(answered)} front-channel " \
-               "sign-out" + ("s" if len(answered) != 1 else "") + " sent)"
+        sign_out_everywhere(state, user.username)
+        done = f"{user.username}: signed out everywhere (refresh tokens revoked; no " \
+               "front-channel sign-out is sent: applications notice at their next refresh)"
     return web.Response(status=303, headers={"Location": "/directory?" + urlencode(
         {"done": done})})

@@ -125,8 +125,9 @@ def unknown_client(client_id: str, tenant_id: str) -> str:
 
 
 def entra_error_body(code: int, message: str, error: str, now: float,
-                     correlation_id: str | None = None) -> dict[str, Any]:
-    """The JSON body Entra's token/discovery endpoints send with an AADSTS error."""
+                     correlation_id: str | None = None, **extra: str) -> dict[str, Any]:
+    """The JSON body Entra's token/discovery endpoints send with an AADSTS error
+    (``extra``: e.g. ``suberror``)."""
     trace_id = str(uuid.uuid4())
     correlation_id = correlation_id or str(uuid.uuid4())
     ts = _timestamp(now)
@@ -140,13 +141,16 @@ def entra_error_body(code: int, message: str, error: str, now: float,
         "timestamp": ts,
         "trace_id": trace_id,
         "correlation_id": correlation_id,
+        "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+        **extra,
     }
 
 
 def entra_error(request: web.Request, status: int, error: str, code: int, message: str,
-                now: float) -> web.Response:
+                now: float, **extra: str) -> web.Response:
     """An Entra-shaped JSON error response (echoes MSAL's ``client-request-id``)."""
-    body = entra_error_body(code, message, error, now, request.headers.get("client-request-id"))
+    body = entra_error_body(code, message, error, now, request.headers.get("client-request-id"),
+                            **extra)
     return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
 
 

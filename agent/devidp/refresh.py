@@ -13,8 +13,13 @@ refresh token. ``grant_type=refresh_token`` redeems one as Entra ID does:
   are read from the directory at that moment (``set_groups``, ``assign_app_roles`` and
   ``assign_group_app_roles`` show on the next refresh).
 
-``sign_out_everywhere`` ends a user's provider sessions and loads the registered front-channel
-logout URL (``frontchannel_logout_url``) with each of their ``sid``s, as a browser would.
+``sign_out_everywhere`` is the user's "Sign out everywhere" (My Account), which is Graph
+``revokeSignInSessions``: every refresh token and provider session of the user is revoked, and,
+as in Entra, no front-channel logout URL is called: an application learns of it at its next
+refresh (AADSTS50173). Only a sign-out at the end-session endpoint in the browser loads the
+registered front-channel URL (``signout.py``, ``call_frontchannel``). Entra's refresh-token
+table (MicrosoftDocs/entra-docs, ``docs/identity-platform/refresh-tokens.md``): single
+sign-out revokes cookies but leaves refresh tokens alive.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from .application import refresh_refusal
 from .minting import Fail, directory_user, issue_tokens, token_response
 from .state import AuthRequest, IssuedCode, IssuedRefreshToken, ProviderState
 
@@ -53,8 +59,8 @@ def _issue(state: ProviderState, item: IssuedRefreshToken) -> str:
     return token
 
 
-def redeem(state: ProviderState, form: dict[str, str], client_id: str, now: float,
-           fail: Fail) -> web.Response:
+def redeem(state: ProviderState, request: web.Request, form: dict[str, str], client_id: str,
+           now: float, fail: Fail) -> web.Response:
     """``grant_type=refresh_token`` after the client authenticated (SPA: Origin; Web: secret)."""
     state.requests["token_refresh"] += 1
     token = form.get("refresh_token")
@@ -82,11 +88,13 @@ def redeem(state: ProviderState, form: dict[str, str], client_id: str, now: floa
         return fail(400, "invalid_grant", 50173, "The provided grant has expired due to it "
                     "being revoked, a fresh auth token is needed. The user might have changed "
                     "or reset their password.")
-    request = AuthRequest(
+    if (refused := refresh_refusal(state, request, user.oid, now)) is not None:
+        return refused
+    asked = AuthRequest(
         client_id=client_id, redirect_uri="", response_mode="query", scope=item.scope,
         state=None, nonce=None, code_challenge=None, code_challenge_method=None,
         login_hint=None, prompt=None, max_age=None, client_info=True, created=now)
-    issued = IssuedCode(request, user.oid, now, item.auth_time, item.session_state,
+    issued = IssuedCode(asked, user.oid, now, item.auth_time, item.session_state,
                         redeemed=True)
     body = issue_tokens(state, issued, user)
     body["refresh_token"] = _issue(state, replace(item))  # same chain: same expiry
@@ -136,13 +144,9 @@ def revoke_sessions(state: ProviderState, username: str) -> None:
     _drop_sso_sessions(state, user.oid)
 
 
-async def sign_out_everywhere(state: ProviderState, username: str) -> list[int]:
-    """End the user's provider sessions and load the front-channel logout URL for each
-    ``sid``; returns the statuses the application answered."""
-    user = _user(state, username)
-    sids = _drop_sso_sessions(state, user.oid)
-    sids |= {item.session_state for item in state.refresh_tokens.values() if item.oid == user.oid}
-    return await call_frontchannel(state, sorted(sids))
+def sign_out_everywhere(state: ProviderState, username: str) -> None:
+    """The user's own "Sign out everywhere": ``revokeSignInSessions``, no front-channel call."""
+    revoke_sessions(state, username)
 
 
 async def call_frontchannel(state: ProviderState, sids: list[str]) -> list[int]:

@@ -15,7 +15,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from . import refresh
+from . import application, refresh
 from .endpoint import bind, endpoint
 from .faults import entra_error, unknown_client
 from .keys import b64url
@@ -66,10 +66,12 @@ async def token(state: ProviderState, request: web.Request) -> web.StreamRespons
     if client_id != state.client_id:
         return fail(400, "unauthorized_client", 700016,
                     unknown_client(client_id, state.tenant_id))
+    if (refused := application.client_refusal(state, request, now)) is not None:
+        return refused
     if grant_type == "refresh_token":
         if (refused := _authenticate_client(state, request, form, basic, now, fail)) is not None:
             return refused
-        return refresh.redeem(state, form, client_id, now, fail)
+        return refresh.redeem(state, request, form, client_id, now, fail)
     code = form.get("code")
     if not code:
         return missing("code")
@@ -152,6 +154,8 @@ def _authenticate_client(state: ProviderState, request: web.Request, form: dict[
                         "Ensure the secret being sent in the request is the client secret "
                         f"value, not the client secret ID, for a secret added to app "
                         f"'{state.client_id}'.")
+        if state.client_secret_expired:
+            return application.secret_expired(state, request, now)
         return None
     return fail(401, "invalid_client", 7000218, "The request body must contain the following "
                 "parameter: 'client_assertion' or 'client_secret'.")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import IdentityProviderUnavailable, SignInRefused, SignInRejected
 from ..settings import EntraSettings
+from .answers import CredentialStatus, classify
 from .credentials import CredentialProblem, client_credential
 from .outbound import MAX_BODY, MsalHttpClient, ResponseTooLarge
 
@@ -103,6 +104,7 @@ class EntraClient:
         self._http: MsalHttpClient | None = None  # requests, built with the MSAL application
         self._app: msal.ClientApplication | None = None
         self._building = threading.Lock()  # one build, however many threads ask at once
+        self.credential = CredentialStatus(settings.platform)  # Entra ID's last word on it
 
     @property
     def http(self) -> MsalHttpClient:
@@ -204,16 +206,21 @@ class EntraClient:
             raise IdentityProviderUnavailable(
                 "idp_bad_response", "Entra ID answered the code redemption with something "
                 "that is not a token response", dependency="Entra ID") from None
-        return _translate(result, self.http.last_token_status)
-
+        status = self.http.last_token_status
+        if isinstance(result, dict) and "error" in result:
+            self.credential.judge(classify(result, status))
+        return self.credential.accepted(_translate(result, status))
 
     def refresh(self, refresh_token: str) -> Redemption:
         """Redeem a session's refresh token (blocking; run it in a thread).
 
         SPA: the ``Origin`` header goes with it (``MsalHttpClient``); Web: MSAL adds the client
-        credential. ``invalid_grant`` (the user is out) raises ``SignInRefused`` with the
-        AADSTS code; anything that says nothing about the user raises
-        ``IdentityProviderUnavailable`` with ``retry_after`` when Entra ID sent one.
+        credential. An error answer is classified by ``answers.classify`` (OAuth ``error`` and
+        ``error_codes``): the user or the application is no longer allowed → ``SignInRefused``
+        (reason ``invalid_grant`` or ``application_refused``, with the AADSTS code); the
+        sensor's credential is wrong → ``ClientCredentialRejected``; only what says nothing
+        about either raises ``IdentityProviderUnavailable`` (with ``retry_after`` when Entra
+        ID sent one).
         """
         app = self.app()
         import msal
@@ -229,28 +236,30 @@ class EntraClient:
                 "is not a token response", dependency="Entra ID") from None
         status, retry_after = self.http.last_token_status, self.http.last_retry_after
         if isinstance(result, dict) and "error" in result:
-            error = str(result.get("error"))[:64]
-            code = aadsts_code(str(result.get("error_description") or ""))
-            if error in ("invalid_grant", "interaction_required") and \
-                    (status is None or status < 500):
-                raise SignInRefused("invalid_grant", f"Entra ID refused the refresh ({error})",
-                                    aadsts=code, provider_error=error)
-            raise IdentityProviderUnavailable(
-                "idp_error", f"Entra ID answered the token refresh with {error}"
-                + (f" (HTTP {status})" if status else ""), dependency="Entra ID", aadsts=code,
-                retry_after=retry_after)
-        return _translate(result, status)
-
+            verdict = classify(result, status)
+            if verdict.kind == "unavailable":
+                raise IdentityProviderUnavailable(
+                    "idp_error", f"Entra ID answered the token refresh with {verdict.error}"
+                    + (f" (AADSTS{verdict.code})" if verdict.code else "")
+                    + (f" (HTTP {status})" if status else ""), dependency="Entra ID",
+                    aadsts=verdict.code, retry_after=retry_after)
+            self.credential.judge(verdict)
+            if verdict.kind == "application":
+                raise SignInRefused("application_refused", verdict.application_reason,
+                                    aadsts=verdict.code, provider_error=verdict.error)
+            raise SignInRefused("invalid_grant", f"Entra ID refused the refresh "
+                                f"({verdict.error})", aadsts=verdict.code,
+                                provider_error=verdict.error)
+        return self.credential.accepted(_translate(result, status))
 
 def _translate(result: Any, status: int | None) -> Redemption:
     if not isinstance(result, dict):
         raise IdentityProviderUnavailable("idp_bad_response", "no token response",
                                           dependency="Entra ID")
     if "error" in result:
-        error = str(result.get("error"))[:64]
-        description = str(result.get("error_description") or "")
-        code = aadsts_code(description)
-        if status is not None and status >= 500 or error == "temporarily_unavailable":
+        verdict = classify(result, status)
+        error, code = verdict.error, verdict.code
+        if verdict.kind == "unavailable":
             raise IdentityProviderUnavailable("idp_error", f"Entra ID answered {error}",
                                               dependency="Entra ID", aadsts=code)
         if error == "invalid_grant" and code in (None, "54005", "70008", "70000", "501481",

@@ -92,7 +92,10 @@ class SignIn:
                          after_sign_out: bool = False) -> dict[str, Any]:
         """Hints, ``prompt`` and the auth-context claims request for MSAL's
         ``initiate_auth_code_flow``. After a sign-out from this browser the user picks the
-        account (shared workstations: Entra's own session would sign in the previous user)."""
+        account (shared workstations: Entra's own session would sign in the previous user),
+        and no ``login_hint`` goes with ``prompt=select_account``: Entra's OpenID Connect
+        reference says they cannot be used together, and a hint would name the previous
+        user's account to the next one."""
         entra = self.settings.entra
         extra: dict[str, Any] = {}
         prompt = entra.prompt
@@ -101,7 +104,7 @@ class SignIn:
         if prompt:
             extra["prompt"] = prompt
         hint = login_hint if hint_ok(login_hint) else entra.login_hint
-        if hint:
+        if hint and prompt != "select_account":
             extra["login_hint"] = hint
         if entra.domain_hint:
             extra["domain_hint"] = entra.domain_hint

@@ -1,27 +1,31 @@
 """Life after sign-in: Entra ID confirms every SSO session at least once per interval.
 
 Each session that holds a refresh token is re-validated in the background at a random point
-between 75 % and 87.5 % of its ``[session] revalidate_interval`` after the last one (so
-sessions created together do not stay together), a few at a time. The schedule is read in
-slices, a whole pass every eighth of an interval, so that 100,000 sessions never hold the
-event loop for more than a fraction of a millisecond per tick.
+between 75 % and 87.5 % of its ``[session] revalidate_interval`` after the last one (sessions
+created together do not stay together), a few at a time. The schedule is read in slices, a
+pass every eighth of an interval: 100,000 sessions never hold the event loop for more than a
+fraction of a millisecond per tick.
 
 A re-validation redeems the refresh token through MSAL (SPA with the ``Origin`` header, Web
-with the client credential), validates the new ID token like a
-sign-in's (no nonce: Entra puts none in a refreshed one; it must name the same user), reads
-the names and groups again (Graph ``checkMemberGroups`` on overage or when the token
-carries no groups) and decides the role again:
+with the client credential), validates the new ID token like a sign-in's (no nonce; it must
+name the same user), reads the names and groups again (Graph ``checkMemberGroups`` on
+overage or when the token carries no groups) and decides the role again:
 
 * no role → the session ends at once (``session_revoked``, reason ``no_role``, or
   ``no_app_role`` with ``[roles] source = "app_roles"``: the refreshed ID token's ``roles``
   claim no longer holds a mapped app role);
-* ``invalid_grant`` (disabled, revoked, Conditional Access, the SPA's 24-hour limit ...) →
-  ends at once, with the AADSTS code and what it means;
+* the user is no longer allowed (``invalid_grant``: disabled, revoked, Conditional Access,
+  consent withdrawn, the SPA's 24-hour limit ...) → ends at once, with the AADSTS code and
+  what it means (``reasons.py``);
+* the application is disabled or deleted in the tenant → ends (``application_refused``); the
+  sensor's client credential is rejected → ends (``client_credential_rejected``, whose
+  operator's line, once, with the fix, and ``/readyz`` are ``entra/answers.py``'s);
 * another role → ``/auth/check`` answers with it from the next request on
   (``session_role_changed``);
-* Entra ID or Graph unavailable → retried with backoff (and after any ``Retry-After``); the
-  session store ends the session once it is ``revalidate_interval + revalidate_grace`` past
-  its last confirmation (``revalidation_unavailable``).
+* Entra ID or Graph unavailable (transport, 5xx, 429, ``temporarily_unavailable``, loop
+  detection AADSTS50196: ``entra/answers.py``) → retried with backoff and after any
+  ``Retry-After``; the store ends the session once it is ``revalidate_interval +
+  revalidate_grace`` past its last confirmation (``revalidation_unavailable``).
 
 ``/auth/check`` never waits for any of this: it reads what the last re-validation stored.
 """
@@ -38,10 +42,16 @@ from typing import Literal
 import structlog
 
 from ..backoff import doubling
-from ..errors import IdentityProviderUnavailable, SignInError, SignInRefused
+from ..errors import (
+    ClientCredentialRejected,
+    IdentityProviderUnavailable,
+    SignInError,
+    SignInRefused,
+)
 from ..roles import decide_role, no_role_reason
 from ..sessions.store import Session, SessionStore
 from .identity import IdentityProvider
+from .reasons import aadsts_reason
 
 audit = structlog.get_logger("agent.audit")
 
@@ -50,33 +60,6 @@ FIRST_RETRY = 10.0  # seconds after Entra ID first failed; doubles up to the int
 MAX_RETRY_AFTER = 3600.0
 PASSES_PER_INTERVAL = 8  # the schedule is read through this often: never late by more
 MIN_SLICE = 500  # sessions looked at per tick at least
-
-# What the AADSTS code of an ``invalid_grant`` on refresh means, in plain words.
-AADSTS_REASONS = {
-    "50057": "the account is disabled in Entra ID",
-    "50173": "the account's sessions were revoked in Entra ID (an administrator revoked "
-             "them, or the password changed)",
-    "50132": "the account's sessions were revoked in Entra ID (password change or reset)",
-    "50133": "the session ended because the password expired or was changed",
-    "70043": "Conditional Access sign-in frequency requires signing in again",
-    "700084": "the single-page application's refresh token reached its 24-hour limit",
-    "700082": "the refresh token expired after going unused too long",
-    "70008": "the refresh token has expired",
-    "70000": "the grant is no longer valid (revoked or expired)",
-    "50053": "the account is locked",
-    "50034": "the account no longer exists in the directory",
-    "53003": "Conditional Access now blocks this sign-in",
-    "50076": "multi-factor authentication is now required",
-    "50079": "the account must register for multi-factor authentication",
-    "50158": "an external security challenge is now required",
-}
-
-
-def aadsts_reason(code: str | None) -> str:
-    if code is None:
-        return "Entra ID no longer accepts the session's refresh token"
-    return AADSTS_REASONS.get(code, f"Entra ID no longer accepts the session (AADSTS{code})")
-
 
 Result = Literal["confirmed", "role_changed", "revoked", "unavailable", "rejected", "gone"]
 
@@ -211,13 +194,16 @@ class Revalidator:
             profile, groups = await self.idp.identity(claims, redemption.access_token)
         except IdentityProviderUnavailable as exc:
             return self._unavailable(session, exc)
+        except ClientCredentialRejected as exc:  # logged once, in /readyz: entra/client.py
+            return await self._end(session, exc.reason, f"{exc.detail}: {exc.fix}",
+                                   aadsts=exc.aadsts)
         except SignInRefused as exc:
             if exc.reason == "invalid_grant":
                 return await self._end(session, "invalid_grant", aadsts_reason(exc.aadsts),
                                        aadsts=exc.aadsts)
             if exc.reason == "wrong_tenant":
                 return await self._end(session, "identity_changed", exc.detail)
-            return await self._end(session, exc.reason, exc.detail)
+            return await self._end(session, exc.reason, exc.detail, aadsts=exc.aadsts)
         except SignInError as exc:  # an ID token that does not validate: confirms nothing
             audit.error("session_revalidation_rejected", upn=session.upn, reason=exc.reason,
                         detail=exc.detail)

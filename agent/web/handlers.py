@@ -275,8 +275,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """503 until discovery and keys are loaded, or while session state cannot be written
-    (no new sign-in could be kept); ``degraded`` names recently failing deps."""
+    """503 until discovery and keys are loaded, while session state cannot be written (no new
+    sign-in could be kept) or while Entra ID rejects the client credential (with the fix);
+    ``degraded`` names recently failing deps."""
     tenant = request.app[keys.TENANT]
     degraded = request.app[keys.SIGN_IN].degraded()
     extra = {"degraded": degraded} if degraded else {}
@@ -284,6 +285,10 @@ async def readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "not ready", "reason": f"session state cannot be "
                                   f"written ({state}): new sign-ins are refused, signed-in "
                                   "users keep working", **extra}, status=503)
+    if (rejected := request.app[keys.SIGN_IN].idp.client.credential.rejected) is not None:
+        return web.json_response({"status": "not ready", "reason": f"{rejected.detail}: no SSO "
+                                  "sign-in succeeds and SSO sessions end at their next "
+                                  "re-validation", "fix": rejected.fix, **extra}, status=503)
     if tenant.ready:
         return web.json_response({"status": "ready", **extra})
     if (off := request.app[keys.SETTINGS].sso_off_reason) is not None:

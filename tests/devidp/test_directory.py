@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import re
 
+from structlog.testing import capture_logs
+
 from tests.harness import Stack, StackFactory
+from tests.signin.test_revalidation import (
+    events,
+    eventually,
+    one_interval_later,
+    short_intervals,
+)
 
 ANALYST = "analyst@contoso.example"
 
@@ -45,14 +53,25 @@ class TestDirectoryPage:
         assert 303 == await post(stack, token=token, username=ANALYST, action="revoke")
         assert user.oid in stack.idp.sessions_revoked_at
 
-    async def test_sign_out_everywhere_reaches_the_sensor(self, stack: Stack) -> None:
-        """The page's "Sign out everywhere" loads the front-channel URL: the session ends."""
+    async def test_sign_out_everywhere_reaches_the_sensor_at_re_validation(
+            self, new_stack: StackFactory) -> None:
+        """The page's "Sign out everywhere" revokes refresh tokens and calls no front-channel
+        URL (as Entra): the session lives on until the next re-validation ends it (50173)."""
+        stack = await new_stack(config=short_intervals)
         browser = stack.browser()
         assert 302 == (await browser.sign_in(ANALYST)).status
         token, _ = await form_token(stack)
         assert 303 == await post(stack, token=token, username=ANALYST,
                                  action="sign_out_everywhere")
-        assert 401 == (await browser.get("/auth/check")).status
+        assert 200 == (await browser.get("/auth/check")).status
+        with capture_logs() as logs:
+            await one_interval_later(stack)
+
+            async def out() -> bool:
+                return (await browser.get("/auth/check")).status == 401
+
+            await eventually(out, "the session ends at its next re-validation")
+        assert ["50173"] == [e["aadsts"] for e in events(logs, "session_revoked")]
 
     async def test_forms_without_the_page_token_are_refused(self, stack: Stack) -> None:
         """A cross-site form post (no token) changes nothing."""

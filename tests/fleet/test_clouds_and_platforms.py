@@ -82,35 +82,37 @@ class TestWebPlatform:
         assert stack.idp.last_token_origin is None
 
     async def test_wrong_secret_is_explained(self, tmp_path: Path, new_stack: StackFactory) -> None:
-        """A wrong secret is a 403 page with Entra's code, not a crash."""
+        """A wrong secret is a 502 page (the sensor's own credential) with Entra's code."""
         secret = tmp_path / "client-secret"
         secret.write_text("old-secret")
         stack = await new_stack(
             idp_options={"spa": False, "client_secret": "new-secret"},
             config=lambda d: d["entra"].update(platform="web", client_secret_file=str(secret)))
         resp = await stack.browser().sign_in("admin@contoso.example")
-        assert 403 == resp.status
+        assert 502 == resp.status
         assert "AADSTS7000215" in await resp.text()
 
     async def test_spa_config_against_web_registration(self, new_stack: StackFactory) -> None:
-        """Config says SPA, the registration says Web: the AADSTS9002326 page names the fix."""
+        """Config says SPA, the registration says Web: a 502 (the sensor's own setup) whose
+        AADSTS9002326 page names the fix."""
         stack = await new_stack(idp_options={"spa": False, "client_secret": "x"})
         resp = await stack.browser().sign_in("admin@contoso.example")
         page = await resp.text()
-        assert 403 == resp.status
+        assert 502 == resp.status
         assert "AADSTS9002326" in page
         assert "entra.platform" in page and "Single-page application" in page
 
     async def test_web_config_against_spa_registration(
             self, tmp_path: Path, new_stack: StackFactory) -> None:
-        """Config says Web, the registration is an SPA: the page says to set platform spa."""
+        """Config says Web, the registration is an SPA: 502, the page says to set platform
+        spa."""
         secret = tmp_path / "client-secret"
         secret.write_text("s3cr3t")
         stack = await new_stack(config=lambda d: d["entra"].update(
             platform="web", client_secret_file=str(secret)))
         resp = await stack.browser().sign_in("admin@contoso.example")
         page = await resp.text()
-        assert 403 == resp.status
+        assert 502 == resp.status
         assert "AADSTS700025" in page and "entra.platform = &#34;spa&#34;" in page
 
     def test_web_needs_exactly_one_credential(self, tmp_path: Path) -> None:

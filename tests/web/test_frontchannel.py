@@ -32,18 +32,29 @@ def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 
 class TestFrontChannelLogout:
-    async def test_sign_out_everywhere_ends_that_users_sessions_only(self, stack: Stack) -> None:
-        """The provider loads the registered URL with the user's sid: their session ends,
-        another user's lives on; audited sso_logout via=frontchannel."""
+    async def test_sign_out_at_entra_ends_that_users_session_only(self, stack: Stack) -> None:
+        """The provider's sign-out page loads the registered URL with the user's sid: their
+        session ends, another user's lives on; audited sso_logout via=frontchannel."""
         admin = await signed_in(stack, "admin@contoso.example")
         reader = await signed_in(stack, "reader@contoso.example")
         with capture_logs() as logs:
-            assert [200] == await sign_out_everywhere(stack.idp, "admin@contoso.example")
+            await admin.get(stack.idp.end_session_endpoint)
         assert 401 == (await admin.get("/auth/check")).status
         assert 200 == (await reader.get("/auth/check")).status
         logout = events(logs, "sso_logout")
         assert [("admin@contoso.example", "frontchannel")] == [
             (e["upn"], e["via"]) for e in logout]
+
+    async def test_sign_out_everywhere_calls_no_frontchannel_url(self, stack: Stack) -> None:
+        """As in Entra, "Sign out everywhere" (revokeSignInSessions) revokes refresh tokens
+        but loads no front-channel URL: the session lives until its next re-validation."""
+        admin = await signed_in(stack, "admin@contoso.example")
+        with capture_logs() as logs:
+            sign_out_everywhere(stack.idp, "admin@contoso.example")
+            assert 200 == (await admin.get("/auth/check")).status
+        assert [] == events(logs, "sso_logout")
+        user = stack.idp.user_by_username("admin@contoso.example")
+        assert user is not None and user.oid in stack.idp.sessions_revoked_at
 
     async def test_signing_out_at_the_provider_ends_the_session(self, stack: Stack) -> None:
         """The browser signs out at Entra's end-session page: the agent's session ends too."""
@@ -113,3 +124,20 @@ class TestPromptAfterSignOut:
         me = await (await browser.get("/auth/me")).json()
         await browser.post("/auth/logout", data={"csrf_token": me["csrf_token"]})
         assert "login" == query(await browser.start())["prompt"]
+
+    async def test_no_login_hint_beside_select_account(self, new_stack: StackFactory) -> None:
+        """A configured or passed login_hint goes with an ordinary start, but not with the
+        account picker after a sign-out (Entra: login_hint and select_account cannot be used
+        together; the hint would name the previous operator's account)."""
+        stack = await new_stack(config=lambda d: d["entra"].update(
+            login_hint="admin@contoso.example"))
+        browser = stack.browser()
+        assert "admin@contoso.example" == query(await browser.start())["login_hint"]
+        await browser.sign_in("admin@contoso.example")
+        me = await (await browser.get("/auth/me")).json()
+        await browser.post("/auth/logout", data={"csrf_token": me["csrf_token"]})
+        for params in (None, {"login_hint": "analyst@contoso.example"}):
+            resp = await browser.get("/auth/sso/start", params=params)
+            assert 302 == resp.status
+            sent = query(resp.headers["Location"])
+            assert "select_account" == sent["prompt"] and "login_hint" not in sent
