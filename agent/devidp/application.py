@@ -5,18 +5,20 @@ answered with Entra's codes and Entra-shaped bodies (``error``, ``error_descript
 ``error_codes``, ``timestamp``, ``trace_id``, ``correlation_id``; MicrosoftDocs/entra-docs,
 ``docs/identity-platform/reference-error-codes.md``):
 
-* ``idp.app_disabled = True`` (enterprise application "Enabled for users to sign in" = No):
-  the authorize page and every grant answer ``unauthorized_client`` AADSTS7000112;
-* ``idp.app_deleted = True``: ``unauthorized_client`` AADSTS700016, as for an unknown client;
-* ``idp.client_secret_expired = True``: a Web app presenting its (right) secret gets 401
+The knobs are ``idp.policies`` (``policies.py``):
+
+* ``app_disabled = True`` (enterprise application "Enabled for users to sign in" = No): the
+  authorize page and every grant answer ``unauthorized_client`` AADSTS7000112;
+* ``app_deleted = True``: ``unauthorized_client`` AADSTS700016, as for an unknown client;
+* ``client_secret_expired = True``: a Web app presenting its (right) secret gets 401
   ``invalid_client`` AADSTS7000222 (a wrong secret, AADSTS7000215, and a certificate the
   registration does not hold, AADSTS700027, are ``tokens.py``'s);
 * ``withdraw_consent(idp, username=None)``: refreshes of that user's (or everyone's) grants
   answer ``invalid_grant`` AADSTS65001 (``suberror: consent_required``);
-* ``idp.blocked_addresses = {"127.0.0.1"}``: a Conditional Access location policy; a refresh
+* ``blocked_addresses = {"127.0.0.1"}``: a Conditional Access location policy; a refresh
   from one of those addresses (the sensor's, not the browser's) answers ``invalid_grant``
   AADSTS53003;
-* ``idp.loop_limit = (count, seconds)``: more than ``count`` refreshes of one user's grants by
+* ``loop_limit = (count, seconds)``: more than ``count`` refreshes of one user's grants by
   the client within ``seconds`` answer ``invalid_grant`` AADSTS50196 (Entra's loop detection
   publishes no figure; the test chooses one).
 """
@@ -35,11 +37,11 @@ ALL_USERS = "*"
 
 def client_refusal(state: ProviderState, request: web.Request, now: float) -> web.Response | None:
     """The application disabled or deleted: every grant of the token endpoint."""
-    if state.app_disabled:
+    if state.policies.app_disabled:
         return entra_error(request, 400, "unauthorized_client", 7000112,
                            f"Application '{state.client_id}'({state.app_name}) is disabled.",
                            now)
-    if state.app_deleted:
+    if state.policies.app_deleted:
         return entra_error(request, 400, "unauthorized_client", 700016,
                            unknown_client(state.client_id, state.tenant_id), now)
     return None
@@ -47,10 +49,10 @@ def client_refusal(state: ProviderState, request: web.Request, now: float) -> we
 
 def authorize_refusal(state: ProviderState) -> web.Response | None:
     """The same at the authorize endpoint: Entra's error page."""
-    if state.app_disabled:
+    if state.policies.app_disabled:
         return state.error_page(7000112, f"Application '{state.client_id}'({state.app_name}) "
                                 "is disabled.")
-    if state.app_deleted:
+    if state.policies.app_deleted:
         return state.error_page(700016, unknown_client(state.client_id, state.tenant_id))
     return None
 
@@ -66,19 +68,19 @@ def secret_expired(state: ProviderState, request: web.Request, now: float) -> we
 def refresh_refusal(state: ProviderState, request: web.Request, oid: str,
                     now: float) -> web.Response | None:
     """Consent withdrawn, a location policy, loop detection: a refresh of ``oid``'s grant."""
-    if oid in state.consent_withdrawn or ALL_USERS in state.consent_withdrawn:
+    if oid in state.policies.consent_withdrawn or ALL_USERS in state.policies.consent_withdrawn:
         return entra_error(request, 400, "invalid_grant", 65001,
                            "The user or administrator has not consented to use the application "
                            f"with ID '{state.client_id}' named '{state.app_name}'. Send an "
                            "interactive authorization request for this user and resource.",
                            now, suberror="consent_required")
-    if request.remote in state.blocked_addresses:
+    if request.remote in state.policies.blocked_addresses:
         return entra_error(request, 400, "invalid_grant", 53003,
                            "Access has been blocked by Conditional Access policies. The access "
                            "policy does not allow token issuance.", now)
-    if state.loop_limit is not None:
-        count, window = state.loop_limit
-        recent = state.recent_refreshes.setdefault(oid, deque())
+    if state.policies.loop_limit is not None:
+        count, window = state.policies.loop_limit
+        recent = state.policies.recent_refreshes.setdefault(oid, deque())
         while recent and recent[0] <= now - window:
             recent.popleft()
         recent.append(now)
@@ -92,9 +94,9 @@ def refresh_refusal(state: ProviderState, request: web.Request, oid: str,
 def withdraw_consent(state: ProviderState, username: str | None = None) -> None:
     """Revoke the application's permission grant for one user (or, ``None``, the tenant)."""
     if username is None:
-        state.consent_withdrawn.add(ALL_USERS)
+        state.policies.consent_withdrawn.add(ALL_USERS)
         return
     user = state.user_by_username(username)
     if user is None:
         raise KeyError(f"no such user: {username}")
-    state.consent_withdrawn.add(user.oid)
+    state.policies.consent_withdrawn.add(user.oid)

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from .faults import FaultMap, TokenTweaks, entra_error
 from .keys import SigningKey
+from .policies import AppPolicies
 from .users import DevUser
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -152,15 +153,7 @@ class ProviderState:
     # The enterprise application's "Assignment required?": a user with no app role
     # (directly or through a group) is refused at sign-in with AADSTS50105.
     assignment_required: bool = False
-    # The app registration and the tenant's policies (application.py).
-    app_disabled: bool = field(default=False, init=False)
-    app_deleted: bool = field(default=False, init=False)
-    client_secret_expired: bool = field(default=False, init=False)
-    consent_withdrawn: set[str] = field(default_factory=set, init=False)  # oids, or "*"
-    blocked_addresses: set[str] = field(default_factory=set, init=False)  # CA location policy
-    loop_limit: tuple[int, float] | None = field(default=None, init=False)  # (count, seconds)
-    recent_refreshes: dict[str, collections.deque[float]] = field(default_factory=dict,
-                                                                  init=False)
+    policies: AppPolicies = field(default_factory=AppPolicies, init=False)  # application.py
     # Misbehaviour (reset_misbehaviour clears it).
     faults: FaultMap = field(default_factory=FaultMap, init=False)
     token_tweaks: TokenTweaks = field(default_factory=TokenTweaks, init=False)

@@ -154,7 +154,7 @@ def _authenticate_client(state: ProviderState, request: web.Request, form: dict[
                         "Ensure the secret being sent in the request is the client secret "
                         f"value, not the client secret ID, for a secret added to app "
                         f"'{state.client_id}'.")
-        if state.client_secret_expired:
+        if state.policies.client_secret_expired:
             return application.secret_expired(state, request, now)
         return None
     return fail(401, "invalid_client", 7000218, "The request body must contain the following "

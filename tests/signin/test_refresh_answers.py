@@ -66,8 +66,10 @@ async def web_stack(new_stack: StackFactory, tmp_path: Path) -> Stack:
 
 class TestUserOrApplicationNoLongerAllowed:
     @pytest.mark.parametrize(("change", "code", "words"), [
-        (lambda idp: setattr(idp, "app_disabled", True), "7000112", "disabled in Entra ID"),
-        (lambda idp: setattr(idp, "app_deleted", True), "700016", "not in the tenant any more"),
+        (lambda idp: setattr(idp.policies, "app_disabled", True), "7000112",
+         "disabled in Entra ID"),
+        (lambda idp: setattr(idp.policies, "app_deleted", True), "700016",
+         "not in the tenant any more"),
     ])
     async def test_application_disabled_or_deleted_ends_every_session(
             self, new_stack: StackFactory, change: Callable[[Any], None], code: str,
@@ -106,7 +108,7 @@ class TestUserOrApplicationNoLongerAllowed:
         refreshes (AADSTS53003); the words point at the sensor's egress address."""
         stack = await new_stack(config=short_intervals)
         browser = await signed_in(stack, ANALYST)  # the browser's sign-in was allowed
-        stack.idp.blocked_addresses.add("127.0.0.1")
+        stack.idp.policies.blocked_addresses.add("127.0.0.1")
         reason, code, detail = revoked(await ended_at_next_revalidation(stack, browser))
         assert ("invalid_grant", "53003") == (reason, code)
         assert "sensor's (or its proxy's) address" in detail and "named location" in detail
@@ -134,7 +136,7 @@ class TestTheSensorsCredential:
         stack = await web_stack(new_stack, tmp_path)
         analyst = await signed_in(stack, ANALYST)
         reader = await signed_in(stack, READER)
-        stack.idp.client_secret_expired = True
+        stack.idp.policies.client_secret_expired = True
         with capture_logs() as logs:
             await one_interval_later(stack)
 
@@ -150,7 +152,7 @@ class TestTheSensorsCredential:
         ready = await stack.browser().get("/readyz")
         answer = await ready.json()
         assert 503 == ready.status and "create a new secret" in answer["fix"]
-        stack.idp.client_secret_expired = False  # the operator rotated it
+        stack.idp.policies.client_secret_expired = False  # the operator rotated it
         with capture_logs() as logs:
             await signed_in(stack, ANALYST)
         assert events(logs, "client_credential_accepted")
@@ -195,7 +197,7 @@ class TestTheSensorsCredential:
         """A sign-in meets the same answer: 502, the page says the sensor's secret expired,
         and /readyz shows it."""
         stack = await web_stack(new_stack, tmp_path)
-        stack.idp.client_secret_expired = True
+        stack.idp.policies.client_secret_expired = True
         resp = await stack.browser().sign_in(ANALYST)
         page = await resp.text()
         assert 502 == resp.status and "client secret has expired" in page
@@ -209,7 +211,7 @@ class TestUnavailable:
         lives on, re-validation pauses, and the line names the code."""
         stack = await new_stack(config=short_intervals)
         browser = await signed_in(stack, ANALYST)
-        stack.idp.loop_limit = (0, 300.0)  # every refresh is one too many
+        stack.idp.policies.loop_limit = (0, 300.0)  # every refresh is one too many
         tries = stack.idp.requests["token_refresh"]
         with capture_logs() as logs:
             await one_interval_later(stack)
