@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from . import keys
+from .peer import client_address
 
 FRONTCHANNEL_LOGOUT_PATH = "/auth/sso/frontchannel-logout"
 SIGNED_OUT_COOKIE = "__Host-sso_signed_out"
@@ -52,6 +53,6 @@ async def frontchannel_logout(request: web.Request) -> web.Response:
         store = request.app[keys.SESSIONS]
         for session in store.with_sid(sid):
             await store.end(session, "signed_out_at_entra", event="sso_logout",
-                            via="frontchannel")
+                            via="frontchannel", source_ip=client_address(request))
     return web.Response(status=200, body=b"", content_type="text/html",
                         headers={"Content-Security-Policy": frame_policy(request)})

@@ -217,13 +217,15 @@ async def logout(request: web.Request) -> web.StreamResponse:
             value = None  # multipart without a boundary: no token, so refused below
         supplied = value if isinstance(value, str) else None
     if not request.app[keys.SESSIONS].csrf_ok(session, supplied):
-        audit.warning("sso_logout_refused", reason="csrf_token_invalid", upn=session.upn)
+        audit.warning("sso_logout_refused", reason="csrf_token_invalid", upn=session.upn,
+                      source_ip=client_address(request))
         return web.Response(status=403, text="Sign-out needs the session's CSRF token.\n")
     try:
         await request.app[keys.SESSIONS].delete(request.cookies[COOKIE_NAME])
     except StateUnwritable:
         # Never "signed out" in memory only: a restart would bring the session back.
-        audit.error("sso_logout_refused", reason="state_unwritable", upn=session.upn)
+        audit.error("sso_logout_refused", reason="state_unwritable", upn=session.upn,
+                    source_ip=client_address(request))
         return plain_error_page(
             request.app[keys.SETTINGS], 503, "Sign-out could not be recorded",
             "The sensor cannot write its session state (its disk is full or read-only), so "
@@ -231,7 +233,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
             "Try signing out again in a minute. If it keeps failing, tell the sensor's "
             "administrator that the agent's state directory cannot be written; closing the "
             "browser ends the session after the idle timeout.", _reference(request))
-    audit.info("sso_logout", upn=session.upn, role=session.role, method=session.method)
+    audit.info("sso_logout", upn=session.upn, role=session.role, method=session.method,
+               source_ip=client_address(request))
     target = "/login?signed_out=1"
     if session.method == "sso":
         target = request.app[keys.TENANT].sign_out_url() or target

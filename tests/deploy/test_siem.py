@@ -281,7 +281,8 @@ async def test_sign_ins_reach_the_collector_once_each_in_cef_and_rfc5424(
         "cs1": "admin", "cs2Label": "method", "cs2": "sso", "cs3Label": "requestId",
         "cs3": ids["sso_login_succeeded"]})
     assert by_name["Signed out"] == ("120", "2", {
-        "outcome": "success", "suser": ODD_UPN, "cs1Label": "role", "cs1": "admin",
+        "outcome": "success", "suser": ODD_UPN, "src": "127.0.0.1", "cs1Label": "role",
+        "cs1": "admin",
         "cs2Label": "method", "cs2": "sso", "cs3Label": "requestId", "cs3": ids["sso_logout"]})
     assert by_name["SSO sign-in refused"] == ("102", "6", {
         "outcome": "failure", "suser": "nogroup@contoso.example", "src": "127.0.0.1",

@@ -42,8 +42,8 @@ class TestFrontChannelLogout:
         assert 401 == (await admin.get("/auth/check")).status
         assert 200 == (await reader.get("/auth/check")).status
         logout = events(logs, "sso_logout")
-        assert [("admin@contoso.example", "frontchannel")] == [
-            (e["upn"], e["via"]) for e in logout]
+        assert [("admin@contoso.example", "frontchannel", "127.0.0.1")] == [
+            (e["upn"], e["via"], e["source_ip"]) for e in logout]
 
     async def test_sign_out_everywhere_calls_no_frontchannel_url(self, stack: Stack) -> None:
         """As in Entra, "Sign out everywhere" (revokeSignInSessions) revokes refresh tokens
