@@ -8,9 +8,9 @@
   puts ``HMAC(key, cookie)`` in a hidden field (double submit, signed with a key of this
   process); the POST must carry both.
 * The same work and the same answer for an unknown name as for a wrong password (a dummy
-  hash is checked), growing delays per account name and per client (``throttle``; clients
-  keyed like every per-client limit, ``clientaddr.client_key``: an IPv6 client is its /64), and
-  ``hmac.compare_digest`` for every comparison.
+  hash is checked), growing delays per account name and per client under the lockout policy
+  of ``lockout`` (clients keyed like every per-client limit, ``clientaddr.client_key``: an
+  IPv6 client is its /64), and ``hmac.compare_digest`` for every comparison.
 * The session is an ordinary session (same cookie, timeouts, ``/auth/check``, sign-out) with
   ``method = "local"``; its ``upn`` is the account name (never contains ``@``) and its ``oid``
   the account's ``id``, which changes with the role or password: ``stale`` names the local
@@ -36,14 +36,12 @@ from ..sessions.store import Session, SessionStore, StateUnwritable
 from ..settings import Settings
 from ..signin.flow import Completed, SignIn
 from .accounts import Account, AccountsError, read_accounts
+from .lockout import Lockout
 from .passwords import CONCURRENT_HASHES, dummy_hash, verify_password
-from .throttle import FailureThrottle
 
 audit = structlog.get_logger("agent.audit")
 
 CSRF_COOKIE = "__Host-local_signin"
-FAILURES_FREE_PER_ACCOUNT = 5
-FAILURES_FREE_PER_CLIENT = 20
 MAX_WAITING = 16  # sign-ins queued for a hash before more are told to wait
 _MAX_NAME = 64
 _MAX_PASSWORD = 1024
@@ -112,8 +110,7 @@ class LocalSignIn:
         self.sessions = sessions
         self.clock = clock
         self.accounts = LocalAccounts()
-        self.per_account = FailureThrottle(clock, free=FAILURES_FREE_PER_ACCOUNT)
-        self.per_client = FailureThrottle(clock, free=FAILURES_FREE_PER_CLIENT)
+        self.lockout = Lockout(clock)
         self._csrf_key = secrets.token_bytes(32)
         self._hashing = asyncio.Semaphore(CONCURRENT_HASHES)
         self._waiting = 0
@@ -199,24 +196,21 @@ class LocalSignIn:
             raise LocalSignInRefused("csrf_invalid", 403, "the sign-in form has expired")
         name = form.get("username", "").strip().lower()[:_MAX_NAME]
         password = form.get("password", "")[:_MAX_PASSWORD]
-        account_key, client_id = "name:" + name, client_key(client)
-        wait = max(self.per_account.wait(account_key), self.per_client.wait(client_id))
-        if wait > 0:
-            raise LocalSignInRefused("throttled", 429, "too many failed sign-ins",
-                                     retry_after=math.ceil(wait))
         account = self.accounts.accounts.get(name)
-        if not await self._verify(account, password):
-            lockout = max(self.per_account.failed(account_key),
-                          self.per_client.failed(client_id))
+        verdict = await self.lockout.attempt(name, account is not None, client_key(client),
+                                             lambda: self._verify(account, password))
+        if not verdict.checked:
+            raise LocalSignInRefused("throttled", 429, "too many failed sign-ins",
+                                     retry_after=math.ceil(verdict.retry_after))
+        if not verdict.matched:
             # The audit log tells the two apart; the answer does not. An unknown name is not
             # logged: it may be a password typed into the wrong field.
             known = account is not None
             raise LocalSignInRefused("bad_credentials", 401, "wrong user name or password",
-                                     retry_after=math.ceil(lockout) or None,
+                                     retry_after=math.ceil(verdict.retry_after) or None,
                                      why="wrong_password" if known else "unknown_account",
                                      name=name if known else None)
         assert account is not None
-        self.per_account.succeeded(account_key)
         cookie_id, session = self.sessions.new_session(
             upn=account.name, given_name=account.given_name, family_name=account.family_name,
             oid=account.id, role=account.role, groups=[], auth_time=self.clock(),

@@ -276,7 +276,8 @@ class TestRefusals:
     async def test_brute_force_against_one_account_is_throttled_even_for_the_right_password(
             self, down: Stack) -> None:
         """After 5 failures the account is locked for growing delays; the right password
-        waits too, from any client; after the delay it works."""
+        from a client that failed waits too (every browser here is one address); after the
+        delay it works."""
         statuses = [(await local_sign_in(down.browser(), password=f"guess-{i}")).status
                     for i in range(6)]
         locked = await local_sign_in(down.browser())
