@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 
@@ -11,7 +12,13 @@ from structlog.testing import capture_logs
 from agent.devidp import DevIdentityProvider
 from agent.lifecycle import Service
 from agent.settings import settings_from_mapping
-from tests.deploy.support import SignInClient, agent_config_for, free_port, write_config
+from tests.deploy.support import (
+    AgentProcess,
+    SignInClient,
+    agent_config_for,
+    free_port,
+    write_config,
+)
 from tests.harness import ROLE_GROUPS
 
 ANALYST, READER = "analyst@contoso.example", "reader@contoso.example"
@@ -113,3 +120,40 @@ async def test_reload_switching_to_app_roles_redecides_live_sessions(
         await analyst.close()
         await reader.close()
         await service.stop()
+
+
+async def test_sighup_switching_source_redecides_the_running_service(
+        tmp_path: Path, idp: DevIdentityProvider) -> None:
+    """The service as systemd runs it: SIGHUP with [roles] source switched to app_roles; the
+    analyst (app role Sensor.ReadOnly) is read_only from then on, the reader (none) is out."""
+    idp.app_roles = {"Sensor.ReadOnly": "Read only"}
+    user = idp.user_by_username(ANALYST)
+    assert user is not None
+    user.app_roles = ["Sensor.ReadOnly"]
+    port = free_port()
+    data = agent_config_for(idp, port, tmp_path / "state")
+    config = write_config(tmp_path / "agent.toml", data)
+    agent = AgentProcess(config, port)
+    analyst = SignInClient(agent.url, idp)
+    reader = SignInClient(agent.url, idp)
+    try:
+        await agent.wait_healthy()
+        await analyst.sign_in(ANALYST)
+        await reader.sign_in(READER)
+        data["roles"] = {"source": "app_roles", "read_only": ["Sensor.ReadOnly"]}
+        write_config(config, data)
+        agent.signal(signal.SIGHUP)
+        await agent.wait_event("roles_source_changed")
+        await agent.wait_event("session_revoked")
+        assert 401 == (await reader.get("/auth/check"))[0]
+        status, headers, _ = await analyst.get("/auth/check")
+        assert (200, "read_only") == (status, headers["X-Auth-Request-Role"])
+        revoked = [e for e in agent.events() if e["event"] == "session_revoked"]
+        assert [(READER, "no_app_role", "revalidation")] == [
+            (e["upn"], e["reason"], e["via"]) for e in revoked]
+        agent.signal(signal.SIGTERM)
+        assert 0 == await agent.wait_exit()
+    finally:
+        await analyst.close()
+        await reader.close()
+        agent.kill()
