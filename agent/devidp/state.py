@@ -144,14 +144,11 @@ class ProviderState:
     frontchannel_logout_url: str | None = None
     # Group object id → the name the directory page shows (the demo's role groups).
     group_labels: dict[str, str] = field(default_factory=dict)
-    # The app registration's app roles (manifest appRoles, allowedMemberTypes User): value →
-    # display name. Assigned ones go into the ID token's ``roles`` claim, as their values.
+    # App roles: value → display name (manifest appRoles; assigned ones go into the ID
+    # token's ``roles`` claim); group id → values assigned to it (its direct members get
+    # them); "Assignment required?" (no app role at all: AADSTS50105 at sign-in).
     app_roles: dict[str, str] = field(default_factory=dict)
-    # Group object id → values of the app roles assigned to the group (its direct members
-    # get them).
     group_app_roles: dict[str, list[str]] = field(default_factory=dict)
-    # The enterprise application's "Assignment required?": a user with no app role
-    # (directly or through a group) is refused at sign-in with AADSTS50105.
     assignment_required: bool = False
     policies: AppPolicies = field(default_factory=AppPolicies, init=False)  # application.py
     # Misbehaviour (reset_misbehaviour clears it).
