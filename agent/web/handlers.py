@@ -208,6 +208,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         if COOKIE_NAME in request.cookies:  # a stale id: forget it. No cookie at all may be
             _clear_cookie(response, COOKIE_NAME)  # a cross-site POST (Lax): touch nothing
         return response
+    who = {"upn": session.upn, "source_ip": client_address(request)}  # for the audit lines
     supplied = request.headers.get("X-CSRF-Token")
     if supplied is None and request.content_type in ("application/x-www-form-urlencoded",
                                                      "multipart/form-data"):
@@ -217,15 +218,13 @@ async def logout(request: web.Request) -> web.StreamResponse:
             value = None  # multipart without a boundary: no token, so refused below
         supplied = value if isinstance(value, str) else None
     if not request.app[keys.SESSIONS].csrf_ok(session, supplied):
-        audit.warning("sso_logout_refused", reason="csrf_token_invalid", upn=session.upn,
-                      source_ip=client_address(request))
+        audit.warning("sso_logout_refused", reason="csrf_token_invalid", **who)
         return web.Response(status=403, text="Sign-out needs the session's CSRF token.\n")
     try:
         await request.app[keys.SESSIONS].delete(request.cookies[COOKIE_NAME])
     except StateUnwritable:
         # Never "signed out" in memory only: a restart would bring the session back.
-        audit.error("sso_logout_refused", reason="state_unwritable", upn=session.upn,
-                    source_ip=client_address(request))
+        audit.error("sso_logout_refused", reason="state_unwritable", **who)
         return plain_error_page(
             request.app[keys.SETTINGS], 503, "Sign-out could not be recorded",
             "The sensor cannot write its session state (its disk is full or read-only), so "
@@ -233,8 +232,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
             "Try signing out again in a minute. If it keeps failing, tell the sensor's "
             "administrator that the agent's state directory cannot be written; closing the "
             "browser ends the session after the idle timeout.", _reference(request))
-    audit.info("sso_logout", upn=session.upn, role=session.role, method=session.method,
-               source_ip=client_address(request))
+    audit.info("sso_logout", role=session.role, method=session.method, **who)
     target = "/login?signed_out=1"
     if session.method == "sso":
         target = request.app[keys.TENANT].sign_out_url() or target
