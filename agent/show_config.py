@@ -23,7 +23,10 @@ def describe(settings: Settings) -> list[str]:
     """The lines show-config prints."""
     lines = [f"# configuration: {settings.source}"]
     s = settings.sensor
-    lines.append(f"sensor: name={s.name!r} site={s.site!r} zone={s.zone!r}")
+    given = [f"{k}={v!r}" for k, v in (("name", s.name), ("site", s.site), ("zone", s.zone))
+             if v is not None]
+    lines.append(f"sensor: {' '.join(given)}" if given else
+                 "sensor: (no [sensor] table: not needed without [[setting]] blocks)")
     choice = settings.fleet
     if choice is None or choice.level == "single":
         lines.append("setting: (single-setting form)")
@@ -35,7 +38,7 @@ def describe(settings: Settings) -> list[str]:
     else:
         lines.append(f"setting: {choice.setting!r} (matched at the {choice.level} level)")
         lines.append(f"why: {choice.why}")
-    for section in ("server", "entra", "session"):
+    for section in ("server", "entra", "session", "local"):
         lines.append(f"[{section}]")
         values = getattr(settings, section)
         for f in dataclasses.fields(values):

@@ -143,7 +143,7 @@ def _list(path: Path) -> int:
     if not accounts:
         print(f"no local accounts in {path}")
         return 0
-    print(f"{'name':24} {'role':18} name")
+    print(f"{'USER NAME':24} {'ROLE':18} FIRST AND LAST NAME")
     for a in accounts.values():
         print(f"{a.name:24} {ROLES[a.role].name:18} {a.given_name} {a.family_name}")
     return 0

@@ -34,17 +34,34 @@ def _user(uid: int) -> str:
         return str(uid)
 
 
-def owner_problem(path: Path, st: os.stat_result, uids: set[int], directory: bool) -> str | None:
+def owner_problem(path: Path, st: os.stat_result, uids: set[int], directory: bool,
+                  service_user: str = SERVICE_USER) -> str | None:
+    """Why ``path`` is not safe for an agent running as one of ``uids``, with the fix.
+    Run as root (``serve`` by hand), the fix names ``service_user``, never root: a state
+    directory chowned to root locks the service out."""
     mode = "0700" if directory else "0600"
-    owner = _user(max(uids))  # the service user rather than root, when both are allowed
+    service = _uid(service_user) if os.geteuid() == 0 else None
+    owner = service_user if service is not None else _user(max(uids))
     fix = f"chown {owner}: {path} && chmod {mode} {path}"
     if st.st_uid not in uids:
+        if service is not None and st.st_uid == service:
+            return (f"{path} belongs to {service_user}, the service's user, but this agent "
+                    f"runs as root; fix: run it as the service does (systemctl start "
+                    f"sensor-sso-agent, or runuser -u {service_user} -- sensor-sso-agent "
+                    f"serve), and do not chown it to root: that locks the service out")
         return (f"{path} belongs to {_user(st.st_uid)}, not to the user the agent runs as "
                 f"({' or '.join(sorted(_user(u) for u in uids))}); fix: {fix}")
     if stat.S_IMODE(st.st_mode) & 0o022:
         mode_now = f"{stat.S_IMODE(st.st_mode):04o}"
         return f"{path} is writable by other users (mode {mode_now}); fix: {fix}"
     return None
+
+
+def _uid(name: str) -> int | None:
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
 
 
 def allowed_owners() -> set[int]:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .model import FleetChoice, SensorIdentity
-from .problems import Problem
+from .problems import Problem, unknown
 
 SETTING_KEYS = {"name", "sites", "zones", "sensors", "entra", "roles"}
 SENSOR_KEYS = {"name", "site", "zone"}
@@ -42,8 +42,7 @@ def sensor_identity(data: Mapping[str, Any], problems: list[Problem]) -> SensorI
     values: dict[str, str | None] = {}
     for key, value in raw.items():
         if key not in SENSOR_KEYS:
-            problems.append((f"sensor.{key}", repr(value),
-                             f"unknown key; known keys: {', '.join(sorted(SENSOR_KEYS))}"))
+            problems.append((f"sensor.{key}", repr(value), unknown("key", key, SENSOR_KEYS)))
         elif not isinstance(value, str) or not value.strip():
             problems.append((f"sensor.{key}", repr(value), "must be a non-empty string"))
         else:
@@ -88,7 +87,7 @@ def check_blocks(blocks: object, problems: list[Problem]) -> list[Mapping[str, A
         for key in block:
             if key not in SETTING_KEYS:
                 problems.append((f"{label}.{key}", repr(block[key]),
-                                 f"unknown key; known keys: {', '.join(sorted(SETTING_KEYS))}"))
+                                 unknown("key", key, SETTING_KEYS)))
                 ok = False
         for scope in ("sites", "zones", "sensors"):
             if scope in block and _strings(block[scope]) is None:

@@ -20,7 +20,7 @@ from .entra import ENTRA_KEYS, build_entra
 from .fleet import effective_mapping
 from .local import LOCAL_KEYS, build_local
 from .model import Settings
-from .problems import Problems, unreadable
+from .problems import Problems, unknown, unreadable
 from .roles import ROLE_KEYS, build_roles
 from .server import SERVER_KEYS, build_server
 from .session import SESSION_KEYS, build_session
@@ -86,7 +86,7 @@ def _build(p: Problems, data: Mapping[str, Any], source: str) -> Settings:
     """Every section of the single-setting ``data``; problems go to ``p``."""
     for name in data:
         if name not in SECTIONS:
-            p.problem(name, None, f"unknown section; known: {', '.join(SECTIONS)}")
+            p.problem(name, None, unknown("section", name, [*SECTIONS, "sensor", "setting"]))
     server = build_server(p, p.section(data, "server", SERVER_KEYS))
     entra_section = p.section(data, "entra", ENTRA_KEYS)
     entra = build_entra(p, entra_section)

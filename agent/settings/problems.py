@@ -7,6 +7,7 @@ Checks read files they must (to tell whether the service user can), never change
 
 from __future__ import annotations
 
+import difflib
 import stat
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -17,6 +18,15 @@ from ..service_user import SERVICE_USER, current_user
 from .values import is_guid, mask_credentials, mask_login, parse_duration
 
 Problem = tuple[str, str, str]  # (key, repr of the value or "", why)
+
+
+def unknown(what: str, name: str, known: Collection[str]) -> str:
+    """"unknown key; did you mean client_id? known keys: ..." (the guess only for a near
+    miss), for keys (``what`` = "key") and sections ("section")."""
+    listed = ", ".join(sorted(known)) if what == "key" else ", ".join(known)
+    near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.7)
+    guess = f"did you mean {near[0]}? " if near else ""
+    return f"unknown {what}; {guess}known{' keys' if what == 'key' else ''}: {listed}"
 
 
 class Problems:
@@ -42,8 +52,7 @@ class Problems:
             return {}
         for key in value:
             if key not in known:
-                listed = ", ".join(sorted(known))
-                self.problem(f"{name}.{key}", value[key], f"unknown key; known keys: {listed}")
+                self.problem(f"{name}.{key}", value[key], unknown("key", key, known))
         return value
 
     def get(self, sec: Mapping[str, Any], name: str, key: str, kind: type, default: Any) -> Any:

@@ -189,6 +189,20 @@ class TestSmallerPoints:
         assert "timeout = '10s'" in lines
         assert not any(ln.endswith(("1800.0", "43200.0")) for ln in lines), result.stdout
 
+    def test_show_config_shows_local_and_no_none_sensor(self, tmp_path: Path) -> None:
+        """[local] is shown like the other sections; a single-setting file without [sensor]
+        does not print ``name=None``."""
+        config = tmp_path / "agent.toml"
+        config.write_text(EXAMPLE)
+        result = agent_cli("show-config", "--config", config)
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert "[local]" in lines
+        assert "accounts_file = '/etc/sensor-sso-agent/local-accounts'" in lines
+        assert "sign_in = 'when-sso-unavailable'" in lines
+        assert "None" not in result.stdout
+        assert "sensor: (no [sensor] table: not needed without [[setting]] blocks)" in lines
+
     def test_the_man_page_lists_every_command(self) -> None:
         """Every command of the command line has its entry in the man page."""
         import argparse

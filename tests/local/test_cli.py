@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -75,6 +76,8 @@ class TestCommands:
         assert (0, 0) == (added.returncode, listed.returncode), added.stderr
         assert "breakglass" in listed.stdout and "Admin" in listed.stdout
         assert "Ada Lovelace" in listed.stdout
+        header = listed.stdout.splitlines()[0]
+        assert ["USER NAME", "ROLE", "FIRST AND LAST NAME"] == re.split(r"\s{2,}", header.strip())
         mode = stat.S_IMODE(local_user.accounts.stat().st_mode)
         text = local_user.accounts.read_text()
         assert (0o600, True, False) == (mode, "scrypt$" in text, PASSWORD in text)

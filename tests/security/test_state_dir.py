@@ -121,3 +121,22 @@ async def test_planted_temp_file_link_is_not_written_through(tmp_path: Path,
     await stack.stop_agent()
     await stack.start_agent()
     assert await session_works(browser)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the agent run by hand as root")
+def test_serve_as_root_names_the_service_user_not_root(tmp_path: Path) -> None:
+    """Run as root on the service user's state directory (here ``nobody`` plays the service
+    user), the fix is to run the agent as that user, never ``chown root:``; on someone
+    else's directory the chown names the service user."""
+    from agent.sessions.statedir import owner_problem
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, NOBODY, NOBODY)
+    problem = owner_problem(state, os.stat(state), {0}, True, service_user="nobody")
+    assert problem is not None
+    assert "chown root" not in problem
+    assert "runuser -u nobody -- sensor-sso-agent serve" in problem
+    os.chown(state, NOBODY + 1, NOBODY + 1)
+    problem = owner_problem(state, os.stat(state), {0}, True, service_user="nobody")
+    assert problem is not None and f"fix: chown nobody: {state} && chmod 0700" in problem

@@ -73,6 +73,20 @@ class TestLoad:
             settings_from_mapping(data)
         assert "sesion" == caught.value.problems[0][0]
 
+    def test_unknown_section_lists_every_section_and_the_near_one(self) -> None:
+        """The unknown-section message names [sensor] and [[setting]] too, and the section
+        a typo was meant to be; a misspelt [sensor] key gets its "did you mean" as well."""
+        data = minimal()
+        data["sesion"] = {}
+        data["sensor"] = {"nmae": "s1"}
+        with pytest.raises(ConfigError) as caught:
+            settings_from_mapping(data)
+        problems = {key: why for key, _, why in caught.value.problems}
+        assert problems["sesion"].startswith("unknown section; did you mean session? known: ")
+        known = problems["sesion"].split("known: ")[1].split(", ")
+        assert {"server", "entra", "roles", "session", "local", "sensor", "setting"} <= set(known)
+        assert problems["sensor.nmae"].startswith("unknown key; did you mean name? known keys: ")
+
     def test_group_in_two_roles_refused(self) -> None:
         """One group mapped to two roles is ambiguous and refused."""
         data = minimal()

@@ -33,7 +33,17 @@ class TestSection:
     def test_unknown_keys_are_named_with_the_known_ones(self, p: Problems) -> None:
         data = {"server": {"listen": "127.0.0.1:1", "lisen": "x"}}
         assert {"listen": "127.0.0.1:1", "lisen": "x"} == p.section(data, "server", {"listen"})
-        assert [("server.lisen", "'x'", "unknown key; known keys: listen")] == p.problems
+        assert [("server.lisen", "'x'", "unknown key; did you mean listen? known keys: listen")
+                ] == p.problems
+
+    def test_a_near_miss_gets_a_did_you_mean(self, p: Problems) -> None:
+        """A key one typo away from a known one names that one first."""
+        p.section({"entra": {"client_di": "x", "zzz": 1}}, "entra",
+                  {"client_id", "tenant_id", "redirect_uri"})
+        assert [("entra.client_di", "'x'", "unknown key; did you mean client_id? known keys: "
+                 "client_id, redirect_uri, tenant_id"),
+                ("entra.zzz", "1", "unknown key; known keys: client_id, redirect_uri, "
+                 "tenant_id")] == p.problems
 
     def test_a_section_that_is_not_a_table(self, p: Problems) -> None:
         assert {} == p.section({"server": 3}, "server", {"listen"})
