@@ -17,7 +17,14 @@ from .local.signin import describe_local
 from .logging import configure_logging
 from .service_user import as_service_user, current_user
 from .sessions.journal import StateDirUnsafe, state_dir_problems
-from .settings import Settings, config_warnings, load_or_report, load_settings, problem_lines
+from .settings import (
+    Settings,
+    config_warnings,
+    entra_notes,
+    load_or_report,
+    load_settings,
+    problem_lines,
+)
 from .show_config import mapped_text, role_source_text
 from .version_check import check_sensor_version
 
@@ -48,6 +55,8 @@ def _check_config(path: str) -> int:
         print(f"{path}: configuration is valid (tenant {settings.entra.tenant_id}, "
               f"{mapped_text(settings)}, callback {settings.entra.redirect_path})")
         print(f"note: {role_source_text(settings)}")
+        for note in entra_notes(settings):
+            print(f"note: {note}")
     for warning in config_warnings(settings):
         print(f"warning: {warning}", file=sys.stderr)
     local_notes, local_warnings = describe_local(settings)

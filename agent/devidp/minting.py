@@ -85,9 +85,12 @@ def id_token_claims(state: ProviderState, issued: IssuedCode, user: DevUser, now
         claims["auth_time"] = int(issued.auth_time)
     if acrs := requested_acrs(issued.request.claims) & state.auth_contexts:
         claims["acrs"] = sorted(acrs)
+    if user.home_tenant is not None:  # a guest: its home tenant authenticated it
+        claims["idp"] = f"https://sts.windows.net/{user.home_tenant}/"
+    guest_upn = user.home_tenant is None or state.policies.include_externally_authenticated_upn
     if user.optional_claims:
         for claim, value in (("given_name", user.given_name), ("family_name", user.family_name),
-                             ("upn", user.upn)):
+                             ("upn", user.upn if guest_upn else None)):
             if value is not None:
                 claims[claim] = value
     if roles := state.assigned_app_roles(user):  # never cut short: no overage for roles

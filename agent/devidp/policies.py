@@ -16,3 +16,5 @@ class AppPolicies:
     blocked_addresses: set[str] = field(default_factory=set)  # a CA location policy
     loop_limit: tuple[int, float] | None = None  # (refreshes, seconds) before AADSTS50196
     recent_refreshes: dict[str, deque[float]] = field(default_factory=dict)  # oid → times
+    # The upn optional claim's additional property: guests get a upn claim only with it.
+    include_externally_authenticated_upn: bool = False

@@ -8,7 +8,9 @@ refresh token. ``grant_type=refresh_token`` redeems one as Entra ID does:
 * SPA platform: the refresh token ends 24 h after the sign-in that started the chain, and
   refreshing does not extend that (``invalid_grant``, AADSTS700084); Web: 90 days;
 * a disabled user gets ``invalid_grant`` AADSTS50057, a user whose sessions were revoked
-  (``revoke_sessions``) AADSTS50173 for every refresh token granted before the revocation;
+  (``revoke_sessions``) AADSTS50173 for every refresh token granted before the revocation,
+  except a guest's: "Refresh tokens are not revoked for B2B users in their resource tenant"
+  (``refresh-tokens.md``);
 * the refreshed ID token has no ``nonce`` and the same ``sid``; groups, app roles and names
   are read from the directory at that moment (``set_groups``, ``assign_app_roles`` and
   ``assign_group_app_roles`` show on the next refresh).
@@ -84,7 +86,8 @@ def redeem(state: ProviderState, request: web.Request, form: dict[str, str], cli
         return user
     if user.disabled:
         return fail(400, "invalid_grant", 50057, "The user account is disabled.")
-    if item.granted_at <= state.sessions_revoked_at.get(user.oid, float("-inf")):
+    if user.home_tenant is None and \
+            item.granted_at <= state.sessions_revoked_at.get(user.oid, float("-inf")):
         return fail(400, "invalid_grant", 50173, "The provided grant has expired due to it "
                     "being revoked, a fresh auth token is needed. The user might have changed "
                     "or reset their password.")

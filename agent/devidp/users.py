@@ -37,6 +37,10 @@ class DevUser:
     overage: bool = False
     display_name: str = ""
     disabled: bool = False  # "Block sign-in" in Entra ID: refreshes answer AADSTS50057
+    # A B2B guest: the home tenant's id. Its ID token names that tenant in ``idp``, carries
+    # ``upn`` only with ``policies.include_externally_authenticated_upn``, and revoking its
+    # sessions here leaves its refresh tokens alive (only the home tenant can revoke them).
+    home_tenant: str | None = None
     # Values of the app roles assigned to the user directly (Enterprise applications > Users
     # and groups); a group's assignments are ProviderState.group_app_roles.
     app_roles: list[str] = field(default_factory=list)

@@ -14,7 +14,7 @@ Import from here; the names below are the package's interface. Must not import `
 before anything runs.
 """
 
-from .checks import config_warnings, placeholder_problems
+from .checks import config_warnings, entra_notes, placeholder_problems
 from .loader import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
@@ -38,7 +38,7 @@ from .values import format_duration, listen_text, mask_credentials, parse_durati
 __all__ = [
     "CONFIG_ENV", "DEFAULT_CONFIG_PATH", "EntraSettings", "FleetChoice", "LocalSettings",
     "SensorIdentity", "ServerSettings", "SessionSettings", "Settings", "config_warnings",
-    "default_config_path", "format_duration", "listen_text", "load_or_report", "load_settings",
-    "mask_credentials", "parse_duration", "placeholder_problems", "problem_lines",
-    "settings_from_mapping",
+    "default_config_path", "entra_notes", "format_duration", "listen_text", "load_or_report",
+    "load_settings", "mask_credentials", "parse_duration", "placeholder_problems",
+    "problem_lines", "settings_from_mapping",
 ]

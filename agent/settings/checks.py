@@ -56,8 +56,65 @@ def config_warnings(settings: Settings) -> list[str]:
                        "console's nginx counts as one client (the proxy's address), so one "
                        "client's limits refuse everyone; remove the line")
     out.extend(exposure_warnings(server.listen_host, server.trusted_proxies))
+    out.extend(entra_warnings(settings))
     if not settings.sso_off and \
             urlsplit(settings.entra.redirect_uri).hostname == EXAMPLE_REDIRECT_HOST:
         out.append(f"entra.redirect_uri: still the example's host {EXAMPLE_REDIRECT_HOST}: "
                    "set this sensor's URL exactly as registered in the app registration")
+    return out
+
+
+MIN_SAFE_MAX_AGE = 300.0  # a slow MFA approval must fit (auth_time is the first factor)
+MIN_SAFE_REVALIDATE = 60.0  # below this, one session refreshes dozens of times in 5 minutes
+
+
+def refreshes_in_five_minutes(interval: float) -> int:
+    """How often one session is refreshed in 5 minutes (every 75-87.5 % of an interval)."""
+    return round(300.0 / (interval * 0.8125))
+
+
+def entra_warnings(settings: Settings) -> list[str]:
+    """Values Entra ID makes risky: a short max_age, a short revalidate_interval, a
+    login_hint that is never sent."""
+    if settings.sso_off:
+        return []
+    entra, out = settings.entra, []
+    if entra.max_age is not None and entra.max_age < MIN_SAFE_MAX_AGE:
+        out.append(f"entra.max_age = {entra.max_age:g}s is below 5 minutes: auth_time is when "
+                   "the first factor was entered, so a slow MFA approval makes sign-ins fail "
+                   "as reauthentication_required, and Entra shortens the ID token to max_age "
+                   "(it can arrive expired); use at least \"5m\"")
+    interval = settings.session.revalidate_interval
+    if interval < MIN_SAFE_REVALIDATE:
+        out.append(f"session.revalidate_interval = {interval:g}s: each SSO session is refreshed "
+                   f"about {refreshes_in_five_minutes(interval)} times in 5 minutes, and Entra "
+                   "ID's loop detection (AADSTS50196) may refuse such repeated refreshes "
+                   "(re-validation then pauses as if Entra ID were unavailable); use at least "
+                   "\"1m\"")
+    if entra.login_hint and entra.prompt == "select_account":
+        out.append("entra.login_hint is never sent: Entra does not accept it with prompt = "
+                   "\"select_account\"; remove one of them")
+    return out
+
+
+def entra_notes(settings: Settings) -> list[str]:
+    """What check-config says about [entra] keys whose effect depends on the tenant."""
+    if settings.sso_off:
+        return []
+    entra, out = settings.entra, []
+    if entra.require_auth_context:
+        out.append(f"entra.require_auth_context = {entra.require_auth_context!r} proves nothing "
+                   "by itself: Entra ID puts a requested context in acrs even when no "
+                   "Conditional Access policy targets it. Bind one: Entra admin center > "
+                   "Conditional Access > a policy whose Target resources are Authentication "
+                   f"context {entra.require_auth_context!r} with the grant controls you "
+                   "require (e.g. phishing-resistant MFA)")
+    if entra.allow_guests:
+        out.append("entra.allow_guests = true: guests sign in; revoking a guest's sessions in "
+                   "this tenant does not end them (only the guest's home tenant can revoke "
+                   "its refresh tokens): remove the guest from the sensor's groups or delete "
+                   "the guest user")
+    else:
+        out.append("entra.allow_guests = false: guests (B2B, #EXT# accounts) are refused as "
+                   "guest_not_allowed")
     return out

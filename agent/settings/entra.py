@@ -21,7 +21,7 @@ ENTRA_KEYS = {"tenant_id", "client_id", "redirect_uri", "authority_host", "graph
               "signout_from_entra", "post_logout_redirect_uri", "cloud", "platform",
               "client_secret_file", "client_certificate_file",
               "client_certificate_thumbprint", "require_auth_context", "max_age",
-              "login_hint", "domain_hint", "prompt"}
+              "login_hint", "domain_hint", "prompt", "allow_guests"}
 
 
 def build_entra(p: Problems, e: Mapping[str, Any]) -> EntraSettings:
@@ -70,6 +70,7 @@ def build_entra(p: Problems, e: Mapping[str, Any]) -> EntraSettings:
         jwks_refetch_interval=p.duration(e, "entra", "jwks_refetch_interval",
                                          d.jwks_refetch_interval),
         signout_from_entra=p.get(e, "entra", "signout_from_entra", bool, False),
+        allow_guests=p.get(e, "entra", "allow_guests", bool, False),
         post_logout_redirect_uri=logout_uri, cloud=cloud,
         **_platform(p, e), **_step_up_and_hints(p, e),
     )

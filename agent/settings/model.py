@@ -63,6 +63,7 @@ class EntraSettings:
     login_hint: str | None = None
     domain_hint: str | None = None
     prompt: Prompt | None = None  # asked on every sign-in
+    allow_guests: bool = False  # B2B guests (another tenant's accounts) may sign in
 
     @property
     def authority(self) -> str:

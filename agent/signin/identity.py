@@ -23,6 +23,7 @@ from ..entra.tokens import validate_id_token
 from ..errors import IdentityProviderUnavailable, MissingAttributes, SignInRefused
 from ..roles import configured_groups
 from ..settings import Settings
+from .guests import refuse_guest
 
 _MAX_ATTRIBUTE = 256  # characters of a name or UPN (Entra's own limits: 64 and 113)
 _MAX_APP_ROLES = 1024  # values of the roles claim looked at (only mapped ones are kept)
@@ -65,9 +66,13 @@ class IdentityProvider:
 
     async def identity(self, claims: Mapping[str, Any],
                        access_token: str | None) -> tuple[dict[str, str], list[str]]:
-        """The user's required attributes (refused when any is missing), and the groups or
-        app role values the role is decided from (``[roles] source``)."""
+        """The user's required attributes (refused when any is missing, and a guest unless
+        ``allow_guests``: ``guests.py``), and the groups or app role values the role is
+        decided from (``[roles] source``)."""
+        entra = self.settings.entra
+        refuse_guest(claims, entra.tenant_id, entra.allow_guests)  # before missing names
         profile = await read_profile(claims, access_token, self.graph)
+        refuse_guest(claims, entra.tenant_id, entra.allow_guests, profile["upn"])
         if self.settings.roles_source == "app_roles":
             return profile, read_app_roles(claims)
         groups = await read_groups(claims, access_token, self.graph, self.settings.roles)

@@ -14,6 +14,7 @@ from ..errors import SignInError
 from ..roles import ROLES, allows, role_name
 from ..sessions.store import COOKIE_NAME, Session, StateUnwritable
 from ..signin.flow import hint_ok
+from ..signin.guests import readable_upn
 from . import keys
 from .frontchannel import SIGNED_OUT_COOKIE, SIGNED_OUT_MAX_AGE
 from .host import elsewhere
@@ -249,7 +250,8 @@ async def overview(request: web.Request) -> web.StreamResponse:
         return _to_sign_in(request)
     settings = request.app[keys.SETTINGS]
     return render("overview.html", title="Overview", sensor_name=settings.server.sensor_name,
-                  name=f"{session.given_name} {session.family_name}", upn=session.upn,
+                  name=f"{session.given_name} {session.family_name}",
+                  upn=readable_upn(session.upn),
                   role_name=role_name(session.role),
                   csrf_token=request.app[keys.SESSIONS].csrf_token(session),
                   method=session.method)
