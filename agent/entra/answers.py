@@ -165,6 +165,14 @@ class CredentialStatus:
                              "re-validation until this is fixed")
         raise rejected
 
+    def readiness(self) -> dict[str, str] | None:
+        """``/readyz``'s answer while the credential is rejected, else None."""
+        rejected = self.rejected
+        if rejected is None:
+            return None
+        return {"status": "not ready", "reason": f"{rejected.detail}: no SSO sign-in succeeds "
+                "and SSO sessions end at their next re-validation", "fix": rejected.fix}
+
     def accepted(self, result: T) -> T:
         """Tokens were issued: the credential works (again); returns ``result``."""
         if self.rejected is not None:

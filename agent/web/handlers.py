@@ -250,8 +250,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
         return _to_sign_in(request)
     settings = request.app[keys.SETTINGS]
     return render("overview.html", title="Overview", sensor_name=settings.server.sensor_name,
-                  name=f"{session.given_name} {session.family_name}",
-                  upn=readable_upn(session.upn),
+                  name=f"{session.given_name} {session.family_name}", upn=readable_upn(session.upn),
                   role_name=role_name(session.role),
                   csrf_token=request.app[keys.SESSIONS].csrf_token(session),
                   method=session.method)
@@ -288,10 +287,8 @@ async def readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "not ready", "reason": f"session state cannot be "
                                   f"written ({state}): new sign-ins are refused, signed-in "
                                   "users keep working", **extra}, status=503)
-    if (rejected := request.app[keys.SIGN_IN].idp.client.credential.rejected) is not None:
-        return web.json_response({"status": "not ready", "reason": f"{rejected.detail}: no SSO "
-                                  "sign-in succeeds and SSO sessions end at their next "
-                                  "re-validation", "fix": rejected.fix, **extra}, status=503)
+    if (rejected := request.app[keys.SIGN_IN].idp.client.credential.readiness()) is not None:
+        return web.json_response({**rejected, **extra}, status=503)
     if tenant.ready:
         return web.json_response({"status": "ready", **extra})
     if (off := request.app[keys.SETTINGS].sso_off_reason) is not None:
