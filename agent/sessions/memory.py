@@ -170,19 +170,22 @@ class SessionMemory:
         role the other source decided (``[roles] source`` changed: what they keep says
         nothing under the new source, so Entra ID must be asked); the caller ends or
         re-validates them."""
-        decisions: dict[tuple[str, ...], RoleDecision] = {}
+        # One decision per distinct set of groups (a handful); None: the other source's.
+        decisions: dict[tuple[str, ...], RoleDecision | None] = {}
         orphans: list[Session] = []
         elsewhere: list[Session] = []
         for session in list(self._sessions.values()):
             if session.method == "local":  # no groups: the accounts file gives the role
                 continue
-            if session.groups and source_of(session.groups) != source:
+            groups = session.groups
+            if groups in decisions:
+                decision = decisions[groups]
+            else:
+                decision = decisions[groups] = None if groups and source_of(groups) != source \
+                    else decide_role(groups, mapping, source)
+            if decision is None:
                 elsewhere.append(session)
                 continue
-            decision = decisions.get(session.groups)
-            if decision is None:
-                decision = decisions[session.groups] = decide_role(session.groups, mapping,
-                                                                   source)
             if decision.role is None:
                 orphans.append(session)
                 continue
