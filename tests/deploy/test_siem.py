@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import glob
 import json
+import os
 import re
 import shutil
 import ssl
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -156,7 +158,8 @@ def parse_cef(line: str) -> tuple[list[str], dict[str, str]]:
     bounds = [m for m in re.finditer(r"(?:^| )([A-Za-z0-9_.]+)=", extension)
               if not _escaped(extension, m.start(1) - 1)]
     values = {}
-    for m, nxt in zip(bounds, [*bounds[1:], None], strict=True):
+    assert bounds or not extension.strip(), extension
+    for m, nxt in zip(bounds, [*bounds[1:], None][:len(bounds)], strict=True):
         raw = extension[m.end():nxt.start() if nxt else len(extension)]
         assert m.group(1) not in values, f"key {m.group(1)} twice"
         values[m.group(1)] = cef_unescape(raw, "\\=")
@@ -298,6 +301,58 @@ async def test_sign_ins_reach_the_collector_once_each_in_cef_and_rfc5424(
     assert len(secrets) >= 6
     for secret in secrets:
         assert secret not in everything
+
+
+# Audit lines the four sign-ins do not produce, written by the agent's own logging.
+EMIT = """
+import structlog
+from agent.logging import configure_logging
+configure_logging(json=True)
+audit = structlog.get_logger("agent.audit")
+audit.warning("sessions_admin", action="revoke", caller_uid=0, refused=True, upn="a@b.example")
+audit.warning("session_role_changed", upn="a@b.example", via="revalidation",
+              **{"from": "read_only", "to": "admin"})
+audit.warning("sso_login_refused", source_ip="2001:db8::7", reason="too_many_sign_ins")
+audit.warning("audit_burst", source_ip="(other clients)", clients=30, total=900)
+audit.info("agent_ready", listen="127.0.0.1:8080")
+audit.debug("sso_login_started", source_ip="10.0.0.1")
+print("Traceback (most recent call last): not JSON", flush=True)
+audit.error("task_failed", task="revalidation", error_type="RuntimeError")
+"""
+
+
+async def test_the_rule_maps_admin_role_ipv6_burst_and_task_events_and_drops_the_rest(
+        tmp_path: Path) -> None:
+    """The agent's logging writes a refused sessions command, a role change, an IPv6
+    refusal, a burst summary, a task failure, a health event, a debug line and a non-JSON
+    line: the first five arrive as CEF with their mapped fields, the rest never."""
+    need_rsyslog()
+    log = tmp_path / "agent.log"
+    with log.open("wb") as out:
+        emitted = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", EMIT, stdout=out, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert await emitted.wait() == 0
+    ca, cert, key = write_server_cert(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    cef = Collector(context, 5)
+    await cef.start()
+    try:
+        async with rsyslogd(tmp_path, log, cef.port, ca, "SensorSsoAgentCEF"):
+            await arrived([cef])
+    finally:
+        await cef.stop()
+    got = [(h[4], ext) for h, ext in map(parse_cef, cef.lines)]
+    assert got == [
+        ("140", {"outcome": "failure", "suser": "a@b.example", "act": "revoke", "suid": "0"}),
+        ("133", {"suser": "a@b.example", "reason": "revalidation", "cs1Label": "role",
+                 "cs1": "admin"}),
+        ("102", {"outcome": "failure", "c6a2Label": "sourceIPv6Address", "c6a2": "2001:db8::7",
+                 "reason": "too_many_sign_ins", "cs2Label": "method", "cs2": "sso"}),
+        ("160", {}),
+        ("170", {"outcome": "failure"}),
+    ], cef.lines
 
 
 def test_the_journal_variant_matches_the_units_identifier_and_validates(
