@@ -4,8 +4,9 @@
 tenant's discovery document and signing keys are loaded (TenantMetadata's readiness event), or,
 so that systemd does not kill an agent that already serves existing sessions, after
 ``READY_GRACE`` seconds with a status saying what is missing; ``WATCHDOG=1`` every half
-``$WATCHDOG_USEC``; ``STOPPING=1`` on SIGTERM/SIGINT followed by a graceful stop (in-flight
-requests finish, sessions are flushed).
+``$WATCHDOG_USEC`` while the supervised background tasks are alive (agent/supervisor.py);
+``STOPPING=1`` on SIGTERM/SIGINT followed by a graceful stop (in-flight requests finish,
+sessions are flushed).
 
 SIGHUP reloads the configuration file: an invalid file is rejected (``config_reload_rejected``
 with every problem) and the running configuration is kept; a valid one replaces the web
@@ -19,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import ssl
+import time
 from typing import TYPE_CHECKING
 
 import structlog
@@ -90,6 +93,7 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._announcer: asyncio.Task[None] | None = None
         self.admin: AdminSocket | None = None  # the sessions commands' socket
+        self.started = time.time()
 
     async def start(self) -> None:
         ssl_ctx = server_ssl_context(self.settings)
@@ -146,8 +150,15 @@ class Service:
         self.notifier.ready(f"{where}; identity provider ready")
 
     async def _watchdog(self, interval: float) -> None:
+        """``WATCHDOG=1`` while the event loop turns and the application's supervised
+        background tasks are alive (agent/supervisor.py): an agent whose background work
+        has stopped is restarted by systemd instead of being reported healthy."""
+        from .web.keys import SUPERVISOR
+
         while True:
-            self.notifier.watchdog()
+            app = self.app
+            if app is not None and app[SUPERVISOR].alive():
+                self.notifier.watchdog()
             await asyncio.sleep(interval)
 
     async def reload(self) -> bool:
@@ -199,13 +210,22 @@ class Service:
             await self._start_admin()
         return True
 
+    def identity(self) -> dict[str, object]:
+        """Which agent this is (the admin socket's ``agent`` in every answer)."""
+        from . import __version__
+
+        return {"pid": os.getpid(), "config": self.config_path,
+                "listen": listen_address(self.settings), "version": __version__,
+                "started": self.started}
+
     async def _start_admin(self) -> None:
         """The ``sessions`` commands' socket; the agent serves on without it."""
         from .admin import AdminSocket
 
         if self.admin is not None:
             await self.admin.stop()
-        self.admin = AdminSocket(self.settings.server.admin_socket, lambda: self.app)
+        self.admin = AdminSocket(self.settings.server.admin_socket, lambda: self.app,
+                                 self.identity)
         await self.admin.start()
 
     async def stop(self) -> None:

@@ -81,7 +81,9 @@ class TokenTweaks:
     """How the next ID tokens (and discovery, JWKS) misbehave; ``clear()`` makes them honest.
 
     ``claims`` / ``header``: merged into the ID token's claims / JOSE header (a ``DELETE``
-    value removes the entry); ``signing``: one of ``SIGNING_MODES``; ``discovery_issuer``:
+    value removes the entry); ``raw_header``: these bytes, base64url-encoded, instead of the
+    JOSE header (a hostile provider's; the signature then matches nothing);
+    ``signing``: one of ``SIGNING_MODES``; ``discovery_issuer``:
     the ``issuer`` discovery announces instead of the real one; ``jwks_without_kid``: keys
     and tokens carry no ``kid``. An unknown name raises ``AttributeError``, an unknown
     signing mode ``ValueError``.
@@ -89,6 +91,7 @@ class TokenTweaks:
 
     claims: dict[str, Any] = field(default_factory=dict)
     header: dict[str, Any] = field(default_factory=dict)
+    raw_header: bytes | None = None
     signing: SigningMode = "normal"
     discovery_issuer: str | None = None
     jwks_without_kid: bool = False

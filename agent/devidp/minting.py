@@ -125,11 +125,14 @@ def build_id_token(state: ProviderState, issued: IssuedCode, user: DevUser, now:
     if mode == "unknown_kid_in_jwks_later":
         state.rotate_keys(keep_old=True)  # a kid the client's cached JWKS cannot know yet
         mode = "normal"
-    return build_jws(
+    token = build_jws(
         claims, state.signing_key, mode=mode, header_changes=tweaks.header,
         with_kid=not tweaks.jwks_without_kid,
         foreign_key=state.foreign_key if mode == "foreign_key" else None,
     )
+    if tweaks.raw_header is not None:
+        token = b64url(tweaks.raw_header) + "." + token.partition(".")[2]
+    return token
 
 
 def token_response(body: dict[str, Any]) -> web.Response:

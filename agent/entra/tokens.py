@@ -25,17 +25,29 @@ KeyLookup = Callable[[str | None], Awaitable[Any | None]]
 
 _FOREIGN_KEY_HEADERS = ("jku", "x5u", "jwk", "x5c")
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+# base64url characters of the JOSE header: Entra's are about 120; 4 KiB leaves room for any
+# honest header (x5t, kid, typ, alg, nonce) and nothing a parser could choke on.
+MAX_HEADER = 4096
 
 
 def _unverified_header(raw: str) -> dict[str, Any]:
     """The JOSE header, to pick the key (``jwt.decode`` checks all of it again). Not
     ``jwt.get_unverified_header``: that reads and checks every segment, payload and
-    signature too, character by character, doubling the cost of a validation."""
+    signature too, character by character, doubling the cost of a validation.
+
+    Capped at ``MAX_HEADER`` characters before anything parses it, and any failure to parse
+    it (``RecursionError`` from a deeply nested one included) is a ``ValueError``: a hostile
+    provider's header is a malformed token, never an exception that escapes."""
     segment = raw.partition(".")[0]
+    if len(segment) > MAX_HEADER:
+        raise ValueError("header too long")
     if not _BASE64URL.fullmatch(segment):
         raise ValueError("not base64url")
     segment = segment.rstrip("=")
-    header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except RecursionError:
+        raise ValueError("header nested too deeply") from None
     if not isinstance(header, dict):
         raise ValueError("not an object")
     return header
@@ -85,7 +97,7 @@ async def validate_id_token(
     except jwt.MissingRequiredClaimError as exc:
         raise SignInRejected("id_token_missing_claim",
                              f"the ID token lacks the {exc.claim!r} claim") from None
-    except jwt.PyJWTError:
+    except jwt.PyJWTError:  # PyJWT turns a payload's RecursionError into DecodeError too
         raise SignInRejected("id_token_malformed", "the ID token cannot be decoded") from None
 
     _check_audience(claims, client_id)

@@ -1,7 +1,8 @@
 """``sensor-sso-agent sessions list | revoke --upn UPN | revoke --all | revalidate [--upn UPN]``.
 
 Talks to the running agent over its admin socket (``[server] admin_socket``); run it as root
-or as the service user. Exit status 0 when the agent did it, 1 otherwise (with why).
+or as the service user. The first line names the agent that answered (pid, configuration
+file, listen address). Exit status 0 when the agent did it, 1 otherwise (with why).
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ def _table(rows: list[list[str]]) -> str:
                      .rstrip() for row in rows)
 
 
+def answered_by(agent: dict[str, Any]) -> str:
+    """The line naming the agent that answered (an admin socket answer's ``agent``)."""
+    return (f"answered by: agent pid {agent.get('pid')}, config {agent.get('config') or '-'}, "
+            f"listening on {agent.get('listen')}")
+
+
 def sessions_command(config: str, action: str, upn: str | None = None,
                      everyone: bool = False) -> int:
     settings = load_or_report(config)
@@ -90,6 +97,8 @@ def sessions_command(config: str, action: str, upn: str | None = None,
     except OSError as exc:
         print(f"cannot talk to the agent at {path}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    if isinstance(data.get("agent"), dict):
+        print(answered_by(data["agent"]))
     if status != 200:
         print(f"the agent refused: {data.get('error', f'HTTP {status}')}", file=sys.stderr)
         return 1

@@ -67,7 +67,7 @@ class SignIn:
         self.sessions = sessions
         self.clock = clock
         self._unavailable: dict[str, tuple[str, float]] = {}  # dependency → (why, when)
-        self._preparing = False  # the MSAL application is being built in the background
+        self._warming: asyncio.Future[object] | None = None  # MSAL built in the background
 
     def degraded(self, window: float = 300.0) -> dict[str, str]:
         """Dependencies that failed a sign-in within ``window`` s with no success since."""
@@ -117,17 +117,18 @@ class SignIn:
         """Build the MSAL application in the background when a sign-in is likely (the
         sign-in page was asked for), so that the first sign-in's start does not wait for it
         (MSAL and requests are imported then, not at start: about 8 MiB of an idle agent)."""
-        if self.idp.client.loaded or self._preparing or self.settings.sso_off or \
-                not self.idp.tenant.ready:
+        if self.idp.client.loaded or self._warming is not None or \
+                self.settings.sso_off or not self.idp.tenant.ready:
             return
-        self._preparing = True
 
         def done(task: asyncio.Future[object]) -> None:
-            self._preparing = False
+            self._warming = None
             if not task.cancelled():
                 task.exception()  # retrieved: start() builds it again and says what failed
 
-        asyncio.ensure_future(asyncio.to_thread(self.idp.client.app)).add_done_callback(done)
+        # Kept in self._warming until it is done: the event loop holds tasks weakly.
+        self._warming = asyncio.ensure_future(asyncio.to_thread(self.idp.client.app))
+        self._warming.add_done_callback(done)
 
     async def start(self, next_path: object, client: str, binding: str | None,
                     login_hint: object = None, after_sign_out: bool = False) -> Started:

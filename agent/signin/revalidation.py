@@ -25,7 +25,8 @@ overage or when the token carries no groups) and decides the role again:
 * Entra ID or Graph unavailable (transport, 5xx, 429, ``temporarily_unavailable``, loop
   detection AADSTS50196: ``entra/answers.py``) → retried with backoff and after any
   ``Retry-After``; the store ends the session once it is ``revalidate_interval +
-  revalidate_grace`` past its last confirmation (``revalidation_unavailable``).
+  revalidate_grace`` past its last confirmation (``revalidation_unavailable``);
+* anything else raised → that session only is retried later; ``report`` tells the supervisor.
 
 ``/auth/check`` never waits for any of this: it reads what the last re-validation stored.
 """
@@ -61,7 +62,8 @@ MAX_RETRY_AFTER = 3600.0
 PASSES_PER_INTERVAL = 8  # the schedule is read through this often: never late by more
 MIN_SLICE = 500  # sessions looked at per tick at least
 
-Result = Literal["confirmed", "role_changed", "revoked", "unavailable", "rejected", "gone"]
+Result = Literal["confirmed", "role_changed", "revoked", "unavailable", "rejected", "gone",
+                 "failed"]
 
 
 @dataclass
@@ -75,8 +77,12 @@ class Revalidator:
     """The background re-validation of SSO sessions (one per application)."""
 
     def __init__(self, idp: IdentityProvider, sessions: SessionStore, clock: Callable[[], float],
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 report: Callable[[BaseException], None] | None = None) -> None:
         self.idp, self.settings = idp, idp.settings
+        self.report = report  # one session's unexpected failure (the supervisor counts it)
+        # Test hook: what it raises for a session is that session's re-validation failing.
+        self.before_refresh: Callable[[Session], None] | None = None
         self.sessions = sessions
         self.clock = clock
         self.interval = self.settings.session.revalidate_interval
@@ -169,6 +175,11 @@ class Revalidator:
     async def _one(self, session: Session) -> Outcome:
         try:
             return await self.revalidate(session)
+        except Exception as exc:  # a defect or an answer nobody foresaw: never the whole pass
+            self._retry_later(session)
+            if self.report is not None:
+                self.report(exc)  # task_failed (once per burst), /readyz, the failure count
+            return Outcome(session.upn, "failed", type(exc).__name__)
         finally:
             self._in_flight.discard(session.key)
             self._slots.release()
@@ -180,6 +191,8 @@ class Revalidator:
         metadata = self.idp.tenant.metadata
         if metadata is None:
             return Outcome(session.upn, "unavailable", "Entra ID metadata not loaded")
+        if self.before_refresh is not None:
+            self.before_refresh(session)
         token = await self.sessions.refresh_token(session)
         if token is None:  # its journal line cannot be read now: try again later
             self._retry_later(session)

@@ -4,6 +4,13 @@ Resources live in ``cleanup_ctx``: the outbound HTTP client, the session store (
 ``state_dir``), the tenant's discovery document and keys (loaded in the background and
 retried until they are, so the agent serves ``/healthz`` and existing sessions while Entra ID
 is unreachable), and the periodic session flush.
+
+Every background task runs under the application's ``Supervisor`` (agent/supervisor.py,
+``app[keys.SUPERVISOR]``), by these names: ``journal_flush`` (flush and sweeps of the session
+store), ``audit_bursts``, ``tenant_metadata`` (discovery and JWKS), ``revalidation``,
+``roles_recheck`` (once, after ``[roles] source`` changed) and ``entra_probe`` (Entra ID's
+reachability, for the local sign-in form). At shutdown the tasks
+are stopped first; whatever they raise then is logged, and the final flush always runs.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from ..signin.flow import SignIn
 from ..signin.identity import IdentityProvider
 from ..signin.pending import PendingSignIns
 from ..signin.revalidation import Revalidator
+from ..supervisor import Supervisor
 from . import handlers, keys
 from .frontchannel import FRONTCHANNEL_LOGOUT_PATH, frontchannel_logout
 from .local import local_sign_in
@@ -82,7 +90,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     graph = GraphClient(outbound, settings.entra.graph_url)
     idp = IdentityProvider(settings, tenant, client, graph)
     app[keys.SIGN_IN] = sign_in = SignIn(idp, pending, sessions, clock)
-    revalidator = app[keys.REVALIDATOR] = Revalidator(idp, sessions, clock)
+    supervisor = app[keys.SUPERVISOR] = Supervisor()
+    revalidator = app[keys.REVALIDATOR] = Revalidator(
+        idp, sessions, clock, report=lambda exc: supervisor.report("revalidation", exc))
     app[keys.LOCAL] = local = LocalSignIn(settings, tenant, sign_in, sessions, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -91,29 +101,29 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         await outbound.start()
         ask = await _redecide_roles(sessions, settings)  # [roles] changed meanwhile
         await local.load()  # ends the sessions of removed or changed local accounts
-        tasks = [asyncio.create_task(_keep_sessions(sessions)),
-                 asyncio.create_task(_flush_audit_bursts(app[keys.SIGN_IN]))]
+        supervisor.start("journal_flush", lambda: _keep_sessions(sessions))
+        supervisor.start("audit_bursts", lambda: _flush_audit_bursts(sign_in))
         if not settings.sso_off:  # no [[setting]] applies: no tenant to talk to
-            tasks.append(asyncio.create_task(_keep_tenant_metadata(tenant, client)))
-            tasks.append(asyncio.create_task(revalidator.run()))
+            supervisor.start("tenant_metadata", lambda: _keep_tenant_metadata(tenant, client))
+            supervisor.start("revalidation", revalidator.run)
             if ask:  # [roles] source changed: Entra ID decides these sessions' roles now
-                tasks.append(asyncio.create_task(revalidator.recheck(ask)))
+                supervisor.start("roles_recheck", lambda: revalidator.recheck(ask), once=True)
             if local.accounts.accounts and settings.local.sign_in == "when-sso-unavailable":
-                tasks.append(asyncio.create_task(
-                    _watch_entra(tenant, sign_in, probe_interval)))
+                supervisor.start("entra_probe",
+                                 lambda: _watch_entra(tenant, sign_in, probe_interval))
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            sessions.sweep()
-            await sessions.flush()
-            sessions.close()
-            await outbound.close()
-            client.close()
+            try:
+                await supervisor.stop()  # logs what the tasks raise; never raises it
+            finally:
+                try:
+                    sessions.sweep()
+                    await sessions.flush()
+                finally:
+                    sessions.close()
+                    await outbound.close()
+                    client.close()
 
     app.cleanup_ctx.append(resources)
 

@@ -12,6 +12,7 @@ from ..sessions.store import SessionStore
 from ..settings import Settings
 from ..signin.flow import SignIn
 from ..signin.revalidation import Revalidator
+from ..supervisor import Supervisor
 from .refusals import RefusalAudit
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,6 +21,7 @@ SESSIONS = web.AppKey("sessions", SessionStore)
 TENANT = web.AppKey("tenant", TenantMetadata)
 PROXY_TRUST = web.AppKey("proxy_trust", ProxyTrust)
 REVALIDATOR = web.AppKey("revalidator", Revalidator)
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
 REFUSALS = web.AppKey("refusals", RefusalAudit)
 SECURITY_HEADERS = web.AppKey("security_headers", CIMultiDictProxy[str])
 LOCAL = web.AppKey("local_sign_in", LocalSignIn)

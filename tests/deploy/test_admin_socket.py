@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -21,7 +22,14 @@ from agent.devidp import DevIdentityProvider
 from agent.devidp.refresh import disable_user
 from agent.lifecycle import Service
 from agent.settings import settings_from_mapping
-from tests.deploy.support import REPO, SignInClient, agent_config_for, free_port, write_config
+from tests.deploy.support import (
+    REPO,
+    AgentProcess,
+    SignInClient,
+    agent_config_for,
+    free_port,
+    write_config,
+)
 
 ADMIN, READER = "admin@contoso.example", "reader@contoso.example"
 NOBODY = 65534
@@ -117,7 +125,9 @@ class TestSessionsCommand:
         with capture_logs() as logs:
             listing = await cli(running, "list")
             assert 0 == listing.returncode, listing.stderr
-            lines = listing.stdout.splitlines()
+            answered, *lines = listing.stdout.splitlines()
+            assert (f"answered by: agent pid {os.getpid()}, config {running.config}, "
+                    f"listening on {running.url.removeprefix('http://')}") == answered
             assert ["UPN", "ROLE", "METHOD", "CREATED", "LAST", "SEEN", "LAST",
                     "RE-VALIDATED"] == lines[0].split()
             assert any(line.split()[:3] == [ADMIN, "admin", "sso"] for line in lines)
@@ -131,12 +141,13 @@ class TestSessionsCommand:
             assert 401 == (await reader.get("/auth/check"))[0]
 
             one = await cli(running, "revoke", "--upn", ADMIN)
-            assert (0, "revoked 1 session") == (one.returncode, one.stdout.strip())
+            assert (0, "revoked 1 session") == (one.returncode,
+                                                one.stdout.strip().splitlines()[-1])
             assert 401 == (await admin.get("/auth/check"))[0]
             assert 200 == (await analyst.get("/auth/check"))[0]
 
             everyone = await cli(running, "revoke", "--all")
-            assert "revoked 1 session" == everyone.stdout.strip()
+            assert "revoked 1 session" == everyone.stdout.strip().splitlines()[-1]
             assert 401 == (await analyst.get("/auth/check"))[0]
         admin_events = [e for e in logs if e["event"] == "sessions_admin"]
         assert ["list", "revalidate", "revoke", "revoke"] == [e["action"] for e in admin_events]
@@ -178,3 +189,71 @@ class TestSessionsCommand:
         empty.rmdir()
         assert 1 == result.returncode
         assert "is sensor-sso-agent running" in result.stderr
+
+
+def sessions_list(config: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m agent sessions list`` with the configuration file ``config``."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and arguments
+        [sys.executable, "-m", "agent", "sessions", "list", "--config", str(config)],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+
+
+class TestOneOwner:
+    async def test_a_second_agent_leaves_the_first_ones_socket_alone(
+            self, tmp_path: Path, idp: DevIdentityProvider) -> None:
+        """Two agent processes with the same admin_socket: the second warns
+        admin_socket_in_use (path and key) and serves HTTP without it; the first keeps
+        answering the sessions command with its real sessions, also after the second stops."""
+        socket_dir = Path(tempfile.mkdtemp(prefix="adm", dir="/tmp"))
+        path = socket_dir / "admin.sock"
+        agents: list[AgentProcess] = []
+        configs: list[Path] = []
+        for name in ("first", "second"):
+            port = free_port()
+            data = agent_config_for(idp, port, tmp_path / name / "state")
+            data["server"]["admin_socket"] = str(path)
+            (tmp_path / name).mkdir(exist_ok=True)
+            configs.append(write_config(tmp_path / name / "agent.toml", data))
+            agents.append(AgentProcess(configs[-1], port))
+            await agents[-1].wait_healthy()
+        first, second = agents
+        client = SignInClient(first.url, idp)
+        try:
+            await client.sign_in(READER)
+            await second.wait_event("admin_socket_in_use")
+            warning = next(e for e in second.events() if e["event"] == "admin_socket_in_use")
+            assert (str(path), "[server] admin_socket", first.proc.pid) == (
+                warning["path"], warning["key"], warning["other_pid"])
+            assert "admin_socket_listening" not in second.event_names()
+            for _ in range(2):  # with the second running, then after it stopped
+                listing = await asyncio.to_thread(sessions_list, configs[1])
+                assert 0 == listing.returncode, listing.stderr
+                lines = listing.stdout.splitlines()
+                assert lines[0].startswith(f"answered by: agent pid {first.proc.pid}, "
+                                           f"config {configs[0]}, listening on 127.0.0.1:")
+                assert any(line.split()[:2] == [READER, "read_only"] for line in lines)
+                assert "1 session" == lines[-1]
+                if second.proc.poll() is None:
+                    second.signal(signal.SIGTERM)
+                    assert 0 == await second.wait_exit()
+            assert stat.S_ISSOCK(os.lstat(path).st_mode)
+        finally:
+            await client.close()
+            for agent in agents:
+                agent.kill()
+            for leftover in socket_dir.iterdir():
+                leftover.unlink()
+            socket_dir.rmdir()
+
+    async def test_stop_removes_only_its_own_socket(self, running: Running) -> None:
+        """When the path no longer holds the socket this agent bound (replaced meanwhile),
+        stopping leaves it; a stale socket nobody listens on is taken over at start."""
+        running.socket.unlink()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+            other.bind(str(running.socket))
+            await running.service.stop()
+            assert stat.S_ISSOCK(os.lstat(running.socket).st_mode)  # still the other one
+        await running.service.start()  # nobody listens on that one: replaced, and served
+        listing = await cli(running, "list")
+        assert 0 == listing.returncode, listing.stderr
+        assert listing.stdout.startswith(f"answered by: agent pid {os.getpid()}")

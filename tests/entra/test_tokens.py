@@ -194,6 +194,27 @@ class TestSignature:
         assert "id_token_malformed" == await rejected_because(raw, directory=directory)
         assert [] == directory.asked
 
+    @pytest.mark.parametrize("inner", [b"[" * 60_000, b'{"a":' * 60_000,
+                                       b'{"alg":"RS256","pad":"' + b"x" * 5000 + b'"}'],
+                             ids=["nested_arrays", "nested_objects", "oversized"])
+    async def test_nested_or_oversized_header(self, inner: bytes) -> None:
+        """A header nested 60,000 deep (RecursionError in the JSON parser) or longer than
+        MAX_HEADER is malformed, refused before it is parsed; never an exception."""
+        directory = LocalDirectory(_jwks((KID, TENANT_KEY)))
+        _, payload, signature = token().split(".")
+        raw = f"{jwt.utils.base64url_encode(inner).decode()}.{payload}.{signature}"
+        assert "id_token_malformed" == await rejected_because(raw, directory=directory)
+        assert [] == directory.asked
+
+    async def test_signed_payload_nested_too_deeply(self) -> None:
+        """A correctly signed token whose payload nests 60,000 deep is malformed."""
+        signing_input = jwt.utils.base64url_encode(json.dumps(
+            {"alg": "RS256", "kid": KID}).encode()) + b"." + jwt.utils.base64url_encode(
+            b"[" * 60_000)
+        signature = TENANT_KEY.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        raw = (signing_input + b"." + jwt.utils.base64url_encode(signature)).decode()
+        assert "id_token_malformed" == await rejected_because(raw)
+
 
 class TestIssuer:
     async def test_another_issuer(self) -> None:

@@ -286,10 +286,10 @@ class TestPlatformsAndThrottling:
         tries = rstack.idp.requests["token"]
         await one_interval_later(rstack)
 
-        async def tried() -> bool:
-            return rstack.idp.requests["token"] > tries
+        async def tried() -> bool:  # both sessions' refreshes start together: one gets 429
+            return rstack.idp.requests["token"] >= tries + 2
 
-        await eventually(tried, "a refresh was attempted")
+        await eventually(tried, "both refreshes were attempted")
         assert rstack.app is not None
         revalidator = rstack.app[keys.REVALIDATOR]
         assert revalidator.paused_until >= rstack.clock() + 119
@@ -332,3 +332,32 @@ class TestRefreshTokenAtRest:
         restored = rstack.app[keys.SESSIONS].live()[0]
         await confirmed_one_interval_later(rstack, restored)  # with the rotated token
         assert 200 == await check_status(browser)
+
+
+class TestHostileAnswers:
+    async def test_nested_header_does_not_stop_revalidation(self, rstack: Stack) -> None:
+        """A refresh answered with an ID token whose JOSE header is 60,000 nested '[' is a
+        malformed token for that session only: re-validation goes on, and a user disabled
+        afterwards is out within one interval (nothing failed, so no task_failed)."""
+        browser = await signed_in(rstack, "analyst@contoso.example")
+        issued = len(rstack.idp.refresh_tokens)
+        rstack.idp.token_tweaks.raw_header = b"[" * 60_000
+        with capture_logs() as logs:
+            await one_interval_later(rstack)
+
+            async def answered() -> bool:
+                return len(rstack.idp.refresh_tokens) > issued
+
+            await eventually(answered, "the provider answered the refresh")
+            rstack.idp.token_tweaks.clear()
+            disable_user(rstack.idp, "analyst@contoso.example")
+            await one_interval_later(rstack)
+
+            async def out() -> bool:
+                return await check_status(browser) == 401
+
+            await eventually(out, "the disabled user's session ends")
+        rejected = events(logs, "session_revalidation_rejected")
+        assert ["id_token_malformed"] == [e["reason"] for e in rejected]
+        assert [] == events(logs, "task_failed")
+        assert 200 == (await browser.get("/readyz")).status
