@@ -23,7 +23,8 @@ The read API (``/readyz``, the systemd watchdog and the metrics use it; none of 
 * ``failures()`` → ``{task: count}``: failures since the supervisor started, every task
   started or reported, zero included (a process-lifetime counter);
 * ``failing()`` → ``{task: exception class}``: the tasks failing now (a failure within the
-  last ``stable_after`` seconds); ``/readyz`` lists them under ``degraded``;
+  last ``stable_after`` seconds); ``degraded()``: the same as ``/readyz`` lists them under
+  ``degraded`` (``task:NAME``);
 * ``alive()``: the supervisor has not been stopped and every supervised task is still in its
   hands (running, or waiting to restart). The watchdog pings systemd only while this holds;
 * ``names()``: the tasks started.
@@ -229,6 +230,11 @@ class Supervisor:
         now = self.monotonic()
         return {name: task.last_error for name, task in self._tasks.items()
                 if self._is_failing(task, now)}
+
+    def degraded(self) -> dict[str, str]:
+        """``/readyz``'s entries for the tasks failing now: ``task:NAME`` → what happened."""
+        return {f"task:{name}": f"failed ({error}), restarted: see task_failed in the journal"
+                for name, error in self.failing().items()}
 
     def alive(self) -> bool:
         """Every supervised task is running or waiting for its restart."""

@@ -279,13 +279,9 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """503 until discovery and keys are loaded, while session state cannot be written (no new
     sign-in could be kept) or while Entra ID rejects the client credential (with the fix);
-    ``degraded`` names recently failing deps and the background tasks that failed recently
-    (``task:NAME``, restarted with backoff)."""
+    ``degraded`` names recently failing deps and tasks (``task:NAME``, supervisor.py)."""
     tenant = request.app[keys.TENANT]
-    degraded = request.app[keys.SIGN_IN].degraded()
-    for task, error in request.app[keys.SUPERVISOR].failing().items():
-        degraded[f"task:{task}"] = f"failed ({error}); restarted with backoff: see the " \
-                                   "task_failed line in the journal"
+    degraded = request.app[keys.SIGN_IN].degraded() | request.app[keys.SUPERVISOR].degraded()
     extra = {"degraded": degraded} if degraded else {}
     if (state := request.app[keys.SESSIONS].state_problem) is not None:
         return web.json_response({"status": "not ready", "reason": f"session state cannot be "
