@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import secrets
 import signal
 import sys
@@ -225,8 +226,15 @@ def run_demo(port: int, roles_source: str = "groups") -> int:
             if sys.stdin.isatty():
                 loop.remove_reader(sys.stdin.fileno())
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main())
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"demo: port {port} on 127.0.0.1 is in use: choose another with --port, e.g. "
+              f"sensor-sso-agent demo --port {port + 1}", file=sys.stderr)
+        return 1
     return 0
 
 

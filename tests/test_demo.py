@@ -152,3 +152,25 @@ class TestDemoAppRoles:
         user = next(u for u in demo_users(DEMO_GROUPS) if u.username.startswith("approle@"))
         line = describe(user, DEMO_GROUPS)
         assert "no mapped group: refused" in line and "--roles app_roles" in line
+
+
+def test_demo_on_a_busy_port_names_it_and_the_option() -> None:
+    """``demo --port N`` with N taken: exit 1, a sentence naming the port and ``--port``, no
+    traceback."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "agent", "demo", "--port", str(port)],  # noqa: S603 - our own interpreter
+                                cwd=Path(__file__).resolve().parent.parent, text=True,
+                                capture_output=True, timeout=60, check=False,
+                                stdin=subprocess.DEVNULL)
+    assert 1 == result.returncode
+    assert "Traceback" not in result.stderr + result.stdout
+    assert f"demo: port {port} on 127.0.0.1 is in use: choose another with --port, e.g. " \
+           f"sensor-sso-agent demo --port {port + 1}" in result.stderr

@@ -269,6 +269,39 @@ def test_removal_warns_while_nginx_still_includes_the_snippets(deb: Path,
     assert run("sh", script, "upgrade", "0.1.0").stderr == ""
 
 
+def test_the_removal_warning_names_the_copied_files(tmp_path: Path) -> None:
+    """The warning names each copy docs/install.md made in conf.d/ and snippets/ (and only
+    those present), so that removing the wiring leaves nothing of the agent in nginx."""
+    nginx = tmp_path / "etc" / "nginx"
+    (nginx / "snippets").mkdir(parents=True)
+    (nginx / "conf.d").mkdir()
+    (nginx / "sites-enabled").mkdir()
+    shutil.copy(REPO / "config" / "nginx" / "sensor-sso-upstream.conf", nginx / "conf.d")
+    for name in ("sensor-sso.conf", "sensor-sso-auth.conf"):
+        shutil.copy(REPO / "config" / "nginx" / name, nginx / "snippets")
+    (nginx / "sites-enabled" / "console").write_text(
+        "server {\n    include snippets/sensor-sso.conf;\n}\n")
+    script = tmp_path / "prerm"
+    script.write_text((REPO / "packaging" / "debian" / "prerm").read_text().replace(
+        "/etc/nginx", str(nginx)))
+    removed = run("sh", script, "remove")
+    assert removed.returncode == 0
+    for copy in (nginx / "conf.d" / "sensor-sso-upstream.conf",
+                 nginx / "snippets" / "sensor-sso.conf",
+                 nginx / "snippets" / "sensor-sso-auth.conf"):
+        assert f" {copy}" in removed.stderr, removed.stderr
+    assert "check-cache" not in removed.stderr  # not copied, not named
+
+
+def test_the_docs_say_how_to_build_the_upgrade() -> None:
+    """docs/install.md says where the package's version comes from and that an upgrade needs
+    a higher one, built with build-deb.sh."""
+    install = (REPO / "docs" / "install.md").read_text()
+    upgrade = install[install.index("### Upgrade and removal"):]
+    assert "packaging/build-deb.sh" in upgrade and "__version__" in upgrade
+    assert "__version__ = " in (REPO / "agent" / "__init__.py").read_text()
+
+
 @pytest.fixture(scope="module")
 def installed(unpacked: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package's virtual environment, built offline as postinst builds it."""
