@@ -21,7 +21,7 @@ from .host import elsewhere
 from .local import local_form, not_ready_text, set_csrf_cookie
 from .pages import error_page, login_page, plain_error_page, render, role_refused_page
 from .peer import client_address
-from .refusals import SIGN_IN_PAGE, sign_in_location
+from .refusals import SIGN_IN_PAGE, page_reference, sign_in_location
 
 audit = structlog.get_logger("agent.audit")
 
@@ -153,9 +153,10 @@ async def auth_check(request: web.Request) -> web.Response:
         return web.Response(status=401, headers={"Location": sign_in_location(
             request.headers.get("X-Original-URI"))})
     if wanted is not None and not allows(session.role, wanted):
-        request.app[keys.REFUSALS].refused(session, wanted, request.headers.get(
+        reference = request.app[keys.REFUSALS].refused(session, wanted, request.headers.get(
             "X-Original-URI"), client_address(request))
-        return web.Response(status=403, headers={"X-Auth-Request-Needed": wanted})
+        return web.Response(status=403, headers={"X-Auth-Request-Needed": wanted,
+                                                 "X-Auth-Request-Reference": reference})
     headers = session.check_headers
     if headers is None:  # built once per session: the identity, then the security headers
         headers = CIMultiDict({
@@ -185,7 +186,7 @@ async def role_refused(request: web.Request) -> web.StreamResponse:
     settings = request.app[keys.SETTINGS]
     return role_refused_page(settings, role_name(session.role),
                              role_name(needed) if needed in ROLES else "more privileged",
-                             _reference(request))
+                             page_reference(request.query.get("ref", ""), _reference(request)))
 
 
 async def me(request: web.Request) -> web.Response:

@@ -244,3 +244,26 @@ async def test_an_admin_reaches_the_admin_location(front: Front,
         assert front.console_seen[-1]["X-Auth-Request-Role"] == "admin"
     finally:
         await client.close()
+
+
+async def test_the_role_refused_page_shows_the_audit_lines_reference(
+        front: Front, idp: DevIdentityProvider) -> None:
+    """The "needs a higher role" page's Reference is the request_id of its
+    console_access_refused line, also when a repeat within the minute writes no new line."""
+    import structlog
+
+    client = SignInClient(front.url, idp)
+    try:
+        await client.sign_in("reader@contoso.example", next_path="/overview")
+        with structlog.testing.capture_logs() as logs:
+            status, _, page = await client.get("/admin/users")
+            assert status == 403
+            again_status, _, again = await client.get("/admin/users")
+        refused = [e for e in logs if e["event"] == "console_access_refused"]
+        assert 1 == len(refused), logs
+        reference = refused[0]["request_id"]
+        assert f'<code id="reference">{reference}</code>' in page
+        assert 403 == again_status
+        assert f'<code id="reference">{reference}</code>' in again
+    finally:
+        await client.close()
