@@ -6,8 +6,9 @@ used to react to an error" and that its text changes (MicrosoftDocs/entra-docs,
 ``docs/identity-platform/reference-error-codes.md``). Four outcomes, by what happens next:
 
 * ``unavailable``: says nothing about the user or the sensor (the transport failed, HTTP 5xx
-  or 429, ``temporarily_unavailable``, or a code the reference calls transient or a throttle:
-  loop detection AADSTS50196 included) → try again later, sessions live on for the grace;
+  or 429, ``temporarily_unavailable`` or ``server_error`` (the OIDC reference: "retry the
+  request"), or a code the reference calls transient or a throttle: loop detection
+  AADSTS50196 included) → try again later, sessions live on for the grace;
 * ``credential``: the sensor's own client credential or platform is wrong (``invalid_client``,
   an expired or wrong secret, a certificate assertion that fails) → every SSO session ends at
   its next re-validation and the operator is told what to fix (``client_credential_rejected``);
@@ -127,7 +128,7 @@ def classify(body: Any, status: int | None) -> Verdict:
     codes = error_codes(body)
     code = codes[0] if codes else None
     if status is not None and (status >= 500 or status == 429) or \
-            error == "temporarily_unavailable" or TRANSIENT.intersection(codes):
+            error in ("temporarily_unavailable", "server_error") or TRANSIENT.intersection(codes):
         return Verdict("unavailable", error, code)
     if error == "invalid_client" or any(c in CREDENTIAL_FIXES for c in codes):
         credential = next((c for c in codes if c in CREDENTIAL_FIXES), code)

@@ -77,3 +77,11 @@ class TestEntraNotesAndWarnings:
         """allow_guests = "yes" is a configuration error."""
         with pytest.raises(ConfigError, match="allow_guests"):
             settings_from_mapping(minimal(allow_guests="yes"))
+
+    def test_show_config_shows_allow_guests(self, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+        """show-config prints the effective allow_guests with the other [entra] values."""
+        path = filled_example(tmp_path)
+        path.write_text(path.read_text().replace("allow_guests = false", "allow_guests = true"))
+        assert 0 == main(["show-config", "--config", str(path)])
+        assert "allow_guests = True" in capsys.readouterr().out

@@ -244,6 +244,7 @@ class TestClassify:
         ({"error": "temporarily_unavailable"}, 400, "unavailable"),
         ({"error": "invalid_grant", "error_codes": [50196]}, 400, "unavailable"),
         ({"error": "server_error"}, 500, "unavailable"),
+        ({"error": "server_error"}, 400, "unavailable"),
         ({"error": "invalid_grant"}, 429, "unavailable"),
         ({"error": "invalid_grant", "error_codes": ["x", True, -1, 10**12]}, 400, "user"),
     ])
