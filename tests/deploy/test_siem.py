@@ -174,12 +174,14 @@ def _escaped(text: str, index: int) -> bool:
     return n % 2 == 1
 
 
-async def sign_out(client: SignInClient) -> None:
+async def sign_out(client: SignInClient) -> str:
+    """Sign out with the session's CSRF token; return the token."""
     _, _, body = await client.get("/auth/me")
-    token = json.loads(body)["csrf_token"]
+    token = str(json.loads(body)["csrf_token"])
     async with client.http.post(client.base + "/auth/logout", allow_redirects=False,
                                 headers={"X-CSRF-Token": token}) as resp:
         assert resp.status == 303
+    return token
 
 
 async def local_sign_in(client: SignInClient) -> None:
@@ -242,7 +244,7 @@ async def test_sign_ins_reach_the_collector_once_each_in_cef_and_rfc5424(
             status, headers, _ = await clients[0].get(callback)
             assert status == 302, headers
             secrets += [m.value for m in clients[0].http.cookie_jar]
-            await sign_out(clients[0])
+            secrets.append(await sign_out(clients[0]))
             refused = await clients[1].get(await clients[1].authorize(
                 "nogroup@contoso.example"))
             assert refused[0] == 403
@@ -298,7 +300,7 @@ async def test_sign_ins_reach_the_collector_once_each_in_cef_and_rfc5424(
     assert "suser=o\\=brien\\\\ops|plant\\r\\nCEF:0|x@contoso.example " in "\n".join(cef.lines)
 
     everything = "\n".join(cef.lines + rfc.lines)
-    assert len(secrets) >= 6
+    assert len(secrets) >= 7
     for secret in secrets:
         assert secret not in everything
 
@@ -307,7 +309,7 @@ async def test_sign_ins_reach_the_collector_once_each_in_cef_and_rfc5424(
 EMIT = """
 import structlog
 from agent.logging import configure_logging
-configure_logging(json=True)
+configure_logging(level="debug", json=True)
 audit = structlog.get_logger("agent.audit")
 audit.warning("sessions_admin", action="revoke", caller_uid=0, refused=True, upn="a@b.example")
 audit.warning("session_role_changed", upn="a@b.example", via="revalidation",
@@ -333,6 +335,7 @@ async def test_the_rule_maps_admin_role_ipv6_burst_and_task_events_and_drops_the
             sys.executable, "-c", EMIT, stdout=out, cwd=REPO,
             env={**os.environ, "PYTHONPATH": str(REPO)})
         assert await emitted.wait() == 0
+    assert '"level": "debug"' in log.read_text()
     ca, cert, key = write_server_cert(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -353,6 +356,17 @@ async def test_the_rule_maps_admin_role_ipv6_burst_and_task_events_and_drops_the
         ("160", {}),
         ("170", {"outcome": "failure"}),
     ], cef.lines
+
+
+def test_the_cef_parser_reads_the_specifications_escapes() -> None:
+    """The parser the tests read CEF with: '\\|' and '\\\\' in the header, '\\=', '\\\\' and
+    '\\n' in values, spaces inside a value, and an unescaped '=' in a value refused."""
+    header, ext = parse_cef("<13>Jan 1 host CEF:0|ven\\|dor|pro\\\\duct|1.0|100|a \\| b|10|"
+                            "src=10.0.0.1 act=blocked a \\\\ here msg=x \\= y\\nz cs1=")
+    assert header == ["0", "ven|dor", "pro\\duct", "1.0", "100", "a | b", "10"]
+    assert ext == {"src": "10.0.0.1", "act": "blocked a \\ here", "msg": "x = y\nz", "cs1": ""}
+    with pytest.raises(AssertionError, match="unescaped"):
+        parse_cef("CEF:0|v|p|1|1|n|1|suser=a=b")
 
 
 def test_the_journal_variant_matches_the_units_identifier_and_validates(
