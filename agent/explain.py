@@ -246,6 +246,14 @@ UNAVAILABLE = Explanation("Sign-in service unreachable",
                           "Wait a moment and select Try again. If it persists, ask the sensor "
                           "administrator to run 'sensor-sso-agent check-connectivity'.")
 
+MISCONFIGURED = Explanation("Single sign-on is not set up correctly",
+                            "Entra ID does not accept the tenant this sensor's sign-in is set "
+                            "up for, so no one can sign in with SSO until the sensor's "
+                            "configuration is fixed.",
+                            "Tell the sensor's administrator: 'sensor-sso-agent "
+                            "check-connectivity' names what to fix (entra.tenant_id, "
+                            "entra.cloud).")
+
 REJECTED = Explanation("Sign-in response rejected",
                        "The sign-in response could not be trusted ({detail}).",
                        "Select Try again. If it happens again, tell your sensor administrator "

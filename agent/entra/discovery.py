@@ -22,6 +22,7 @@ import structlog
 
 from ..errors import IdentityProviderUnavailable, MetadataProblem
 from ..settings import EntraSettings
+from .answers import error_codes
 from .outbound import Outbound
 
 log = structlog.get_logger("agent.entra")
@@ -62,6 +63,9 @@ class TenantMetadata:
         self._last_forced: float | None = None
         self._lock = asyncio.Lock()
         self.not_ready_reason: str | None = "discovery document not loaded yet"
+        # The AADSTS code when Entra ID refused the tenant itself (90002: a wrong tenant_id
+        # or cloud): the sensor is misconfigured, not cut off.
+        self.misconfigured: str | None = None
         self.counts = FetchCounts()
         self._ready = asyncio.Event()  # set once metadata and keys are loaded (see wait_ready)
 
@@ -104,6 +108,7 @@ class TenantMetadata:
             keys = await self._fetch_jwks(metadata.jwks_uri)
         except IdentityProviderUnavailable as exc:
             self.not_ready_reason = exc.detail
+            self.misconfigured = None
             raise
         except MetadataProblem as exc:
             self.not_ready_reason = str(exc)
@@ -112,6 +117,7 @@ class TenantMetadata:
         self.metadata = metadata
         self._keys = keys
         self.not_ready_reason = None
+        self.misconfigured = None
         self._loaded()
 
     async def probe(self) -> None:
@@ -164,6 +170,8 @@ class TenantMetadata:
         resp = await self.outbound.request_json(
             "GET", self.discovery_url, dependency="Entra ID discovery")
         if resp.status != 200 or not isinstance(resp.body, dict):
+            codes = error_codes(resp.body) if 400 <= resp.status < 500 else []
+            self.misconfigured = codes[0] if codes else None
             detail = _aadsts(resp.body)
             raise MetadataProblem(
                 f"discovery document answered HTTP {resp.status}{detail}: check entra.tenant_id "

@@ -151,9 +151,11 @@ class SignIn:
                               status=refused.status)
             raise refused
         if not self.idp.tenant.ready:
+            misconfigured = self.idp.tenant.misconfigured  # e.g. 90002: a wrong tenant id
             raise IdentityProviderUnavailable(
-                "idp_not_ready", self.idp.tenant.not_ready_reason or "not ready",
-                dependency="Entra ID")
+                "idp_misconfigured" if misconfigured else "idp_not_ready",
+                self.idp.tenant.not_ready_reason or "not ready", dependency="Entra ID",
+                aadsts=misconfigured)
         if not self.idp.client.loaded:
             await asyncio.to_thread(self.idp.client.app)
         flow = self.idp.client.start(**self.authorize_extras(login_hint, after_sign_out))

@@ -47,6 +47,9 @@ def not_ready_text(request: web.Request, form: LocalForm | None) -> str | None:
     if settings.sso_off:
         return None
     if not request.app[keys.TENANT].ready:
+        if request.app[keys.TENANT].misconfigured:
+            return ("the sensor's sign-in is misconfigured (Entra ID does not accept its "
+                    "tenant); tell the sensor's administrator")
         return "the sensor cannot reach Entra ID"
     if form is not None and form.reason == "sso_unavailable":
         return "Entra ID did not answer the sensor recently"

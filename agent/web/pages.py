@@ -12,6 +12,7 @@ from aiohttp import web
 from ..errors import IdentityProviderUnavailable, MissingAttributes, SignInError, SignInRefused
 from ..explain import (
     AADSTS,
+    MISCONFIGURED,
     PROVIDER_ERRORS,
     REASONS,
     REJECTED,
@@ -62,6 +63,8 @@ def login_page(settings: Settings, next_path: str | None, signed_out: bool,
 def explain(error: SignInError, settings: Settings) -> tuple[Explanation, str | None]:
     code = error.aadsts
     if isinstance(error, IdentityProviderUnavailable):
+        if error.reason == "idp_misconfigured":
+            return MISCONFIGURED, code
         return _fill(UNAVAILABLE, dependency=error.dependency), code
     if code and code in AADSTS:
         return AADSTS[code], code

@@ -3,13 +3,16 @@ on refresh in the session_revoked line (agent/signin/reasons.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import html
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.explain import AADSTS
 from agent.signin.reasons import AADSTS_REASONS
-from tests.harness import Stack
+from tests.harness import Stack, make_stack
 
 SIGN_IN_CODES = ["90094", "90095", "65004", "50020", "50034", "90072", "90038", "900432",
                  "700005", "90002", "50053"]
@@ -43,3 +46,32 @@ class TestRefreshWords:
         both causes (a locked account, or the sensor's flagged address)."""
         assert [] == [code for code in REFRESH_CODES if code not in AADSTS_REASONS]
         assert "locked" in AADSTS_REASONS["50053"] and "sensor's" in AADSTS_REASONS["50053"]
+
+
+class TestWrongTenant:
+    async def test_a_tenant_entra_does_not_know_is_worded_as_misconfiguration(
+            self, tmp_path: Path) -> None:
+        """Discovery answers AADSTS90002 (a wrong tenant id): /login and the SSO button's page
+        say the sensor's sign-in is set up wrongly and to tell the administrator, never that
+        Entra ID is unreachable."""
+        def wrong_tenant(data: dict[str, Any]) -> None:
+            data["entra"]["tenant_id"] = "0d9c3f1e-1111-4222-8333-944455556666"
+
+        stack = await make_stack(tmp_path, config=wrong_tenant, start=False)
+        try:
+            await stack.start_agent(wait_ready=False)
+            browser = stack.browser()
+            for _ in range(100):  # the first discovery fetch, in the background
+                if stack.idp.requests["discovery"]:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            login = html.unescape(await (await browser.get("/login")).text())
+            assert "misconfigured" in login and "administrator" in login, login
+            assert "cannot reach" not in login
+            resp = await browser.get("/auth/sso/start")
+            page = html.unescape(await resp.text())
+            assert "Single sign-on is not set up correctly" in page, page
+            assert "AADSTS90002" in page and "unreachable" not in page
+        finally:
+            await stack.close()
