@@ -124,7 +124,8 @@ def error_codes(body: Any) -> list[str]:
 
 def classify(body: Any, status: int | None) -> Verdict:
     """What an error answer (``body`` with an ``error``) of the token endpoint means."""
-    error = str(body.get("error") if isinstance(body, dict) else "")[:64]
+    raw = str(body.get("error") if isinstance(body, dict) else "")[:64]
+    error = "".join(c for c in raw if c.isascii() and c.isprintable())  # logged: no controls
     codes = error_codes(body)
     code = codes[0] if codes else None
     if status is not None and (status >= 500 or status == 429) or \

@@ -252,6 +252,7 @@ class EntraClient:
                                 provider_error=verdict.error)
         return self.credential.accepted(_translate(result, status))
 
+
 def _translate(result: Any, status: int | None) -> Redemption:
     if not isinstance(result, dict):
         raise IdentityProviderUnavailable("idp_bad_response", "no token response",

@@ -252,3 +252,8 @@ class TestClassify:
                                       kind: str) -> None:
         """Each answer's class comes from error, error_codes and the HTTP status only."""
         assert kind == classify(body, status).kind
+
+    def test_the_error_value_is_bounded_and_printable(self) -> None:
+        """A hostile error value reaches the logs at most 64 printable characters long."""
+        verdict = classify({"error": "invalid_grant\r\nforged=1" + "x" * 500}, 400)
+        assert "invalid_grantforged=1" == verdict.error[:21] and len(verdict.error) <= 64
