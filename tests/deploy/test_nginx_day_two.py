@@ -4,6 +4,8 @@ audit line), and a clear 503 while the agent is down."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +23,7 @@ from agent.devidp import DevIdentityProvider
 from agent.settings import settings_from_mapping
 from agent.web.app import create_app
 from tests.clock import Clock
-from tests.deploy.support import SignInClient, agent_config_for, free_port
+from tests.deploy.support import REPO, SignInClient, agent_config_for, free_port
 from tests.deploy.test_nginx import (
     NGINX,
     nginx_in_front,
@@ -263,6 +265,27 @@ class TestAgentDown:
                 assert headers["Content-Type"].startswith("text/html")
                 assert headers.get("Retry-After") == "60"
             assert s.console_seen == []
+
+    async def test_the_unavailable_page_wears_the_agents_look(
+            self, tmp_path: Path, idp: DevIdentityProvider) -> None:
+        """nginx's 503 page is the agent's card (its markup and its stylesheet's rules, in
+        the page itself: the agent that serves sso.css is the one that is down), and it
+        stays free of scripts and framing."""
+        css = (REPO / "agent" / "web" / "static" / "sso.css").read_text()
+        async with site(tmp_path, idp, agent=False) as s:
+            status, headers, page = await plain_get(s.url + "/overview")
+        assert 503 == status
+        assert '<main class="card problem"' in page and 'class="sensor-label"' in page
+        style = re.search(r"<style>(.*)</style>", page, re.S)
+        assert style is not None, page
+        rules = [r.split("{")[0].strip() for r in style.group(1).split("}") if "{" in r]
+        assert {".card", ".sensor-label", "body", "h1"} <= set(rules)
+        for rule in rules:  # the same rules as the agent's pages
+            assert rule + " {" in css, rule
+        assert "<script" not in page
+        digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
+        csp = headers.get("Content-Security-Policy", "")
+        assert f"style-src 'sha256-{digest}'" in csp and "frame-ancestors 'none'" in csp
 
     async def test_sessions_see_the_page_when_the_agent_stops(
             self, tmp_path: Path, idp: DevIdentityProvider) -> None:
