@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..errors import AgentError
 from ..roles import ROLES
+from .passwords import is_hash
 
 SERVICE_GROUP = "sensor-sso-agent"
 NAME_RULE = "1-32 characters: lowercase letters, digits, '_', '.', '-', starting with a " \
@@ -99,11 +100,57 @@ def read_accounts(path: Path) -> dict[str, Account]:
         raw = f.read(4 * 1024 * 1024)
     try:
         data = json.loads(raw)
-        accounts = [Account(**entry) for entry in data["accounts"]]
+        entries = data["accounts"]
     except (ValueError, KeyError, TypeError):
+        entries = None
+    if not isinstance(entries, list):
         raise AccountsError(f"{path}: not an accounts file written by "
-                            "sensor-sso-agent local-user") from None
-    return {a.name: a for a in accounts if valid_name(a.name) and a.role in ROLES}
+                            "sensor-sso-agent local-user")
+    accounts = [_account(path, index, entry) for index, entry in enumerate(entries)]
+    return {a.name: a for a in accounts}
+
+
+_FIELDS = {"name": str, "role": str, "given_name": str, "family_name": str,
+           "password_hash": str, "id": str, "changed": float}
+_FIX = "; correct the file, or move it aside and add the accounts again " \
+       "(sensor-sso-agent local-user add)"
+_JSON_TYPES = {str: "a string", float: "a number", bool: "true or false", int: "a number",
+               list: "a list", dict: "an object", type(None): "null"}
+
+
+def _account(path: Path, index: int, entry: object) -> Account:
+    """One entry of the file as an ``Account``; a field missing, unknown or of the wrong
+    type is an ``AccountsError`` naming the account and the field (the sign-in would
+    otherwise fail on it with a 500, every time)."""
+    name = entry.get("name") if isinstance(entry, dict) else None
+    which = f"account {name!r}" if isinstance(name, str) and valid_name(name) \
+        else f"account #{index + 1}"
+    if not isinstance(entry, dict):
+        raise AccountsError(f"{path}: {which}: must be an object, is "
+                            f"{_JSON_TYPES.get(type(entry), 'something else')}")
+    for field in sorted(set(_FIELDS) - set(entry)):
+        raise AccountsError(f"{path}: {which}: field {field} is missing")
+    for field in sorted(set(entry) - set(_FIELDS)):
+        raise AccountsError(f"{path}: {which}: unknown field {field}")
+    for field, kind in _FIELDS.items():
+        value = entry[field]
+        fits = isinstance(value, int | float) and not isinstance(value, bool) \
+            if kind is float else isinstance(value, kind) and bool(value)
+        if not fits:
+            shown = "empty" if value == "" else f"is {_JSON_TYPES.get(type(value), 'other')}"
+            raise AccountsError(f"{path}: {which}: field {field} must be "
+                                f"{'a non-empty string' if kind is str else 'a number'}, "
+                                f"{shown}{_FIX}")
+    if not valid_name(entry["name"]):
+        raise AccountsError(f"{path}: {which}: field name is not a valid name ({NAME_RULE})"
+                            f"{_FIX}")
+    if not is_hash(entry["password_hash"]):
+        raise AccountsError(f"{path}: {which}: field password_hash is not a hash written by "
+                            f"sensor-sso-agent local-user{_FIX}")
+    if entry["role"] not in ROLES:
+        raise AccountsError(f"{path}: {which}: field role {entry['role']!r} is not one of "
+                            f"{', '.join(ROLES)}{_FIX}")
+    return Account(**entry)
 
 
 def write_accounts(path: Path, accounts: Mapping[str, Account]) -> None:

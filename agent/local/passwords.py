@@ -42,17 +42,32 @@ def hash_password(password: str, *, n: int = N, r: int = R, p: int = P) -> str:
     return f"{_SCHEME}$n={n},r={r},p={p}${_b64(salt)}${_b64(digest)}"
 
 
-def verify_password(stored: str, password: str) -> bool:
-    """Whether ``password`` matches ``stored``; constant-time comparison; False if malformed."""
+def _parsed(stored: str) -> tuple[int, int, int, bytes, bytes] | None:
+    """(n, r, p, salt, digest) of a stored hash that scrypt can check, else None."""
     try:
         scheme, params, salt_text, digest_text = stored.split("$")
         values = dict(item.split("=", 1) for item in params.split(","))
         n, r, p = int(values["n"]), int(values["r"]), int(values["p"])
         salt, expected = _unb64(salt_text), _unb64(digest_text)
     except (ValueError, KeyError):
+        return None
+    if scheme != _SCHEME or not (2 <= n <= 2**20 and 1 <= r <= 32 and 1 <= p <= 16) \
+            or n & (n - 1) or 128 * n * r * (p + 1) > MAXMEM or not 16 <= len(expected) <= 64:
+        return None
+    return n, r, p, salt, expected
+
+
+def is_hash(stored: object) -> bool:
+    """Whether ``stored`` is a hash ``verify_password`` can check (the accounts file's load)."""
+    return isinstance(stored, str) and _parsed(stored) is not None
+
+
+def verify_password(stored: str, password: str) -> bool:
+    """Whether ``password`` matches ``stored``; constant-time comparison; False if malformed."""
+    parsed = _parsed(stored)
+    if parsed is None:
         return False
-    if scheme != _SCHEME or not (2 <= n <= 2**20 and 1 <= r <= 32 and 1 <= p <= 16):
-        return False
+    n, r, p, salt, expected = parsed
     digest = hashlib.scrypt(password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r,
                             p=p, maxmem=MAXMEM, dklen=len(expected))
     return hmac.compare_digest(digest, expected)

@@ -18,6 +18,7 @@ from typing import Any
 
 from .model import FleetChoice, SensorIdentity
 from .problems import Problem, unknown
+from .values import shown
 
 SETTING_KEYS = {"name", "sites", "zones", "sensors", "entra", "roles"}
 SENSOR_KEYS = {"name", "site", "zone"}
@@ -26,6 +27,11 @@ _SCOPE_OF = {"sensor": "sensors", "zone": "zones", "site": "sites"}
 
 SINGLE = FleetChoice(setting=None, level="single",
                      why="single-setting form: [entra] and [roles] apply to this sensor")
+
+
+def noted(key: str, value: object, why: str) -> Problem:
+    """A problem about ``key``; a credential in ``value`` is masked (``values.shown``)."""
+    return (key, shown(key, value), why)
 
 
 def _strings(value: object) -> list[str] | None:
@@ -37,14 +43,14 @@ def _strings(value: object) -> list[str] | None:
 def sensor_identity(data: Mapping[str, Any], problems: list[Problem]) -> SensorIdentity:
     raw = data.get("sensor", {})
     if not isinstance(raw, Mapping):
-        problems.append(("sensor", repr(raw), "must be a table ([sensor])"))
+        problems.append(noted("sensor", raw, "must be a table ([sensor])"))
         return SensorIdentity()
     values: dict[str, str | None] = {}
     for key, value in raw.items():
         if key not in SENSOR_KEYS:
-            problems.append((f"sensor.{key}", repr(value), unknown("key", key, SENSOR_KEYS)))
+            problems.append(noted(f"sensor.{key}", value, unknown("key", key, SENSOR_KEYS)))
         elif not isinstance(value, str) or not value.strip():
-            problems.append((f"sensor.{key}", repr(value), "must be a non-empty string"))
+            problems.append(noted(f"sensor.{key}", value, "must be a non-empty string"))
         else:
             values[key] = value.strip()
     return SensorIdentity(**values)
@@ -68,7 +74,7 @@ def _applies(block: Mapping[str, Any], sensor: SensorIdentity) -> bool:
 def check_blocks(blocks: object, problems: list[Problem]) -> list[Mapping[str, Any]]:
     """Shape checks of every ``[[setting]]`` block (all of them, applicable or not)."""
     if not isinstance(blocks, list) or not all(isinstance(b, Mapping) for b in blocks):
-        problems.append(("setting", repr(blocks), "must be [[setting]] tables"))
+        problems.append(noted("setting", blocks, "must be [[setting]] tables"))
         return []
     seen: set[str] = set()
     good: list[Mapping[str, Any]] = []
@@ -77,21 +83,21 @@ def check_blocks(blocks: object, problems: list[Problem]) -> list[Mapping[str, A
         label = f"setting[{name!r}]" if isinstance(name, str) else f"setting[{index}]"
         ok = True
         if not isinstance(name, str) or not name.strip():
-            problems.append((f"{label}.name", repr(name), "required: a name for this setting"))
+            problems.append(noted(f"{label}.name", name, "required: a name for this setting"))
             ok = False
         elif name in seen:
-            problems.append((f"{label}.name", repr(name), "two settings have this name"))
+            problems.append(noted(f"{label}.name", name, "two settings have this name"))
             ok = False
         else:
             seen.add(name)
         for key in block:
             if key not in SETTING_KEYS:
-                problems.append((f"{label}.{key}", repr(block[key]),
-                                 unknown("key", key, SETTING_KEYS)))
+                problems.append(noted(f"{label}.{key}", block[key],
+                                      unknown("key", key, SETTING_KEYS)))
                 ok = False
         for scope in ("sites", "zones", "sensors"):
             if scope in block and _strings(block[scope]) is None:
-                problems.append((f"{label}.{scope}", repr(block[scope]),
+                problems.append(noted(f"{label}.{scope}", block[scope],
                                  "must be a list of names"))
                 ok = False
         if not block.get("sites"):
@@ -100,7 +106,7 @@ def check_blocks(blocks: object, problems: list[Problem]) -> list[Mapping[str, A
             ok = False
         for table in ("entra", "roles"):
             if table in block and not isinstance(block[table], Mapping):
-                problems.append((f"{label}.{table}", repr(block[table]),
+                problems.append(noted(f"{label}.{table}", block[table],
                                  f"must be a table ([setting.{table}])"))
                 ok = False
         if ok:

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..service_user import SERVICE_USER, current_user
-from .values import is_guid, mask_credentials, mask_login, parse_duration
+from .values import is_guid, mask_credentials, mask_login, parse_duration, shown
 
 Problem = tuple[str, str, str]  # (key, repr of the value or "", why)
 
@@ -41,7 +41,8 @@ class Problems:
         self.problems: list[Problem] = []
 
     def problem(self, key: str, value: object, why: str) -> None:
-        self.problems.append((key, "" if value is None else repr(value), why))
+        """Note a problem; a credential in ``value`` is masked (``values.shown``)."""
+        self.problems.append((key, "" if value is None else shown(key, value), why))
 
     def section(self, data: Mapping[str, Any], name: str,
                 known: Collection[str]) -> Mapping[str, Any]:

@@ -70,6 +70,37 @@ def mask_login(url: str) -> str:
     return f"{scheme}{sep}{rest}"
 
 
+_SECRET_WORDS = ("secret", "password", "passwd", "token", "credential")
+
+
+def shown(key: str, value: object) -> str:
+    """``repr(value)`` as a problem about ``key`` may print it: ``check-config`` runs before
+    every start, so this reaches journald. The value of a key whose name says it holds a
+    secret is ``'***'`` whatever its type (a ``*_file`` key's absolute path excepted); in a
+    proxy key every string with an ``@`` is masked as a login; anywhere else, every string
+    that looks like a URL with ``user:password@`` — inside lists and tables too."""
+    leaf = key.rsplit(".", 1)[-1].lower()
+    if any(word in leaf for word in _SECRET_WORDS):
+        if leaf.endswith("_file") and isinstance(value, str) and value.startswith("/"):
+            return repr(value)
+        return "'***'"
+    return repr(_masked(value, "proxy" in leaf))
+
+
+def _masked(value: object, proxy: bool) -> object:
+    if isinstance(value, str):
+        if proxy:
+            return mask_login(value) if "@" in value else value
+        login = value.partition("@")[0]
+        return mask_credentials(value) if "://" in value or "@" in value and ":" in login \
+            else value
+    if isinstance(value, list | tuple):
+        return [_masked(item, proxy) for item in value]
+    if isinstance(value, dict):
+        return {_masked(k, proxy): _masked(v, proxy) for k, v in value.items()}
+    return value
+
+
 def split_proxy_login(url: str) -> tuple[str, str | None]:
     """A proxy URL without its ``user:password@``, and the ``Proxy-Authorization`` value for
     that login (percent-decoded, UTF-8 as RFC 7617 says), or None when it carries none.

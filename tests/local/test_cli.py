@@ -157,6 +157,43 @@ class TestCheckConfig:
 
 
 class TestTheFile:
+    @pytest.mark.parametrize(("field", "value"), [
+        ("password_hash", 12345), ("password_hash", None), ("role", ["admin"]),
+        ("given_name", 7), ("family_name", {"x": 1}), ("id", 3.5), ("changed", "yesterday"),
+        ("changed", True), ("name", 1), ("name", "Not@Valid"), ("role", "superuser"),
+        ("password_hash", "scrypt$n=3,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA"),
+        ("password_hash", "plain-text-password")])
+    def test_a_field_of_the_wrong_type_is_named_with_its_account(
+            self, local_user: LocalUser, field: str, value: object) -> None:
+        """JSON-valid but a field of the wrong type (issue 23, 6): the file is refused at
+        load, naming the account and the field, and check-config calls it unusable
+        (every sign-in to that account answered 500 before)."""
+        local_user.add("breakglass")
+        data = json.loads(local_user.accounts.read_text())
+        data["accounts"][0][field] = value
+        local_user.accounts.write_text(json.dumps(data))
+        with pytest.raises(AccountsError) as caught:
+            read_accounts(local_user.accounts)
+        assert "breakglass" in str(caught.value) or field == "name"
+        assert f"{field}" in str(caught.value)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        checked = subprocess.run(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "agent", "check-config", "--config", str(local_user.config)],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, check=False)
+        assert "local accounts unusable" in checked.stderr and field in checked.stderr, \
+            checked.stderr
+
+    def test_a_missing_or_unknown_field_is_named_with_its_account(
+            self, local_user: LocalUser) -> None:
+        """An account without its password hash, or with a field we do not know: named."""
+        local_user.add("breakglass")
+        data = json.loads(local_user.accounts.read_text())
+        del data["accounts"][0]["password_hash"]
+        data["accounts"][0]["pasword_hash"] = "x"
+        local_user.accounts.write_text(json.dumps(data))
+        with pytest.raises(AccountsError, match=r"breakglass.*password_hash"):
+            read_accounts(local_user.accounts)
+
     def test_the_agent_refuses_a_file_others_can_read(self, local_user: LocalUser) -> None:
         """0644 is refused (the hashes would be readable by every local user)."""
         local_user.add("breakglass")

@@ -221,3 +221,44 @@ class TestLifeAfterSignIn:
         assert "24" in caught.value.problems[0][2]
         data["session"]["absolute_timeout"] = "24h"
         assert 86400 == settings_from_mapping(data).session.absolute_timeout
+
+
+class TestCredentialsNeverPrinted:
+    """check-config runs before every start (ExecStartPre), so what it prints reaches
+    journald: a credential in any value, of any type, must not (issue 23, 5)."""
+
+    @pytest.mark.parametrize("lines", [
+        'https_proxy = ["http://svc:Proxy-Pw-1@proxy:3128"]',
+        'https_proxy = {url = "http://svc:Proxy-Pw-1@proxy:3128"}',
+        'https_proxy = "svc:Proxy-Pw-1@proxy:3128"',
+        'ca_bundle = "http://svc:Proxy-Pw-1@proxy.plant.example/ca.pem"',
+        'ca_bundle = ["http://svc:Proxy-Pw-1@proxy.plant.example/ca.pem"]',
+        'client_secret = "Proxy-Pw-1"',
+        'client_secret_file = "Proxy-Pw-1"',
+        'post_logout_redirect_uri = ["https://svc:Proxy-Pw-1@sensor.example/"]',
+    ])
+    def test_check_config_masks_credentials_whatever_the_type(
+            self, tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: str) -> None:
+        """A proxy login in an array or table, a URL with a login in a file key, a secret
+        under a wrong key: the key is named, the password is not."""
+        text = filled_example(tmp_path).read_text().replace(
+            "[entra]\n", f"[entra]\n{lines}\n", 1)
+        path = tmp_path / "agent.toml"
+        path.write_text(text)
+        assert 1 == main(["check-config", "--config", str(path)])
+        out, err = capsys.readouterr()
+        assert "Proxy-Pw-1" not in out + err
+        assert "entra." + lines.split(" ", 1)[0] in err
+
+    def test_a_setting_block_masks_them_too(self, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+        """An unknown key in a [[setting]] block carrying a proxy login: masked as well."""
+        text = filled_example(tmp_path).read_text() + (
+            '\n[[setting]]\nname = "plant"\nsites = ["a"]\n'
+            'https_proxy = "http://svc:Proxy-Pw-1@proxy:3128"\n')
+        path = tmp_path / "agent.toml"
+        path.write_text(text)
+        assert 1 == main(["check-config", "--config", str(path)])
+        out, err = capsys.readouterr()
+        assert "Proxy-Pw-1" not in out + err
+        assert "https_proxy" in err
