@@ -13,6 +13,12 @@ the other agent's pid) and this agent serves HTTP without an admin socket; only 
 nobody listens on (left by a killed agent) is replaced. ``stop()`` removes the path only
 while it is still the socket this agent bound (same device and inode).
 
+Its HTTP is the public port's front door (``web.server.FrontDoorRunner``): a malformed
+request gets the generic 400 (no bytes of it echoed, one rate-limited
+``http_request_malformed`` line), the same head and body deadlines and a connection cap; a
+body that is not a JSON object (malformed, nested too deep for the parser, not UTF-8) is a
+400 naming that, never a logged ``RecursionError``.
+
 Every answer to a permitted caller carries ``agent``: ``{pid, config, listen, version,
 started}`` (the owner's ``identity`` callable, agent/lifecycle.py's ``Service.identity``);
 ``GET /agent`` answers that alone. The ``sessions`` command prints it, so an operator always
@@ -36,12 +42,14 @@ import structlog
 from aiohttp import web
 
 from .web import keys
+from .web.server import FrontDoorRunner
 
 audit = structlog.get_logger("agent.audit")
 log = structlog.get_logger("agent")
 
 _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _ASK_TIMEOUT = 2.0  # seconds to wait for an agent already on the path to answer
+_MAX_CONNECTIONS = 64  # the sessions commands open one at a time
 # An action: the current application, the caller's uid and the request's JSON object.
 _Act = Callable[[web.Application, int, dict[str, Any]], Awaitable[web.Response]]
 
@@ -116,7 +124,7 @@ class AdminSocket:
         app.router.add_get("/sessions", self._action("list", _list))
         app.router.add_post("/sessions/revoke", self._action("revoke", _revoke))
         app.router.add_post("/sessions/revalidate", self._action("revalidate", _revalidate))
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = FrontDoorRunner(app, handle_signals=False, max_connections=_MAX_CONNECTIONS)
         await runner.setup()
         await web.SockSite(runner, sock).start()
         self._runner = runner
@@ -151,8 +159,11 @@ class AdminSocket:
             if app is None:
                 return web.json_response({"error": "the agent is starting",
                                           "agent": self.identity()}, status=503)
-            answer = await act(app, uid, await _payload(request) if request.method == "POST"
-                               else {})
+            payload = await _payload(request) if request.method == "POST" else {}
+            if payload is None:
+                return web.json_response({"error": "the request body must be a JSON object",
+                                          "agent": self.identity()}, status=400)
+            answer = await act(app, uid, payload)
             body = json.loads(answer.text or "{}")
             return web.json_response({**body, "agent": self.identity()}, status=answer.status)
         return handler
@@ -180,12 +191,16 @@ async def live_owner(path: Path) -> dict[str, Any] | None:
     return agent if isinstance(agent, dict) else {}
 
 
-async def _payload(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except ValueError:
+async def _payload(request: web.Request) -> dict[str, Any] | None:
+    """The body's JSON object ({} for no body), or None when it is anything else."""
+    raw = await request.read()
+    if not raw.strip():
         return {}
-    return data if isinstance(data, dict) else {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return data if isinstance(data, dict) else None
 
 
 async def _identity(app: web.Application, uid: int, _: dict[str, Any]) -> web.Response:

@@ -191,6 +191,59 @@ class TestSessionsCommand:
         assert "is sensor-sso-agent running" in result.stderr
 
 
+async def over_socket(path: Path, request: bytes) -> bytes:
+    """Send raw bytes to the admin socket as root; the whole answer."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+class TestTheSocketsHttp:
+    """The admin socket's HTTP is handled like the public port's (issue 23, 7)."""
+
+    async def test_deeply_nested_json_is_a_clean_400(self, running: Running) -> None:
+        """A body nested 8,000 deep (within the 16 KiB limit): 400 with a JSON error, no
+        RecursionError, no traceback or internal_error logged."""
+        body = b"[" * 8_000 + b"]" * 8_000
+        with capture_logs() as logs:
+            answer = await over_socket(running.socket, (
+                b"POST /sessions/revoke HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n"
+                b"Content-Type: application/json\r\nContent-Length: "
+                + str(len(body)).encode() + b"\r\n\r\n" + body))
+        head, _, text = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), answer[:300]
+        assert b"JSON object" in text, text[:300]
+        assert not [e for e in logs if e.get("log_level") in ("error", "critical")], logs
+        assert "RecursionError" not in repr(logs)
+
+    @pytest.mark.parametrize("body", [b"{", b"[1, 2]", b"\xff\xfe", b'"upn"'])
+    async def test_a_body_that_is_no_json_object_is_a_400(self, running: Running,
+                                                           body: bytes) -> None:
+        """Malformed JSON, an array, bytes that are no UTF-8, a bare string: 400, named."""
+        answer = await over_socket(running.socket, (
+            b"POST /sessions/revalidate HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
+            + b"\r\n\r\n" + body))
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+        assert b"JSON object" in answer
+
+    async def test_a_malformed_request_gets_the_generic_400(self, running: Running) -> None:
+        """A header line without a colon carrying a secret-looking value: the generic 400
+        of the public port, echoing none of the request's bytes, one rate-limited line."""
+        with capture_logs() as logs:
+            answer = await over_socket(running.socket, (
+                b"GET /sessions HTTP/1.1\r\nHost: admin\r\nNoColonHereSecretValue42\r\n\r\n"))
+        head, _, text = answer.partition(b"\r\n\r\n")
+        assert head.startswith((b"HTTP/1.1 400", b"HTTP/1.0 400")), answer[:300]
+        assert b"Bad request\n" == text
+        assert b"SecretValue42" not in answer
+        assert ["http_request_malformed"] == [e["event"] for e in logs
+                                              if e["event"].startswith("http_")]
+
 def sessions_list(config: Path) -> subprocess.CompletedProcess[str]:
     """``python -m agent sessions list`` with the configuration file ``config``."""
     return subprocess.run(  # noqa: S603 - our own interpreter and arguments
