@@ -91,7 +91,7 @@ async def login(request: web.Request) -> web.Response:
     if (moved := _on_another_host(request)) is not None:
         return moved
     sign_in = request.app[keys.SIGN_IN]
-    sign_in.prepare()  # MSAL, in the background: a sign-in is likely to follow
+    request.app[keys.MSAL_WARM_UP].prepare()  # in the background: a sign-in is likely
     raw_next = request.query.get("next")
     next_path = sign_in.safe_next(raw_next) if raw_next else None
     settings = request.app[keys.SETTINGS]
@@ -282,7 +282,7 @@ async def readyz(request: web.Request) -> web.Response:
     sign-in could be kept) or while Entra ID rejects the client credential (with the fix);
     ``degraded`` names recently failing deps and tasks (``task:NAME``, supervisor.py)."""
     tenant = request.app[keys.TENANT]
-    degraded = request.app[keys.SIGN_IN].degraded() | request.app[keys.SUPERVISOR].degraded()
+    degraded = request.app[keys.HEALTH].degraded() | request.app[keys.SUPERVISOR].degraded()
     extra = {"degraded": degraded} if degraded else {}
     if (state := request.app[keys.SESSIONS].state_problem) is not None:
         return web.json_response({"status": "not ready", "reason": f"session state cannot be "
