@@ -20,11 +20,17 @@ def build_parser() -> argparse.ArgumentParser:
                        ("check-config", "validate the configuration file"),
                        ("check-connectivity", "check the way to Entra ID and Microsoft Graph"),
                        ("show-config", "print the effective SSO setting for this sensor and why "
-                                       "(secrets masked)")):
+                                       "(secrets masked)"),
+                       ("status", "the running agent at a glance: ready or why not, sessions, "
+                                  "the last hour's sign-ins and refusals, dependencies, "
+                                  "re-validation lag (root or the service user)")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--config", default=None, metavar="PATH",
                        help="configuration file (default: $SENSOR_SSO_AGENT_CONFIG or "
                             "/etc/sensor-sso-agent/agent.toml)")
+        if name == "status":
+            p.add_argument("--json", action="store_true", dest="as_json",
+                           help="the agent's answer as JSON")
         if name == "check-config":
             p.add_argument("--user", default=None, metavar="NAME",
                            help="when run as root, read the files as this user (default: "
@@ -105,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         from .rehearsal import run_devidp
 
         return run_devidp(config, args.listen, args.name, args.redirect_uri, args.state_dir)
+    if args.command == "status":
+        from .status import status_command
+
+        return status_command(config, args.as_json)
     if args.command == "demo":
         from .demo import run_demo
 

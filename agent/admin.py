@@ -41,7 +41,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from .metrics.summary import summary
 from .web import keys
+from .web.health import readings
 from .web.server import FrontDoorRunner
 
 audit = structlog.get_logger("agent.audit")
@@ -124,6 +126,7 @@ class AdminSocket:
         app.router.add_get("/sessions", self._action("list", _list))
         app.router.add_post("/sessions/revoke", self._action("revoke", _revoke))
         app.router.add_post("/sessions/revalidate", self._action("revalidate", _revalidate))
+        app.router.add_get("/status", self._action("status", _status))
         runner = FrontDoorRunner(app, handle_signals=False, max_connections=_MAX_CONNECTIONS)
         await runner.setup()
         await web.SockSite(runner, sock).start()
@@ -205,6 +208,12 @@ async def _payload(request: web.Request) -> dict[str, Any] | None:
 
 async def _identity(app: web.Application, uid: int, _: dict[str, Any]) -> web.Response:
     return web.json_response({})  # the handler adds who answered
+
+
+async def _status(app: web.Application, uid: int, _: dict[str, Any]) -> web.Response:
+    """``sensor-sso-agent status``: counts and readings, never a name (not audited: it says
+    nothing about anyone)."""
+    return web.json_response(summary(app[keys.METRICS], readings(app)))
 
 
 async def _list(app: web.Application, uid: int, _: dict[str, Any]) -> web.Response:

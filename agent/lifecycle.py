@@ -32,6 +32,7 @@ from aiohttp import web
 
 from .entra.discovery import TenantMetadata
 from .errors import ConfigError
+from .monitor import Monitor
 from .settings import Settings, listen_text, load_settings, problem_lines
 from .systemd import Notifier
 from .web.server import ACCEPT_BURST, quiet_accept_failures
@@ -94,6 +95,8 @@ class Service:
         self._announcer: asyncio.Task[None] | None = None
         self.admin: AdminSocket | None = None  # the sessions commands' socket
         self.started = time.time()
+        self.monitor = Monitor(lambda: self.app)  # counts and the [metrics] listener
+        self.metrics = self.monitor.counts
 
     async def start(self) -> None:
         ssl_ctx = server_ssl_context(self.settings)
@@ -107,17 +110,18 @@ class Service:
         log.info("agent_started", listen=listen_address(self.settings),
                  tls=ssl_ctx is not None, config=self.config_path)
         await self._start_admin()
+        await self.monitor.serve(self.settings.metrics)
         interval = self.notifier.watchdog_interval
         if interval is not None:
             self._tasks.append(asyncio.create_task(self._watchdog(interval)))
 
     async def _start_app(self, settings: Settings, ssl_ctx: ssl.SSLContext | None) -> None:
         from .web.app import create_app
-        from .web.keys import TENANT
+        from .web.keys import SUPERVISOR, TENANT
         from .web.server import FrontDoorRunner
 
         assert self.sock is not None
-        app = create_app(settings, console=self.console)
+        app = create_app(settings, console=self.console, metrics=self.metrics)
         runner = FrontDoorRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT,
                                handle_signals=False)
         await runner.setup()
@@ -128,6 +132,8 @@ class Service:
         except BaseException:
             await runner.cleanup()
             raise
+        if self.app is not None:  # a reload: the counts of its tasks' failures live on
+            self.metrics.replaced(self.app[SUPERVISOR].failures())
         self.app, self.runner = app, runner
         if self._announcer is not None:
             self._announcer.cancel()
@@ -173,10 +179,12 @@ class Service:
         except ConfigError as exc:
             log.error("config_reload_rejected", config=path, problems=problem_lines(exc),
                       action="keeping the running configuration")
+            self.metrics.reloaded("rejected")
             return False
         except (OSError, ssl.SSLError, ValueError) as exc:
             log.error("config_reload_rejected", config=path, action="keeping the running "
                       "configuration", problems=[f"server.tls_cert_file/tls_key_file: {exc}"])
+            self.metrics.reloaded("rejected")
             return False
         old, sock = self.settings, self.sock
         if listen_address(new) != listen_address(old):
@@ -186,6 +194,7 @@ class Service:
                 log.error("config_reload_rejected", config=path, action="keeping the running "
                           "configuration", problems=[f"server.listen = {listen_address(new)}: "
                                                       f"{exc.strerror or exc}"])
+                self.metrics.reloaded("rejected")
                 return False
         self.notifier.reloading("reloading the configuration")
         assert self.runner is not None
@@ -194,7 +203,8 @@ class Service:
             assert self.sock is not None
             self.sock.close()
             self.sock = sock
-        changed = [name for name in ("server", "entra", "roles", "session", "sensor", "local")
+        changed = [name for name in ("server", "entra", "roles", "session", "sensor", "local",
+                                     "metrics")
                    if getattr(old, name) != getattr(new, name)]
         try:
             self.settings = new
@@ -204,10 +214,14 @@ class Service:
                       action="serving with the previous configuration")
             self.settings = old
             await self._start_app(old, server_ssl_context(old))
+            self.metrics.reloaded("failed")
             return False
         log.info("config_reloaded", config=path, changed=changed, listen=listen_address(new))
+        self.metrics.reloaded("applied")
         if new.server.admin_socket != old.server.admin_socket:
             await self._start_admin()
+        if new.metrics != old.metrics:
+            await self.monitor.serve(new.metrics)
         return True
 
     def identity(self) -> dict[str, object]:
@@ -216,7 +230,8 @@ class Service:
 
         return {"pid": os.getpid(), "config": self.config_path,
                 "listen": listen_address(self.settings), "version": __version__,
-                "started": self.started}
+                "started": self.started, "metrics": self.settings.metrics.listen or None,
+                "metrics_problem": self.monitor.problem}
 
     async def _start_admin(self) -> None:
         """The ``sessions`` commands' socket; the agent serves on without it."""
@@ -233,6 +248,7 @@ class Service:
         log.info("agent_stopping")
         if self._announcer is not None:
             self._announcer.cancel()
+        await self.monitor.stop()
         if self.admin is not None:
             await self.admin.stop()
             self.admin = None

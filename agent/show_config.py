@@ -56,6 +56,9 @@ def describe(settings: Settings) -> list[str]:
     lines.append(f"source = {settings.roles_source!r}  # {role_source_text(settings)}")
     for role, groups in settings.roles.items():
         lines.append(f"{role} = {list(groups)!r}")
+    lines.append("[metrics]")
+    lines.append(f"listen = {settings.metrics.listen!r}"
+                 + ("" if settings.metrics.enabled else "  # off: no metrics listener"))
     return lines
 
 

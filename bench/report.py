@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .metrics import rows as metrics_rows
+
 
 def _target(name: str, value: Any, goal: str, met: bool | None) -> dict[str, Any]:
     return {"target": name, "value": value, "goal": goal,
@@ -59,7 +61,21 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
                 res["ready_with_sessions_no_refresh_tokens_s"] <= 1.5),
         _target("the same, each session holding a refresh token (s)",
                 res["ready_with_sessions_s"], "<= 1.5", res["ready_with_sessions_s"] <= 1.5),
+        *metrics_targets(r["metrics"]),
     ]
+
+
+def metrics_targets(m: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 21: /auth/check with metrics on within 3 % of metrics off."""
+    out = []
+    for name in ("c8", "c64"):
+        row = m[name]
+        out.append(_target(f"/auth/check metrics on vs off, {name[1:]} conns", row["ratio"],
+                           ">= 0.97", (row["ratio"] or 0) >= 0.97))
+        out.append(_target(f"/auth/check metrics on vs off by server CPU per request, "
+                           f"{name[1:]} conns", row["cpu_ratio"], ">= 0.97",
+                           (row["cpu_ratio"] or 0) >= 0.97))
+    return out
 
 
 def _lat(row: dict[str, Any]) -> str:
@@ -70,6 +86,8 @@ def _lat(row: dict[str, Any]) -> str:
 
 
 def table(r: dict[str, Any]) -> str:
+    if r["mode"] == "only metrics":
+        return _only_metrics(r)
     m = r["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python "
              f"{m['python']}, aiohttp {m['aiohttp']}; load client {m['load_client']}"
@@ -84,6 +102,7 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"| bare aiohttp handler, {name[1:]} conns | {_lat(row['ceiling'])} |")
         lines.append(f"| ratio agent / bare, {name[1:]} conns | {row['ratio']} req/s, "
                      f"{row['cpu_ratio']} by CPU per request |")
+    lines += metrics_rows(r["metrics"], _lat)
     many = r["auth_check_many_sessions"]
     for name in ("c8", "c64"):
         row = many[name]
@@ -151,6 +170,25 @@ def table(r: dict[str, Any]) -> str:
         f"{res['ready_with_sessions_no_refresh_tokens_s']} s without refresh tokens) |",
         "", "| target | value | goal | met |", "|---|---|---|---|",
     ]
+    for t in r["targets"]:
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        lines.append(f"| {t['target']} | {t['value']} | {t['goal']} | {met} |")
+    return "\n".join(lines)
+
+
+def _header(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    return (f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python "
+            f"{m['python']}, aiohttp {m['aiohttp']}; load client {m['load_client']}; "
+            f"{r['mode']} run, best of {r['parameters']['repeats']} alternating "
+            f"{r['parameters']['seconds']:g} s runs, {m['date']}; 1-min load average "
+            f"{m['loadavg_at_start']:.2f} at start, {m['loadavg_at_end']:.2f} at end")
+
+
+def _only_metrics(r: dict[str, Any]) -> str:
+    lines = [_header(r), "", "| measurement | result |", "|---|---|",
+             *metrics_rows(r["metrics"], _lat), "", "| target | value | goal | met |",
+             "|---|---|---|---|"]
     for t in r["targets"]:
         met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
         lines.append(f"| {t['target']} | {t['value']} | {t['goal']} | {met} |")

@@ -18,10 +18,10 @@ from typing import Any
 
 import aiohttp
 
-from . import idtoken
+from . import idtoken, metrics
 from .load import client_name, run_load
 from .nginx import console_pairs
-from .report import evaluate, table
+from .report import evaluate, metrics_targets, table
 from .stack import (
     REFRESH_TOKEN_CHARS,
     ROOT,
@@ -242,6 +242,9 @@ async def run(smoke: bool) -> dict[str, Any]:
                 results["auth_check"][name] = {**row, "ratio": ratio, "cpu_ratio": cpu_ratio}
             results["console_through_nginx"] = await console_pairs(
                 tmp, port, agent.pid, cookie, p)
+            # 1b. the same agent with [metrics] listen (every /auth/check timed) against it.
+            results["metrics"] = await metrics.compare(tmp, idp, tls, one, p, _alternate,
+                                                       _ratio)
 
             # 2. many sessions, written into the journal before that agent starts; its runs
             # alternate with the one-session agent's. Every seeded session holds a refresh
@@ -351,8 +354,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny and quick (for the tests)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"),
                         help="where the JSON goes (default bench/results/latest.json)")
+    parser.add_argument("--only", choices=["metrics"], default=None,
+                        help="only this section: metrics = /auth/check with [metrics] listen "
+                             "against without, idle RSS, a scrape's cost")
     args = parser.parse_args(argv)
-    results = asyncio.run(run(args.smoke))
+    if args.only == "metrics":
+        p = SMOKE if args.smoke else FULL
+        results = asyncio.run(metrics.run_only(p, _alternate, _ratio, machine()))
+        results["targets"] = metrics_targets(results["metrics"])
+    else:
+        results = asyncio.run(run(args.smoke))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

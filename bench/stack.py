@@ -44,7 +44,7 @@ def start_idp(port: int) -> DevIdentityProvider:
 
 
 def write_config(path: Path, idp: DevIdentityProvider, port: int, state_dir: Path,
-                 session_extra: str = "") -> Path:
+                 session_extra: str = "", extra: str = "") -> Path:
     roles = "\n".join(f'{role} = ["{groups[0]}"]' for role, groups in ROLE_GROUPS.items())
     path.write_text(f"""\
 [server]
@@ -66,7 +66,7 @@ state_dir = "{state_dir}"
 # The benchmark signs everyone in from 127.0.0.1: lift the per-address start limit.
 sign_ins_per_minute_per_client = 1000000
 {session_extra}
-""")
+{extra}""")
     return path
 
 

@@ -36,8 +36,8 @@ root=$work/root
 lib=$root/usr/lib/$name
 share=$root/usr/share/$name
 doc=$root/usr/share/doc/$name
-mkdir -p "$root/DEBIAN" "$lib/wheels" "$share/nginx" "$share/rsyslog" "$doc" "$root/lib/systemd/system" \
-    "$root/usr/bin"
+mkdir -p "$root/DEBIAN" "$lib/wheels" "$share/nginx" "$share/rsyslog" "$share/prometheus" \
+    "$doc" "$root/lib/systemd/system" "$root/usr/bin"
 
 # The agent from this checkout, every runtime dependency, and pip to install them with.
 "$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$lib/wheels" \
@@ -59,6 +59,8 @@ done
 for conf in "$src"/config/rsyslog/*.conf; do
     install -m 0644 "$conf" "$share/rsyslog/$(basename "$conf")"
 done
+install -m 0644 "$src/config/prometheus/sensor-sso-agent.rules.yml" \
+    "$share/prometheus/sensor-sso-agent.rules.yml"
 ln -s "/opt/$name/venv/bin/$name" "$root/usr/bin/$name"
 mkdir -p "$root/usr/share/man/man1"
 gzip -9nc "$here/$name.1" > "$root/usr/share/man/man1/$name.1.gz"

@@ -1,5 +1,5 @@
 """MSAL and requests wait for a sign-in (about 8 MiB of an idle agent's memory; see
-docs/performance.md)."""
+docs/performance.md); prometheus_client waits for ``[metrics] listen``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.harness import make_stack
 
 async def main():
     stack = await make_stack(Path(sys.argv[1]))
-    seen = {"at_ready": sorted({"msal", "requests"} & set(sys.modules))}
+    seen = {"at_ready": sorted({"msal", "requests", "prometheus_client"} & set(sys.modules))}
     client = stack.app[keys.SIGN_IN].idp.client
     browser = stack.browser()
     await browser.get("/login")  # the sign-in page: MSAL is built in the background
@@ -39,9 +39,9 @@ asyncio.run(main())
 
 
 def test_msal_waits_for_the_sign_in_page_and_sign_in_works(tmp_path: Path) -> None:
-    """A ready agent has imported neither MSAL nor requests; the sign-in page builds the
-    MSAL application in the background (the first sign-in's start need not wait for it),
-    and signing in works."""
+    """A ready agent has imported neither MSAL nor requests (nor prometheus_client, without
+    [metrics] listen); the sign-in page builds the MSAL application in the background (the
+    first sign-in's start need not wait for it), and signing in works."""
     done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
         [sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, capture_output=True,
         text=True, timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -53,6 +53,24 @@ def call(path: Path, method: str, url: str, payload: dict[str, Any] | None = Non
     return response.status, data if isinstance(data, dict) else {}
 
 
+def ask(path: Path, method: str, url: str,
+        payload: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]] | None:
+    """``call``, saying on stderr why when the agent cannot be reached (None)."""
+    try:
+        return call(path, method, url, payload)
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"cannot reach the agent at {path}: is sensor-sso-agent running? "
+              "(systemctl status sensor-sso-agent)", file=sys.stderr)
+        return None
+    except PermissionError:
+        print(f"permission denied on {path}: run this as root or as the service user",
+              file=sys.stderr)
+        return None
+    except OSError as exc:
+        print(f"cannot talk to the agent at {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+
+
 def _when(value: object) -> str:
     if not isinstance(value, int | float):
         return "-"
@@ -77,26 +95,16 @@ def sessions_command(config: str, action: str, upn: str | None = None,
     if settings is None:
         return 1
     path = settings.server.admin_socket
-    try:
-        if action == "list":
-            status, data = call(path, "GET", "/sessions")
-        elif action == "revoke":
-            status, data = call(path, "POST", "/sessions/revoke",
-                                {"all": True} if everyone else {"upn": upn})
-        else:
-            status, data = call(path, "POST", "/sessions/revalidate",
-                                {"upn": upn} if upn else {})
-    except (FileNotFoundError, ConnectionRefusedError):
-        print(f"cannot reach the agent at {path}: is sensor-sso-agent running? "
-              "(systemctl status sensor-sso-agent)", file=sys.stderr)
+    if action == "list":
+        answer = ask(path, "GET", "/sessions")
+    elif action == "revoke":
+        answer = ask(path, "POST", "/sessions/revoke",
+                     {"all": True} if everyone else {"upn": upn})
+    else:
+        answer = ask(path, "POST", "/sessions/revalidate", {"upn": upn} if upn else {})
+    if answer is None:
         return 1
-    except PermissionError:
-        print(f"permission denied on {path}: run this as root or as the service user",
-              file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"cannot talk to the agent at {path}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+    status, data = answer
     if isinstance(data.get("agent"), dict):
         print(answered_by(data["agent"]))
     if status != 200:

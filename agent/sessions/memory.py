@@ -13,6 +13,7 @@ import base64
 import hmac
 import itertools
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 import structlog
@@ -35,6 +36,7 @@ class SessionMemory:
         self.clock = clock
         self.max_per_user = max_per_user
         self._sessions: dict[bytes, Session] = {}
+        self._counts: Counter[tuple[str, str]] = Counter()  # (role, method) → live sessions
         self._by_user = KeyIndex()  # upn -> its sessions' keys, oldest first
         self._by_sid = KeyIndex()  # Entra ID sign-in session -> the sessions it created
         self._touched: set[bytes] = set()
@@ -50,6 +52,7 @@ class SessionMemory:
 
     def _add(self, session: Session) -> None:
         self._sessions[session.key] = session
+        self._counts[session.role, session.method] += 1
         self._by_user.add(session.upn, session.key)
         if session.sid:
             self._by_sid.add(session.sid, session.key)
@@ -58,12 +61,35 @@ class SessionMemory:
         session = self._sessions.pop(key, None)
         if session is None:
             return None
+        self._counts[session.role, session.method] -= 1
         self._touched.discard(key)
         self._changed.discard(key)
         self._by_user.remove(session.upn, key)
         if session.sid:
             self._by_sid.remove(session.sid, key)
         return session
+
+    def _forget_all(self) -> None:
+        """Empty the store (before a restore fills it)."""
+        self._sessions = {}
+        self._counts = Counter()
+        self._by_user = KeyIndex()
+        self._by_sid = KeyIndex()
+
+    def by_role_method(self) -> dict[tuple[str, str], int]:
+        """Live sessions by (role, method), kept as sessions come and go (not a walk).
+        Expired sessions count until the sweep removes them (a slice every few seconds)."""
+        return {key: count for key, count in self._counts.items() if count}
+
+    def apply_role(self, session: Session, role: str, groups: tuple[str, ...]) -> str | None:
+        """``session.apply_role`` that keeps the counts by role; the previous role when it
+        changed."""
+        before = session.role
+        changed = session.apply_role(role, groups)
+        if changed is not None and self._sessions.get(session.key) is session:
+            self._counts[before, session.method] -= 1
+            self._counts[session.role, session.method] += 1
+        return changed
 
     def keys_of(self, upn: str) -> list[bytes]:
         """The keys of ``upn``'s live sessions, oldest first."""
@@ -189,7 +215,7 @@ class SessionMemory:
             if decision.role is None:
                 orphans.append(session)
                 continue
-            before = session.apply_role(decision.role.id, decision.matched_groups)
+            before = self.apply_role(session, decision.role.id, decision.matched_groups)
             if before is not None:
                 self._changed.add(session.key)
                 log.warning("session_role_changed", upn=session.upn, oid=session.oid,

@@ -26,7 +26,7 @@ import structlog
 
 from .journal import SessionJournal, StateUnwritable
 from .memory import SessionMemory
-from .record import DELETE, TOUCH, KeyIndex, Session, session_key
+from .record import DELETE, TOUCH, Session, session_key
 from .records import Pairs, items_of, journal_items, replay_sessions, settle
 
 log = structlog.get_logger("agent.audit")
@@ -91,9 +91,7 @@ class SessionStore(SessionMemory):
             if collecting:
                 gc.enable()
         now = self.clock()
-        self._sessions = {}
-        self._by_user = KeyIndex()
-        self._by_sid = KeyIndex()
+        self._forget_all()
         inline_tokens = False
         for s in sessions.values():  # journal order: oldest first
             if not self._expired(s, now):

@@ -2,7 +2,8 @@
 
 * ``model``: the frozen dataclasses (``Settings`` and one per section) with every default;
 * ``problems``: the problem collector and its checks (types, durations, GUIDs, URLs, files);
-* ``server``, ``entra``, ``roles``, ``session``, ``local``: one builder per section;
+* ``server``, ``entra``, ``roles``, ``session``, ``local``, ``metrics``: one builder per
+  section;
 * ``fleet``: ``[[setting]]`` blocks and ``[sensor]``: which setting applies to this sensor;
 * ``clouds``: the authority and Graph hosts of each national cloud;
 * ``checks``: the example's placeholders (refused) and warnings (printed, not fatal);
@@ -28,6 +29,7 @@ from .model import (
     EntraSettings,
     FleetChoice,
     LocalSettings,
+    MetricsSettings,
     SensorIdentity,
     ServerSettings,
     SessionSettings,
@@ -37,8 +39,8 @@ from .values import format_duration, listen_text, mask_credentials, parse_durati
 
 __all__ = [
     "CONFIG_ENV", "DEFAULT_CONFIG_PATH", "EntraSettings", "FleetChoice", "LocalSettings",
-    "SensorIdentity", "ServerSettings", "SessionSettings", "Settings", "config_warnings",
-    "default_config_path", "entra_notes", "format_duration", "listen_text", "load_or_report",
-    "load_settings", "mask_credentials", "parse_duration", "placeholder_problems",
-    "problem_lines", "settings_from_mapping",
+    "MetricsSettings", "SensorIdentity", "ServerSettings", "SessionSettings", "Settings",
+    "config_warnings", "default_config_path", "entra_notes", "format_duration", "listen_text",
+    "load_or_report", "load_settings", "mask_credentials", "parse_duration",
+    "placeholder_problems", "problem_lines", "settings_from_mapping",
 ]

@@ -19,6 +19,7 @@ from .checks import placeholder_problems
 from .entra import ENTRA_KEYS, build_entra
 from .fleet import effective_mapping
 from .local import LOCAL_KEYS, build_local
+from .metrics import METRICS_KEYS, build_metrics
 from .model import Settings
 from .problems import Problems, unknown, unreadable
 from .roles import ROLE_KEYS, build_roles
@@ -29,7 +30,8 @@ DEFAULT_CONFIG_PATH = "/etc/sensor-sso-agent/agent.toml"
 CONFIG_ENV = "SENSOR_SSO_AGENT_CONFIG"
 
 SECTIONS: dict[str, set[str]] = {"server": SERVER_KEYS, "entra": ENTRA_KEYS, "roles": ROLE_KEYS,
-                                 "session": SESSION_KEYS, "local": LOCAL_KEYS}
+                                 "session": SESSION_KEYS, "local": LOCAL_KEYS,
+                                 "metrics": METRICS_KEYS}
 
 
 def default_config_path() -> str:
@@ -94,5 +96,6 @@ def _build(p: Problems, data: Mapping[str, Any], source: str) -> Settings:
     session = build_session(p, p.section(data, "session", SESSION_KEYS),
                             platform=entra_section.get("platform", "spa"))
     local = build_local(p, p.section(data, "local", LOCAL_KEYS))
+    metrics = build_metrics(p, p.section(data, "metrics", METRICS_KEYS), server)
     return Settings(entra=entra, roles=roles, server=server, session=session, local=local,
-                    source=source, roles_source=roles_source)
+                    metrics=metrics, source=source, roles_source=roles_source)

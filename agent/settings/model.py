@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from ..clientaddr import DEFAULT_TRUSTED_PROXIES
 from .clouds import DEFAULT_CLOUD
+from .values import listen_text
 
 DEFAULT_ACCOUNTS_FILE = Path("/etc/sensor-sso-agent/local-accounts")
 Platform = Literal["spa", "web"]  # public client + Origin | confidential client
@@ -103,6 +104,24 @@ class LocalSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """``[metrics]``: the Prometheus listener; ``listen_host`` None means off (the default)."""
+
+    listen_host: str | None = None
+    listen_port: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.listen_host is not None
+
+    @property
+    def listen(self) -> str:
+        """As the file writes it: host:port ("" when off)."""
+        return "" if self.listen_host is None else listen_text(self.listen_host,
+                                                                self.listen_port)
+
+
+@dataclass(frozen=True)
 class SensorIdentity:
     """``[sensor]``: who this sensor is, matched against the ``[[setting]]`` scopes."""
 
@@ -134,6 +153,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     source: str = "<defaults>"
     sensor: SensorIdentity = field(default_factory=SensorIdentity)
     fleet: FleetChoice | None = None  # which [[setting]] applies and why (None: built in code)

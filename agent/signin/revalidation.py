@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -96,6 +97,10 @@ class Revalidator:
         self._next = 0  # ... and where its next slice starts
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(CONCURRENCY)
+        self.outcomes: Counter[str] = Counter()  # by Outcome.result (the metrics share theirs)
+        # The oldest confirmation of an SSO session seen in the last whole pass, in this one.
+        self._oldest: float | None = None
+        self._oldest_this_pass: float | None = None
 
     # ----- schedule -----------------------------------------------------------------------
 
@@ -111,21 +116,31 @@ class Revalidator:
             # The pass holds keys (bytes) in a tuple, not sessions in a list: after one
             # collection the collector stops walking it (100,000 entries, each pass).
             self._pass, self._next = self.sessions.keys(), 0
+            self._oldest, self._oldest_this_pass = self._oldest_this_pass, None
         ticks_per_pass = max(1.0, self.interval / PASSES_PER_INTERVAL / self.tick)
         size = max(MIN_SLICE, int(len(self._pass) / ticks_per_pass) + 1)
         part = self._pass[self._next:self._next + size]
         self._next += size
         found = []
+        oldest = self._oldest_this_pass
         for key in part:
             session = self.sessions.by_key(key)
             if session is None or not session.has_refresh_token or key in self._in_flight:
                 continue
+            oldest = session.revalidated if oldest is None else min(oldest, session.revalidated)
             if not session.next_revalidation:
                 self._schedule(session, session.revalidated)
             if session.next_revalidation <= now:
                 found.append(session)
+        self._oldest_this_pass = oldest
         found.sort(key=lambda s: s.next_revalidation)
         return found
+
+    def lag(self) -> float:
+        """Seconds since the least recently confirmed SSO session was (as the last whole pass
+        found it; 0: none). It grows while re-validation stalls, whatever the cause."""
+        oldest = self._oldest if self._oldest is not None else self._oldest_this_pass
+        return 0.0 if oldest is None else max(0.0, self.clock() - oldest)
 
     def wake(self) -> None:
         """Look at the schedule now (after the clock moved, or a reload)."""
@@ -170,7 +185,9 @@ class Revalidator:
                 continue
             self._in_flight.add(session.key)
             tasks.append(asyncio.create_task(self._one(session)))
-        return list(await asyncio.gather(*tasks))
+        outcomes = list(await asyncio.gather(*tasks))
+        self.outcomes.update(o.result for o in outcomes)
+        return outcomes
 
     async def _one(self, session: Session) -> Outcome:
         try:
@@ -235,7 +252,7 @@ class Revalidator:
         # user shows the new UPN from the next sign-in on). Names follow the directory.
         session.given_name = profile["given_name"]
         session.family_name = profile["family_name"]
-        before = session.apply_role(decision.role.id, decision.matched_groups)
+        before = self.sessions.apply_role(session, decision.role.id, decision.matched_groups)
         session.revalidated = now
         session.failures = 0
         self._schedule(session, now)

@@ -33,19 +33,17 @@ from ..entra.graph import GraphClient
 from ..entra.outbound import Outbound
 from ..errors import IdentityProviderUnavailable, MetadataProblem
 from ..local.signin import LocalSignIn
-from ..logging import AuditBursts
+from ..metrics.tally import AgentMetrics
 from ..roles import no_role_reason
 from ..sessions.journal import StateDirUnsafe
 from ..sessions.store import Session, SessionStore
 from ..settings import Settings
 from ..signin.flow import SignIn
-from ..signin.health import DependencyHealth
 from ..signin.identity import IdentityProvider
 from ..signin.pending import PendingSignIns
 from ..signin.revalidation import Revalidator
-from ..signin.warmup import MsalWarmUp
 from ..supervisor import Supervisor
-from . import handlers, keys
+from . import check, handlers, health, keys
 from .frontchannel import FRONTCHANNEL_LOGOUT_PATH, frontchannel_logout
 from .local import local_sign_in
 from .middlewares import guarded, security_header_set, security_headers
@@ -64,17 +62,21 @@ FREEZE_AT = 1000  # restored sessions from which the collector is told to leave 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                console: bool = False, persist: bool = True,
-               probe_interval: float = PROBE_INTERVAL) -> web.Application:
+               probe_interval: float = PROBE_INTERVAL,
+               metrics: AgentMetrics | None = None) -> web.Application:
     """Build the agent. ``console`` adds the demo's Overview page at ``post_login_path``
     and an admin-only ``/admin`` page (403 below Admin), as a console stand-in.
     ``probe_interval``: how often Entra ID's reachability is checked while local accounts
-    wait for it to fail (``[local] sign_in = "when-sso-unavailable"``)."""
+    wait for it to fail (``[local] sign_in = "when-sso-unavailable"``). ``metrics``: the
+    process's counts, which outlive this application (a reload builds another); one of its
+    own when not given. ``/auth/check`` is timed only with ``[metrics] listen`` set."""
     form_targets = settings.entra.authority_host
     app = web.Application(client_max_size=64 * 1024)  # no middleware chain: see middlewares.py
     app[keys.SECURITY_HEADERS] = fixed_headers = security_header_set(
         settings.server.tls_cert_file is not None, form_targets)
     app.on_response_prepare.append(security_headers(fixed_headers))
     app[keys.SETTINGS] = settings
+    app[keys.METRICS] = metrics = metrics or AgentMetrics(clock)
     app[keys.PROXY_TRUST] = ProxyTrust(settings.server.trusted_proxies)
     outbound = Outbound(settings.entra)
     tenant = TenantMetadata(settings.entra, outbound, clock)
@@ -92,15 +94,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app[keys.SESSIONS] = sessions
     graph = GraphClient(outbound, settings.entra.graph_url)
     idp = IdentityProvider(settings, tenant, client, graph)
-    health = app[keys.HEALTH] = DependencyHealth(clock)  # what offers the local form
-    bursts = app[keys.AUDIT_BURSTS] = AuditBursts(  # audit floods become summaries
-        structlog.get_logger("agent.audit"), clock)
-    app[keys.SIGN_IN] = SignIn(idp, pending, sessions, clock, health, bursts)
-    app[keys.MSAL_WARM_UP] = MsalWarmUp(idp)
+    app[keys.SIGN_IN] = sign_in = SignIn(idp, pending, sessions, clock)
     supervisor = app[keys.SUPERVISOR] = Supervisor()
     revalidator = app[keys.REVALIDATOR] = Revalidator(
         idp, sessions, clock, report=lambda exc: supervisor.report("revalidation", exc))
-    app[keys.LOCAL] = local = LocalSignIn(settings, tenant, health, bursts, sessions, clock)
+    revalidator.outcomes = metrics.revalidations
+    app[keys.LOCAL] = local = LocalSignIn(settings, tenant, sign_in, sessions, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(sessions.load)  # StateDirUnsafe: refuse before anything runs
@@ -109,7 +108,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         ask = await _redecide_roles(sessions, settings)  # [roles] changed meanwhile
         await local.load()  # ends the sessions of removed or changed local accounts
         supervisor.start("journal_flush", lambda: _keep_sessions(sessions))
-        supervisor.start("audit_bursts", lambda: _flush_audit_bursts(bursts))
+        supervisor.start("audit_bursts", lambda: _flush_audit_bursts(sign_in))
         if not settings.sso_off:  # no [[setting]] applies: no tenant to talk to
             supervisor.start("tenant_metadata", lambda: _keep_tenant_metadata(tenant, client))
             supervisor.start("revalidation", revalidator.run)
@@ -117,7 +116,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                 supervisor.start("roles_recheck", lambda: revalidator.recheck(ask), once=True)
             if local.accounts.accounts and settings.local.sign_in == "when-sso-unavailable":
                 supervisor.start("entra_probe",
-                                 lambda: _watch_entra(tenant, health, probe_interval))
+                                 lambda: _watch_entra(tenant, sign_in, probe_interval))
         try:
             yield
         finally:
@@ -135,7 +134,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app.cleanup_ctx.append(resources)
 
     r = app.router
-    r.add_get("/auth/check", handlers.auth_check)  # the hot path: unwrapped, see middlewares.py
+    # The hot path: unwrapped (see middlewares.py), timed only when metrics are served.
+    r.add_get("/auth/check", check.timed_auth_check(metrics.auth_check)
+              if settings.metrics.enabled else check.auth_check)
     r.add_get("/login", guarded(handlers.login))
     r.add_get("/auth/sso/start", guarded(handlers.sso_start))
     r.add_get(settings.entra.redirect_path, guarded(handlers.sso_callback))
@@ -144,8 +145,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     r.add_get("/auth/me", guarded(handlers.me))
     r.add_post("/auth/logout", guarded(handlers.logout))
     r.add_get(FRONTCHANNEL_LOGOUT_PATH, guarded(frontchannel_logout))
-    r.add_get("/healthz", guarded(handlers.healthz))
-    r.add_get("/readyz", guarded(handlers.readyz))
+    r.add_get("/healthz", guarded(health.healthz))
+    r.add_get("/readyz", guarded(health.readyz))
     r.add_static("/auth/static", STATIC, append_version=False)
     if console:
         r.add_get(settings.server.post_login_path, guarded(handlers.overview))
@@ -200,17 +201,15 @@ async def _keep_tenant_metadata(tenant: TenantMetadata, client: EntraClient) -> 
             await tenant.refresh_keys()
 
 
-async def _flush_audit_bursts(bursts: AuditBursts) -> None:
+async def _flush_audit_bursts(sign_in: SignIn) -> None:
     """Summaries of audit bursts go out when their interval ends, even if all goes quiet."""
     while True:
         await asyncio.sleep(1.0)
-        bursts.flush_due()
+        sign_in.bursts.flush_due()
 
 
-async def _watch_entra(tenant: TenantMetadata, health: DependencyHealth,
-                       interval: float) -> None:
-    """Is Entra ID reachable? The agent's own probe decides (signin/health.py), and with it
-    whether the local sign-in form is offered."""
+async def _watch_entra(tenant: TenantMetadata, sign_in: SignIn, interval: float) -> None:
+    """Is Entra ID reachable? The local sign-in form depends on the answer (``degraded``)."""
     while True:
         await asyncio.sleep(interval)
         if not tenant.ready:
@@ -218,13 +217,13 @@ async def _watch_entra(tenant: TenantMetadata, health: DependencyHealth,
         try:
             await tenant.probe()
         except (IdentityProviderUnavailable, MetadataProblem) as exc:
-            dependency = str(getattr(exc, "dependency", None) or "Entra ID")
-            if not health.degraded().get(dependency):
+            dependency = str(getattr(exc, "info", {}).get("dependency") or "Entra ID")
+            if not sign_in.degraded().get(dependency):
                 log.warning("identity_provider_unreachable", dependency=dependency,
                             reason=str(exc))
-            health.probe_failed(dependency, str(exc))
+            sign_in.note_unreachable(dependency, str(exc))
         else:
-            health.reachable("Entra ID")
+            sign_in.note_reachable("Entra ID")
 
 
 def sweep_slice(sessions: SessionStore, cursor: int) -> int:

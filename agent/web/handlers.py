@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlencode
 
 import structlog
 from aiohttp import web
-from multidict import CIMultiDict
 
 from ..clientaddr import parse_address
 from ..errors import SignInError
@@ -16,12 +14,13 @@ from ..sessions.store import COOKIE_NAME, Session, StateUnwritable
 from ..signin.flow import hint_ok
 from ..signin.guests import readable_upn
 from . import keys
+from .check import session_cookie
 from .frontchannel import SIGNED_OUT_COOKIE, SIGNED_OUT_MAX_AGE
 from .host import elsewhere
-from .local import local_form, not_ready_text, session_ended, set_csrf_cookie
+from .local import local_form, not_ready_text, set_csrf_cookie
 from .pages import error_page, login_page, plain_error_page, render, role_refused_page
 from .peer import client_address
-from .refusals import SIGN_IN_PAGE, page_reference, sign_in_location
+from .refusals import SIGN_IN_PAGE, page_reference
 
 audit = structlog.get_logger("agent.audit")
 
@@ -42,29 +41,8 @@ def _clear_cookie(response: web.StreamResponse, name: str) -> None:
     response.del_cookie(name, path="/", secure=True, httponly=True, samesite="Lax")
 
 
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
-
-
 def current_session(request: web.Request, touch: bool = True) -> Session | None:
     return request.app[keys.SESSIONS].get(session_cookie(request), touch=touch)
-
-
-def session_cookie(request: web.Request) -> str | None:
-    """The session cookie's value, as ``request.cookies`` gives it, without building a Morsel
-    for every cookie of the header (a tenth of /auth/check's own Python time). Anything but
-    plain ``name=value`` pairs with a base64url value (quotes, escapes, spaces) goes through
-    aiohttp's full parser, so both always agree."""
-    header = request.headers.get("Cookie", "")
-    if '"' in header or "\\" in header:
-        return request.cookies.get(COOKIE_NAME)
-    found = None
-    for part in header.split(";"):
-        name, equals, value = part.partition("=")
-        if name.strip() == COOKIE_NAME:
-            found = value.strip()
-            if not equals or not _BASE64URL.fullmatch(found):
-                return request.cookies.get(COOKIE_NAME)
-    return found  # the last one wins, as in request.cookies
 
 
 def _to_sign_in(request: web.Request) -> web.Response:
@@ -91,15 +69,15 @@ async def login(request: web.Request) -> web.Response:
     if (moved := _on_another_host(request)) is not None:
         return moved
     sign_in = request.app[keys.SIGN_IN]
-    request.app[keys.MSAL_WARM_UP].prepare()  # in the background: a sign-in is likely
+    sign_in.prepare()  # MSAL, in the background: a sign-in is likely to follow
     raw_next = request.query.get("next")
     next_path = sign_in.safe_next(raw_next) if raw_next else None
     settings = request.app[keys.SETTINGS]
     hint = request.query.get("login_hint")
     form, csrf_cookie = local_form(request, next_path)
     response = login_page(settings, next_path, signed_out="signed_out" in request.query,
-                          not_ready=not_ready_text(request, form), local=form,
-                          login_hint=hint if hint_ok(hint) else None, ended=session_ended(request))
+                          not_ready=not_ready_text(request, form),
+                          login_hint=hint if hint_ok(hint) else None, local=form)
     set_csrf_cookie(response, csrf_cookie)
     return response
 
@@ -114,6 +92,7 @@ async def sso_start(request: web.Request) -> web.StreamResponse:
                                       login_hint=request.query.get("login_hint"),
                                       after_sign_out=SIGNED_OUT_COOKIE in request.cookies)
     except SignInError as exc:
+        request.app[keys.METRICS].refused("sso", exc.reason, throttled=exc.status == 429)
         return error_page(exc, request.app[keys.SETTINGS], _reference(request), "/login")
     response = redirect(started.authorize_url)
     _set_cookie(response, BINDING_COOKIE, started.binding,
@@ -128,7 +107,9 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
     try:
         done = await sign_in.complete(request.query, request.cookies.get(BINDING_COOKIE), client)
     except SignInError as exc:
+        request.app[keys.METRICS].refused("sso", exc.reason)
         return error_page(exc, settings, _reference(request))
+    request.app[keys.METRICS].signed_in("sso")
     old = request.cookies.get(COOKIE_NAME)
     if old:  # session fixation: whatever session this browser had is over
         try:
@@ -142,39 +123,6 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
     if SIGNED_OUT_COOKIE in request.cookies:
         _clear_cookie(response, SIGNED_OUT_COOKIE)
     return response
-
-
-async def auth_check(request: web.Request) -> web.Response:
-    wanted = request.query.get("role") if request.query_string else None
-    if wanted is not None and wanted not in ROLES:
-        return web.Response(status=400)
-    session = current_session(request)
-    if session is None:  # where to sign in, for the page nginx was asked for
-        return web.Response(status=401, headers={"Location": sign_in_location(
-            request.headers.get("X-Original-URI"))})
-    if wanted is not None and not allows(session.role, wanted):
-        reference = request.app[keys.REFUSALS].refused(session, wanted, request.headers.get(
-            "X-Original-URI"), client_address(request))
-        return web.Response(status=403, headers={"X-Auth-Request-Needed": wanted,
-                                                 "X-Auth-Request-Reference": reference})
-    headers = session.check_headers
-    if headers is None:  # built once per session: the identity, then the security headers
-        headers = CIMultiDict({
-            "X-Auth-Request-User": session.upn,
-            "X-Auth-Request-Role": session.role,
-            "X-Auth-Request-Name": _header_safe(f"{session.given_name} {session.family_name}"),
-            "X-Auth-Request-Method": session.method,
-        })
-        headers.extend(request.app[keys.SECURITY_HEADERS])
-        session.check_headers = headers
-    return web.Response(status=200, headers=headers)
-
-
-def _header_safe(text: str) -> str:
-    """Names go out as UTF-8 (as aiohttp writes them); control characters never do."""
-    if text.isprintable():  # the usual case, without a per-character pass on every check
-        return text
-    return "".join(c for c in text if c.isprintable())
 
 
 async def role_refused(request: web.Request) -> web.StreamResponse:
@@ -271,29 +219,3 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
     return render("admin.html", title="Administration", sensor_name=settings.server.sensor_name,
                   name=f"{session.given_name} {session.family_name}",
                   role_name=role_name(session.role))
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """503 until discovery and keys are loaded, while session state cannot be written (no new
-    sign-in could be kept) or while Entra ID rejects the client credential (with the fix);
-    ``degraded`` names recently failing deps and tasks (``task:NAME``, supervisor.py)."""
-    tenant = request.app[keys.TENANT]
-    degraded = request.app[keys.HEALTH].degraded() | request.app[keys.SUPERVISOR].degraded()
-    extra = {"degraded": degraded} if degraded else {}
-    if (state := request.app[keys.SESSIONS].state_problem) is not None:
-        return web.json_response({"status": "not ready", "reason": f"session state cannot be "
-                                  f"written ({state}): new sign-ins are refused, signed-in "
-                                  "users keep working", **extra}, status=503)
-    if (rejected := request.app[keys.SIGN_IN].idp.client.credential.readiness()) is not None:
-        return web.json_response({**rejected, **extra}, status=503)
-    if tenant.ready:
-        return web.json_response({"status": "ready", **extra})
-    if (off := request.app[keys.SETTINGS].sso_off_reason) is not None:
-        return web.json_response({"status": "not ready", "reason": f"SSO is off: {off}"},
-                                 status=503)
-    return web.json_response({"status": "not ready", "reason": tenant.not_ready_reason,
-                              **extra}, status=503)

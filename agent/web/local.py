@@ -41,13 +41,6 @@ def set_csrf_cookie(response: web.StreamResponse, cookie: str | None) -> None:
                             samesite="Strict")
 
 
-def session_ended(request: web.Request) -> bool:
-    """The browser still carries a session cookie whose session is gone (revoked by an
-    administrator or re-validation, timed out): the sign-in page says so, and not why."""
-    cookie = request.cookies.get(COOKIE_NAME)
-    return bool(cookie) and request.app[keys.SESSIONS].get(cookie, touch=False) is None
-
-
 def not_ready_text(request: web.Request, form: LocalForm | None) -> str | None:
     """What the sign-in page says about SSO being unavailable (None: nothing)."""
     settings = request.app[keys.SETTINGS]
@@ -89,6 +82,8 @@ async def local_sign_in(request: web.Request) -> web.StreamResponse:
         done = await local.sign_in(fields, request.cookies.get(CSRF_COOKIE),
                                    client_address(request))
     except LocalSignInRefused as exc:
+        # 429: throttled after failed sign-ins, or too many at once
+        request.app[keys.METRICS].refused("local", exc.reason, throttled=exc.status == 429)
         message = MESSAGES.get(exc.reason)
         error = message.format(wait=_seconds(exc.retry_after or 1)) if message else None
         form, cookie = local_form(request, next_path, fields.get("username", "")[:64], error)
@@ -99,6 +94,7 @@ async def local_sign_in(request: web.Request) -> web.StreamResponse:
         if exc.retry_after:
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
+    request.app[keys.METRICS].signed_in("local")
     old = request.cookies.get(COOKIE_NAME)
     if old:  # session fixation: whatever session this browser had is over
         await request.app[keys.SESSIONS].delete(old)

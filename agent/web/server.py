@@ -45,6 +45,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 
+from .keys import METRICS
 from .middlewares import ERROR_HEADERS
 
 log = structlog.get_logger("agent.web")
@@ -142,6 +143,8 @@ class FrontDoorHandler(web.RequestHandler):
             if isinstance(manager, FrontDoorServer):
                 manager.malformed.record(type(exc).__name__ if exc else "unknown", status,
                                          request.remote)
+                if manager.count_malformed is not None:
+                    manager.count_malformed()
             status = 400 if status >= 500 else status  # a client's bytes: never a 5xx
         elif exc is not None:
             frames = traceback.extract_tb(exc.__traceback__)
@@ -166,13 +169,15 @@ class FrontDoorServer(web.Server):
     def __init__(self, handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
                  *args: Any,
                  max_connections: int, body_timeout: float = BODY_TIMEOUT,
-                 min_body_rate: float = MIN_BODY_RATE, **kwargs: Any) -> None:
+                 min_body_rate: float = MIN_BODY_RATE,
+                 count_malformed: Callable[[], None] | None = None, **kwargs: Any) -> None:
         super().__init__(self._whole_request, *args, **kwargs)
         self._app_handler = handler
         self.max_connections = max_connections
         self.body_timeout = body_timeout
         self.min_body_rate = min_body_rate
         self.malformed = MalformedLog()
+        self.count_malformed = count_malformed  # the metrics' counter, when there is one
         self._by_activity: OrderedDict[web.RequestHandler, None] = OrderedDict()
         self._receiving: set[object] = set()
         self.shed = 0
@@ -255,4 +260,7 @@ class FrontDoorRunner(web.AppRunner):
                                loop=asyncio.get_running_loop(),
                                max_connections=self.max_connections,
                                body_timeout=self.body_timeout,
-                               min_body_rate=self.min_body_rate, **plain._kwargs)
+                               min_body_rate=self.min_body_rate,
+                               count_malformed=metrics.count_malformed
+                               if (metrics := self.app.get(METRICS)) is not None else None,
+                               **plain._kwargs)

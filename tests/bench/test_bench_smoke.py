@@ -17,7 +17,7 @@ Smoke = tuple[dict[str, Any], str]
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = {"mode", "parameters", "machine", "auth_check", "sign_in",
             "auth_check_many_sessions", "resources", "id_token", "targets",
-            "console_through_nginx", "revalidation", "auth_check_revalidating"}
+            "console_through_nginx", "revalidation", "auth_check_revalidating", "metrics"}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,18 @@ class TestBenchmarkSmoke:
         for row in rows.values():
             assert {"agent", "ceiling", "ratio", "cpu_ratio"} == set(row)
             assert 0 == row["agent"]["bad_responses"]
+
+    def test_metrics_on_against_off(self, smoke: Smoke) -> None:
+        """The agent with [metrics] listen alternates with the one without at both
+        connection counts, every answer a 200; its idle RSS and a scrape are measured."""
+        m = smoke[0]["metrics"]
+        for name in ("c8", "c64"):
+            assert {"metrics_on", "metrics_off", "ratio", "cpu_ratio"} == set(m[name])
+            for kind in ("metrics_on", "metrics_off"):
+                assert 0 < m[name][kind]["requests"]
+                assert 0 == m[name][kind]["bad_responses"]
+        assert 0 < m["rss_idle_metrics_on_mib"]
+        assert 0 < m["scrape"]["samples"] and 0 < m["scrape"]["bytes"]
 
     def test_console_pairs_through_nginx(self, smoke: Smoke) -> None:
         """Through real nginx, with and without auth_request, without and with the optional

@@ -89,14 +89,17 @@ def test_contents(deb: Path, unpacked: Path) -> None:
     wheels = {p.name.split("-")[0].lower() for p in
               (unpacked / "usr/lib" / NAME / "wheels").glob("*.whl")}
     assert {"sensor_sso_agent", "aiohttp", "cryptography", "msal", "pyjwt", "structlog",
-            "jinja2", "requests", "pip"} <= wheels
+            "jinja2", "requests", "prometheus_client", "pip"} <= wheels
     unit = unpacked / "lib/systemd/system" / f"{NAME}.service"
     assert unit.read_text() == (REPO / "systemd" / f"{NAME}.service").read_text()
     assert (unpacked / "usr/share" / NAME / "agent.example.toml").is_file()
     # what the example and the man page point to
     assert (unpacked / "usr/share" / NAME / "agent.multi-site.example.toml").is_file()
     docs = {p.name for p in (unpacked / "usr/share/doc" / NAME).iterdir()}
-    assert {"install.md.gz", "fleet.md.gz", "security.md.gz", "siem.md.gz"} <= docs
+    assert {"install.md.gz", "fleet.md.gz", "security.md.gz", "siem.md.gz",
+            "monitoring.md.gz"} <= docs
+    rules = unpacked / "usr/share" / NAME / "prometheus" / "sensor-sso-agent.rules.yml"
+    assert rules.read_text() == (REPO / "config/prometheus/sensor-sso-agent.rules.yml").read_text()
     assert {p.name for p in (unpacked / "usr/share" / NAME / "nginx").iterdir()} == \
         {"sensor-sso.conf", "sensor-sso-auth.conf", "sensor-sso-upstream.conf",
          "sensor-sso-check-cache.conf", "sensor-sso-check-cache-zone.conf"}
@@ -182,7 +185,8 @@ def test_offline_install_into_a_temporary_prefix(unpacked: Path, tmp_path: Path)
     assert checked.returncode == 0, checked.stderr
     assert "configuration is valid" in checked.stdout
     imports = run(prefix / "venv/bin/python", "-c",
-                  "import agent.web.app, agent.connectivity, agent.commands")
+                  "import agent.web.app, agent.connectivity, agent.commands, "
+                  "agent.metrics.exposition")  # [metrics] listen: prometheus_client offline
     assert imports.returncode == 0, imports.stderr
 
     # an upgrade builds a second venv and switches to it; pruning keeps only the one in use

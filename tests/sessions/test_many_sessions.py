@@ -20,7 +20,7 @@ from agent.settings import settings_from_mapping
 from agent.signin.identity import IdentityProvider
 from agent.signin.revalidation import Revalidator
 from agent.web.app import FREEZE_AT, SWEEP_SLICE_MIN, sweep_slice
-from agent.web.handlers import session_cookie
+from agent.web.check import session_cookie
 from bench.stack import seed_sessions
 from tests.clock import Clock
 from tests.harness import CLIENT, ROLE_GROUPS, TENANT, make_stack

@@ -1,0 +1,1 @@
+"""Tests of the metrics, the Prometheus listener, the alert rules and ``status``."""
