@@ -19,7 +19,6 @@ The admin socket (agent/admin.py) always serves whichever application is current
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -34,6 +33,7 @@ from .entra.discovery import TenantMetadata
 from .errors import ConfigError
 from .monitor import Monitor
 from .settings import Settings, listen_text, load_settings, problem_lines
+from .supervisor import Supervisor
 from .systemd import Notifier
 from .web.server import ACCEPT_BURST, quiet_accept_failures
 
@@ -91,8 +91,7 @@ class Service:
         self.sock: socket.socket | None = None
         self.app: web.Application | None = None
         self.runner: web.AppRunner | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._announcer: asyncio.Task[None] | None = None
+        self.supervisor = Supervisor()  # the watchdog and the readiness announcement
         self.admin: AdminSocket | None = None  # the sessions commands' socket
         self.started = time.time()
         self.monitor = Monitor(lambda: self.app)  # counts and the [metrics] listener
@@ -113,7 +112,7 @@ class Service:
         await self.monitor.serve(self.settings.metrics)
         interval = self.notifier.watchdog_interval
         if interval is not None:
-            self._tasks.append(asyncio.create_task(self._watchdog(interval)))
+            self.supervisor.start("watchdog", lambda: self._watchdog(interval))
 
     async def _start_app(self, settings: Settings, ssl_ctx: ssl.SSLContext | None) -> None:
         from .web.app import create_app
@@ -135,9 +134,9 @@ class Service:
         if self.app is not None:  # a reload: the counts of its tasks' failures live on
             self.metrics.replaced(self.app[SUPERVISOR].failures())
         self.app, self.runner = app, runner
-        if self._announcer is not None:
-            self._announcer.cancel()
-        self._announcer = asyncio.create_task(self._announce_ready(app[TENANT]))
+        await self.supervisor.cancel("ready_announcer")  # the previous application's
+        self.supervisor.start("ready_announcer", lambda: self._announce_ready(app[TENANT]),
+                              once=True)
 
     async def _announce_ready(self, tenant: TenantMetadata) -> None:
         where = f"serving on {listen_address(self.settings)}"
@@ -246,8 +245,7 @@ class Service:
     async def stop(self) -> None:
         self.notifier.stopping("stopping: finishing requests, saving sessions")
         log.info("agent_stopping")
-        if self._announcer is not None:
-            self._announcer.cancel()
+        await self.supervisor.cancel("ready_announcer")
         await self.monitor.stop()
         if self.admin is not None:
             await self.admin.stop()
@@ -255,12 +253,7 @@ class Service:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-        for task in self._tasks:
-            task.cancel()
-        for task in [*self._tasks, *([self._announcer] if self._announcer else [])]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self.supervisor.stop()
         if self.sock is not None:
             self.sock.close()
             self.sock = None

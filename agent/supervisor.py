@@ -2,7 +2,8 @@
 
 Each application (web/app.py) runs its background work — the session journal's flush and
 sweeps, discovery and JWKS refresh, re-validation, the Entra ID probe for the local sign-in
-form, the audit burst summaries — through ``Supervisor.start(name, work)``:
+form, the audit burst summaries — through ``Supervisor.start(name, work)``, and the process
+(lifecycle.py) its systemd watchdog and readiness announcement:
 
 * an unexpected exception (anything but cancellation) ends that run of ``work``; the task is
   restarted after a doubling delay (``backoff.doubling``, ``first_retry`` up to
@@ -157,6 +158,16 @@ class Supervisor:
         except Exception as exc:  # raised while stopping: said, never raised further
             self._failed(task, exc, restart=False)
         task.current = None
+
+    async def cancel(self, name: str) -> None:
+        """Stop task ``name`` now (its failures are kept); nothing when it is not running."""
+        task = self._tasks.get(name)
+        if task is None or task.runner is None or task.runner.done():
+            return
+        task.runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task.runner
+        task.done = True  # ended on purpose: not a dead task for alive()
 
     async def stop(self) -> None:
         """Cancel every task and wait for it; exceptions raised meanwhile are logged."""
