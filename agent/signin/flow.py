@@ -35,7 +35,7 @@ from ..errors import (
 from ..logging import AuditBursts
 from ..roles import decide_role, no_role_reason
 from ..sessions.store import Session, SessionStore, StateUnwritable
-from ..urlpaths import is_local_path
+from ..urlpaths import local_path
 from .identity import IdentityProvider, strings
 from .pending import PendingSignIn, PendingSignIns, binding_hash
 
@@ -84,9 +84,8 @@ class SignIn:
         self._unavailable[dependency] = (why, self.clock())
 
     def safe_next(self, next_path: object) -> str:
-        if isinstance(next_path, str) and is_local_path(next_path):
-            return next_path
-        return self.settings.server.post_login_path
+        """``next_path`` in its canonical local form, else ``post_login_path``."""
+        return local_path(next_path) or self.settings.server.post_login_path
 
     def authorize_extras(self, login_hint: object = None,
                          after_sign_out: bool = False) -> dict[str, Any]:

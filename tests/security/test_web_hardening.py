@@ -43,6 +43,25 @@ class TestOpenRedirect:
         assert location.startswith("/") and not location.startswith("//")
         assert not re.search(r"[\\\x00-\x20\x7f]", location)
 
+    @pytest.mark.parametrize(("given", "canonical"), [
+        ("/.//evil.example", "/evil.example"),
+        ("/./evil.example", "/evil.example"),
+        ("/a/..//evil.example", "/evil.example"),
+        ("/%2e//evil.example", "/evil.example"),
+        ("/\u2215\u2215evil.example", "/%E2%88%95%E2%88%95evil.example"),
+        ("/\uff0f\uff0fevil.example", "/%EF%BC%8F%EF%BC%8Fevil.example"),
+        ("/devices//list/./x/../y?q=\u00e9#top", "/devices/list/y?q=%C3%A9#top"),
+    ])
+    async def test_next_is_stored_and_redirected_as_a_canonical_path(
+            self, stack: Stack, given: str, canonical: str) -> None:
+        """Dot segments, doubled slashes and Unicode slashes (issue 23, 8): the sign-in
+        stores and redirects to one canonical local path, ASCII only, never as given."""
+        outcome = await attempt(stack, next_path=given)
+        assert 302 == outcome.status, outcome.text
+        assert canonical == outcome.headers["Location"]
+        assert [canonical] == [e["next"] for e in outcome.events("sso_login_started")] or \
+            not outcome.events("sso_login_started")
+
     async def test_hostile_next_not_echoed_on_the_sign_in_page(self, stack: Stack) -> None:
         """The sign-in page drops a hostile next instead of carrying it to the start link."""
         resp = await stack.browser().get("/login", params={"next": "//evil.example/"})
