@@ -17,7 +17,7 @@ from . import keys
 from .check import session_cookie
 from .frontchannel import SIGNED_OUT_COOKIE, SIGNED_OUT_MAX_AGE
 from .host import elsewhere
-from .local import local_form, not_ready_text, set_csrf_cookie
+from .local import local_form, not_ready_text, session_ended, set_csrf_cookie
 from .pages import error_page, login_page, plain_error_page, render, role_refused_page
 from .peer import client_address
 from .refusals import SIGN_IN_PAGE, page_reference
@@ -76,8 +76,8 @@ async def login(request: web.Request) -> web.Response:
     hint = request.query.get("login_hint")
     form, csrf_cookie = local_form(request, next_path)
     response = login_page(settings, next_path, signed_out="signed_out" in request.query,
-                          not_ready=not_ready_text(request, form),
-                          login_hint=hint if hint_ok(hint) else None, local=form)
+                          not_ready=not_ready_text(request, form), local=form,
+                          login_hint=hint if hint_ok(hint) else None, ended=session_ended(request))
     set_csrf_cookie(response, csrf_cookie)
     return response
 

@@ -41,6 +41,13 @@ def set_csrf_cookie(response: web.StreamResponse, cookie: str | None) -> None:
                             samesite="Strict")
 
 
+def session_ended(request: web.Request) -> bool:
+    """The browser still carries a session cookie whose session is gone (revoked by an
+    administrator or re-validation, timed out): the sign-in page says so, and not why."""
+    cookie = request.cookies.get(COOKIE_NAME)
+    return bool(cookie) and request.app[keys.SESSIONS].get(cookie, touch=False) is None
+
+
 def not_ready_text(request: web.Request, form: LocalForm | None) -> str | None:
     """What the sign-in page says about SSO being unavailable (None: nothing)."""
     settings = request.app[keys.SETTINGS]

@@ -52,10 +52,11 @@ class LocalForm:
 
 def login_page(settings: Settings, next_path: str | None, signed_out: bool,
                not_ready: str | None, login_hint: str | None = None,
-               local: LocalForm | None = None, status: int = 200) -> web.Response:
+               local: LocalForm | None = None, status: int = 200,
+               ended: bool = False) -> web.Response:
     return render("login.html", status=status, title="Sign in",
                   sensor_name=settings.server.sensor_name,
-                  start_url=start_url(next_path, login_hint),
+                  start_url=start_url(next_path, login_hint), ended=ended and not signed_out,
                   contact=settings.server.access_contact, signed_out=signed_out,
                   not_ready=not_ready, sso_off=settings.sso_off, local=local)
 
