@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from agent.devidp import Fault
 from agent.local.accounts import read_accounts, write_accounts
 from agent.sessions.store import COOKIE_NAME
 from agent.web import keys
 from tests.fleet.helpers import block, fleet
-from tests.harness import Stack
+from tests.harness import Stack, query
 from tests.local.helpers import (
     LOCAL_ADMIN,
     LOCAL_PASSWORD,
@@ -126,6 +127,32 @@ class TestWhenTheFormShows:
             provider_back(stack)
             await wait_for(lambda: not sign_in.degraded())
             assert False is has_form(await sign_in_page(browser))
+        finally:
+            await stack.close()
+
+    @pytest.mark.parametrize("answer", [
+        Fault(status=400, body=b"<html><h1>Bad Request - Request Too Long</h1></html>",
+              content_type="text/html"),
+        Fault(status=200, body=b"\x00\xffnot json", content_type="text/plain"),
+        Fault(status=500, body=b'{"error":"server_error"}'),
+    ], ids=["html_400", "garbage_200", "json_500"])
+    async def test_a_hostile_callback_does_not_make_the_form_appear(
+            self, tmp_path: Path, answer: Fault) -> None:
+        """Anyone can start a sign-in and send its callback an odd, oversized code; what the
+        token endpoint answers to it (not JSON, an error) is refused for that sign-in only:
+        Entra ID is not unavailable, so the form stays hidden and /readyz is not degraded."""
+        stack = await local_stack(tmp_path, down=False)
+        try:
+            attacker, operator = stack.browser(), stack.browser()
+            state = query(await attacker.start())["state"]
+            stack.idp.faults["token"] = dataclasses.replace(answer, times=1)
+            resp = await attacker.get("/auth/sso/callback",
+                                      params={"state": state, "code": "0." + "A" * 4000})
+            assert resp.status in (400, 403, 502)
+            assert 1 == stack.idp.requests["token"]
+            assert False is has_form(await sign_in_page(operator))
+            ready = await operator.get("/readyz")
+            assert {"status": "ready"} == await ready.json()
         finally:
             await stack.close()
 
