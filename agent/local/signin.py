@@ -2,7 +2,8 @@
 
 * ``offered``: with ``[local] sign_in = "when-sso-unavailable"`` the form is offered only while
   SSO is off for this sensor, the tenant's metadata is not loaded, or an Entra ID dependency
-  failed recently (``SignIn.degraded``, the same as ``/readyz``'s ``degraded``) — and only
+  is unavailable (``signin/health.py``: the agent's own probes and transport failures only,
+  the same as ``/readyz``'s ``degraded``) — and only
   when at least one account exists. A sign-in posted while the form is not offered is refused.
 * Login CSRF: before any session exists the sign-in page sets a random ``__Host-`` cookie and
   puts ``HMAC(key, cookie)`` in a hidden field (double submit, signed with a key of this
@@ -32,9 +33,12 @@ import structlog
 from ..clientaddr import client_key
 from ..entra.discovery import TenantMetadata
 from ..errors import SignInRefused
+from ..logging import AuditBursts
 from ..sessions.store import Session, SessionStore, StateUnwritable
 from ..settings import Settings
-from ..signin.flow import Completed, SignIn
+from ..signin.flow import Completed
+from ..signin.health import DependencyHealth
+from ..urlpaths import local_path
 from .accounts import Account, AccountsError, read_accounts
 from .lockout import Lockout
 from .passwords import CONCURRENT_HASHES, dummy_hash, verify_password
@@ -102,11 +106,13 @@ def describe_local(settings: Settings) -> tuple[list[str], list[str]]:
 
 
 class LocalSignIn:
-    def __init__(self, settings: Settings, tenant: TenantMetadata, sso: SignIn,
-                 sessions: SessionStore, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: Settings, tenant: TenantMetadata, health: DependencyHealth,
+                 bursts: AuditBursts, sessions: SessionStore,
+                 clock: Callable[[], float]) -> None:
         self.settings = settings
         self.tenant = tenant
-        self.sso = sso
+        self.health = health  # Entra ID's availability: what offers the form
+        self.bursts = bursts  # the application's, shared with the SSO sign-in
         self.sessions = sessions
         self.clock = clock
         self.accounts = LocalAccounts()
@@ -152,7 +158,7 @@ class LocalSignIn:
             return "always"
         if self.settings.sso_off:
             return "sso_off"
-        if not self.tenant.ready or self.sso.degraded():
+        if not self.tenant.ready or self.health.degraded():
             return "sso_unavailable"
         return None
 
@@ -181,7 +187,7 @@ class LocalSignIn:
         try:
             return await self._sign_in(form, csrf_cookie, client)
         except LocalSignInRefused as exc:  # a flood becomes summaries (audit_burst)
-            self.sso.bursts.event("warning", "local_login_refused", client,
+            self.bursts.event("warning", "local_login_refused", client,
                                   reason=exc.reason, status=exc.status,
                                   **{k: v for k, v in (("why", exc.why), ("name", exc.name))
                                      if v is not None})
@@ -222,7 +228,8 @@ class LocalSignIn:
         audit.info("local_login_succeeded", name=account.name, role=account.role,
                    source_ip=client)
         return Completed(cookie_id=cookie_id, session=session,
-                         next_path=self.sso.safe_next(form.get("next")))
+                         next_path=local_path(form.get("next"))
+                         or self.settings.server.post_login_path)
 
     async def _verify(self, account: Account | None, password: str) -> bool:
         """Check ``password`` (against a dummy hash for an unknown name) off the event loop."""

@@ -9,6 +9,8 @@ in ``REASONS``.
 
 from __future__ import annotations
 
+import re
+
 from ..roles import ROLES
 
 OTHER = "other"
@@ -42,6 +44,15 @@ REASONS = frozenset({
 })
 
 
+# The way out (entra/outbound.py) names its failures after the dependency: "Microsoft Graph"
+# timing out is microsoft_graph_timeout.
+TRANSPORT_SUFFIXES = ("_timeout", "_unreachable", "_bad_response", "_response_too_large")
+
+
+def _slug(dependency: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", dependency.lower()).strip("_")
+
+
 def one_of(value: str, allowed: frozenset[str] | tuple[str, ...]) -> str:
     """``value`` when it is one of ``allowed``, else ``other``."""
     return value if value in allowed else OTHER
@@ -49,3 +60,5 @@ def one_of(value: str, allowed: frozenset[str] | tuple[str, ...]) -> str:
 # The dependency names the agent's errors and /readyz use → the metric's label.
 DEPENDENCY_OF = {"Entra ID discovery": "discovery", "Entra ID signing keys": "jwks",
                  "Entra ID": "token_endpoint", "Microsoft Graph": "graph"}
+REASONS = REASONS | {_slug(name) + suffix for name in DEPENDENCY_OF
+                     for suffix in TRANSPORT_SUFFIXES}

@@ -36,6 +36,7 @@ from ..logging import AuditBursts
 from ..roles import decide_role, no_role_reason
 from ..sessions.store import Session, SessionStore, StateUnwritable
 from ..urlpaths import local_path
+from .health import DependencyHealth
 from .identity import IdentityProvider, strings
 from .pending import PendingSignIn, PendingSignIns, binding_hash
 
@@ -59,29 +60,18 @@ class Completed:
 
 
 class SignIn:
+    """The SSO sign-in; ``health`` (what offers the local form) and ``bursts`` (audit floods
+    as summaries) are the application's, shared with the local sign-in."""
+
     def __init__(self, idp: IdentityProvider, pending: PendingSignIns, sessions: SessionStore,
-                 clock: Callable[[], float], bursts: AuditBursts | None = None) -> None:
+                 clock: Callable[[], float], health: DependencyHealth,
+                 bursts: AuditBursts) -> None:
         self.idp, self.settings = idp, idp.settings
-        self.bursts = bursts or AuditBursts(audit, clock)  # floods: summaries, not lines
+        self.health = health
+        self.bursts = bursts
         self.pending = pending
         self.sessions = sessions
         self.clock = clock
-        self._unavailable: dict[str, tuple[str, float]] = {}  # dependency → (why, when)
-        self._warming: asyncio.Future[object] | None = None  # MSAL built in the background
-
-    def degraded(self, window: float = 300.0) -> dict[str, str]:
-        """Dependencies that failed a sign-in within ``window`` s with no success since."""
-        now = self.clock()
-        return {dep: why for dep, (why, when) in self._unavailable.items()
-                if now - when < window}
-
-    def note_reachable(self, prefix: str = "Entra ID") -> None:
-        """A probe reached Entra ID: its dependencies are no longer degraded."""
-        for dependency in [d for d in self._unavailable if d.startswith(prefix)]:
-            del self._unavailable[dependency]
-
-    def note_unreachable(self, dependency: str, why: str) -> None:
-        self._unavailable[dependency] = (why, self.clock())
 
     def safe_next(self, next_path: object) -> str:
         """``next_path`` in its canonical local form, else ``post_login_path``."""
@@ -111,23 +101,6 @@ class SignIn:
             wanted = {"acrs": {"essential": True, "value": entra.require_auth_context}}
             extra["claims_challenge"] = json.dumps({"id_token": wanted, "access_token": wanted})
         return extra
-
-    def prepare(self) -> None:
-        """Build the MSAL application in the background when a sign-in is likely (the
-        sign-in page was asked for), so that the first sign-in's start does not wait for it
-        (MSAL and requests are imported then, not at start: about 8 MiB of an idle agent)."""
-        if self.idp.client.loaded or self._warming is not None or \
-                self.settings.sso_off or not self.idp.tenant.ready:
-            return
-
-        def done(task: asyncio.Future[object]) -> None:
-            self._warming = None
-            if not task.cancelled():
-                task.exception()  # retrieved: start() builds it again and says what failed
-
-        # Kept in self._warming until it is done: the event loop holds tasks weakly.
-        self._warming = asyncio.ensure_future(asyncio.to_thread(self.idp.client.app))
-        self._warming.add_done_callback(done)
 
     async def start(self, next_path: object, client: str, binding: str | None,
                     login_hint: object = None, after_sign_out: bool = False) -> Started:
@@ -181,13 +154,14 @@ class SignIn:
         except SignInError as exc:
             self._refused(exc, client)
             raise
-        self._unavailable.clear()  # every dependency answered this sign-in
+        self.health.sign_in_succeeded()  # every dependency answered this sign-in
         return done
 
     def _refused(self, exc: SignInError, client: str) -> None:
-        """Audit a refused sign-in; remember an unavailable dependency for /readyz."""
+        """Audit a refused sign-in; a transport failure counts for Entra ID's availability
+        (health.py: never what the token endpoint or Graph answered to this sign-in)."""
         if isinstance(exc, IdentityProviderUnavailable):
-            self._unavailable[exc.dependency] = (exc.detail, self.clock())
+            self.health.sign_in_failed(exc)
         if exc.aadsts or exc.reason == "idp_error":
             self.bursts.event("warning", "idp_error", client, reason=exc.reason,
                               aadsts=exc.aadsts, error=exc.provider_error)

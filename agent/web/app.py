@@ -33,18 +33,22 @@ from ..entra.graph import GraphClient
 from ..entra.outbound import Outbound
 from ..errors import IdentityProviderUnavailable, MetadataProblem
 from ..local.signin import LocalSignIn
+from ..logging import AuditBursts
 from ..metrics.tally import AgentMetrics
 from ..roles import no_role_reason
 from ..sessions.journal import StateDirUnsafe
 from ..sessions.store import Session, SessionStore
 from ..settings import Settings
 from ..signin.flow import SignIn
+from ..signin.health import DependencyHealth
 from ..signin.identity import IdentityProvider
 from ..signin.pending import PendingSignIns
 from ..signin.revalidation import Revalidator
+from ..signin.warmup import MsalWarmUp
 from ..supervisor import Supervisor
-from . import check, handlers, health, keys
+from . import check, handlers, keys
 from .frontchannel import FRONTCHANNEL_LOGOUT_PATH, frontchannel_logout
+from .health import healthz, readyz
 from .local import local_sign_in
 from .middlewares import guarded, security_header_set, security_headers
 from .refusals import RefusalAudit
@@ -94,12 +98,16 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app[keys.SESSIONS] = sessions
     graph = GraphClient(outbound, settings.entra.graph_url)
     idp = IdentityProvider(settings, tenant, client, graph)
-    app[keys.SIGN_IN] = sign_in = SignIn(idp, pending, sessions, clock)
+    health = app[keys.HEALTH] = DependencyHealth(clock)  # what offers the local form
+    bursts = app[keys.AUDIT_BURSTS] = AuditBursts(  # audit floods become summaries
+        structlog.get_logger("agent.audit"), clock)
+    app[keys.SIGN_IN] = SignIn(idp, pending, sessions, clock, health, bursts)
+    app[keys.MSAL_WARM_UP] = MsalWarmUp(idp)
     supervisor = app[keys.SUPERVISOR] = Supervisor()
     revalidator = app[keys.REVALIDATOR] = Revalidator(
         idp, sessions, clock, report=lambda exc: supervisor.report("revalidation", exc))
     revalidator.outcomes = metrics.revalidations
-    app[keys.LOCAL] = local = LocalSignIn(settings, tenant, sign_in, sessions, clock)
+    app[keys.LOCAL] = local = LocalSignIn(settings, tenant, health, bursts, sessions, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(sessions.load)  # StateDirUnsafe: refuse before anything runs
@@ -108,7 +116,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         ask = await _redecide_roles(sessions, settings)  # [roles] changed meanwhile
         await local.load()  # ends the sessions of removed or changed local accounts
         supervisor.start("journal_flush", lambda: _keep_sessions(sessions))
-        supervisor.start("audit_bursts", lambda: _flush_audit_bursts(sign_in))
+        supervisor.start("audit_bursts", lambda: _flush_audit_bursts(bursts))
         if not settings.sso_off:  # no [[setting]] applies: no tenant to talk to
             supervisor.start("tenant_metadata", lambda: _keep_tenant_metadata(tenant, client))
             supervisor.start("revalidation", revalidator.run)
@@ -116,7 +124,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                 supervisor.start("roles_recheck", lambda: revalidator.recheck(ask), once=True)
             if local.accounts.accounts and settings.local.sign_in == "when-sso-unavailable":
                 supervisor.start("entra_probe",
-                                 lambda: _watch_entra(tenant, sign_in, probe_interval))
+                                 lambda: _watch_entra(tenant, health, probe_interval))
         try:
             yield
         finally:
@@ -145,8 +153,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     r.add_get("/auth/me", guarded(handlers.me))
     r.add_post("/auth/logout", guarded(handlers.logout))
     r.add_get(FRONTCHANNEL_LOGOUT_PATH, guarded(frontchannel_logout))
-    r.add_get("/healthz", guarded(health.healthz))
-    r.add_get("/readyz", guarded(health.readyz))
+    r.add_get("/healthz", guarded(healthz))
+    r.add_get("/readyz", guarded(readyz))
     r.add_static("/auth/static", STATIC, append_version=False)
     if console:
         r.add_get(settings.server.post_login_path, guarded(handlers.overview))
@@ -201,15 +209,17 @@ async def _keep_tenant_metadata(tenant: TenantMetadata, client: EntraClient) -> 
             await tenant.refresh_keys()
 
 
-async def _flush_audit_bursts(sign_in: SignIn) -> None:
+async def _flush_audit_bursts(bursts: AuditBursts) -> None:
     """Summaries of audit bursts go out when their interval ends, even if all goes quiet."""
     while True:
         await asyncio.sleep(1.0)
-        sign_in.bursts.flush_due()
+        bursts.flush_due()
 
 
-async def _watch_entra(tenant: TenantMetadata, sign_in: SignIn, interval: float) -> None:
-    """Is Entra ID reachable? The local sign-in form depends on the answer (``degraded``)."""
+async def _watch_entra(tenant: TenantMetadata, health: DependencyHealth,
+                       interval: float) -> None:
+    """Is Entra ID reachable? The agent's own probe decides (signin/health.py), and with it
+    whether the local sign-in form is offered."""
     while True:
         await asyncio.sleep(interval)
         if not tenant.ready:
@@ -217,13 +227,13 @@ async def _watch_entra(tenant: TenantMetadata, sign_in: SignIn, interval: float)
         try:
             await tenant.probe()
         except (IdentityProviderUnavailable, MetadataProblem) as exc:
-            dependency = str(getattr(exc, "info", {}).get("dependency") or "Entra ID")
-            if not sign_in.degraded().get(dependency):
+            dependency = str(getattr(exc, "dependency", None) or "Entra ID")
+            if not health.degraded().get(dependency):
                 log.warning("identity_provider_unreachable", dependency=dependency,
                             reason=str(exc))
-            sign_in.note_unreachable(dependency, str(exc))
+            health.probe_failed(dependency, str(exc))
         else:
-            sign_in.note_reachable("Entra ID")
+            health.reachable("Entra ID")
 
 
 def sweep_slice(sessions: SessionStore, cursor: int) -> int:

@@ -69,7 +69,7 @@ async def login(request: web.Request) -> web.Response:
     if (moved := _on_another_host(request)) is not None:
         return moved
     sign_in = request.app[keys.SIGN_IN]
-    sign_in.prepare()  # MSAL, in the background: a sign-in is likely to follow
+    request.app[keys.MSAL_WARM_UP].prepare()  # in the background: a sign-in is likely
     raw_next = request.query.get("next")
     next_path = sign_in.safe_next(raw_next) if raw_next else None
     settings = request.app[keys.SETTINGS]

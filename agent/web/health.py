@@ -26,7 +26,7 @@ def readiness(app: web.Application) -> Readiness:
     (no new sign-in could be kept) or while Entra ID rejects the client credential (with the
     fix); ``degraded`` names recently failing deps and tasks (``task:NAME``, supervisor.py)."""
     tenant = app[keys.TENANT]
-    degraded = app[keys.SIGN_IN].degraded() | app[keys.SUPERVISOR].degraded()
+    degraded = app[keys.HEALTH].degraded() | app[keys.SUPERVISOR].degraded()
     if (state := app[keys.SESSIONS].state_problem) is not None:
         return Readiness(False, f"session state cannot be written ({state}): new sign-ins are "
                          "refused, signed-in users keep working", degraded)

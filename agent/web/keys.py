@@ -8,16 +8,22 @@ from multidict import CIMultiDictProxy
 from ..clientaddr import ProxyTrust
 from ..entra.discovery import TenantMetadata
 from ..local.signin import LocalSignIn
+from ..logging import AuditBursts
 from ..metrics.tally import AgentMetrics
 from ..sessions.store import SessionStore
 from ..settings import Settings
 from ..signin.flow import SignIn
+from ..signin.health import DependencyHealth
 from ..signin.revalidation import Revalidator
+from ..signin.warmup import MsalWarmUp
 from ..supervisor import Supervisor
 from .refusals import RefusalAudit
 
 SETTINGS = web.AppKey("settings", Settings)
 SIGN_IN = web.AppKey("sign_in", SignIn)
+HEALTH = web.AppKey("health", DependencyHealth)  # Entra ID's availability (signin/health.py)
+AUDIT_BURSTS = web.AppKey("audit_bursts", AuditBursts)
+MSAL_WARM_UP = web.AppKey("msal_warm_up", MsalWarmUp)
 SESSIONS = web.AppKey("sessions", SessionStore)
 TENANT = web.AppKey("tenant", TenantMetadata)
 PROXY_TRUST = web.AppKey("proxy_trust", ProxyTrust)

@@ -119,13 +119,13 @@ class TestWhenTheFormShows:
             browser = stack.browser()
             assert False is has_form(await sign_in_page(browser))
             provider_down(stack)
-            sign_in = stack.app[keys.SIGN_IN] if stack.app else None
-            assert sign_in is not None
-            await wait_for(lambda: bool(sign_in.degraded()))
+            health = stack.app[keys.HEALTH] if stack.app else None
+            assert health is not None
+            await wait_for(lambda: bool(health.degraded()))
             page = await sign_in_page(browser)
             assert (True, True) == (has_form(page), "did not answer the sensor" in page)
             provider_back(stack)
-            await wait_for(lambda: not sign_in.degraded())
+            await wait_for(lambda: not health.degraded())
             assert False is has_form(await sign_in_page(browser))
         finally:
             await stack.close()

@@ -6,8 +6,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from agent.entra.outbound import reason_slug
 from agent.metrics.labels import (
     DEPENDENCIES,
+    DEPENDENCY_OF,
     METHODS,
     OTHER,
     REASONS,
@@ -15,6 +17,7 @@ from agent.metrics.labels import (
     REVALIDATION_OUTCOMES,
     ROLE_IDS,
     THROTTLED,
+    TRANSPORT_SUFFIXES,
 )
 from agent.metrics.tally import AgentMetrics
 from tests.metrics.support import Watched, samples, scrape_text
@@ -55,6 +58,14 @@ def test_every_reason_code_the_agent_raises_is_a_label_value() -> None:
     assert {"no_role", "no_app_role", "idp_unreachable", "bad_credentials",
             "id_token_malformed"} <= raised
     assert set() == raised - REASONS
+
+
+def test_the_way_outs_failures_are_label_values() -> None:
+    """What entra/outbound.py names after a dependency (microsoft_graph_timeout, ...) is
+    in labels.REASONS for every dependency the metrics know."""
+    for name in DEPENDENCY_OF:
+        for suffix in TRANSPORT_SUFFIXES:
+            assert reason_slug(name) + suffix in REASONS
 
 
 def test_an_unknown_reason_or_method_counts_as_other() -> None:

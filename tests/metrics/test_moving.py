@@ -172,16 +172,29 @@ class TestDependencies:
         assert 1 == value(found, "sensor_sso_sign_in_refusals_total", method="sso",
                           reason="idp_unreachable")
 
-    async def test_graph_failing_flips_graph(self, watched: Watched) -> None:
-        """A user whose token lacks the names makes the agent ask Graph; Graph answering
-        503 refuses the sign-in and marks graph down; Graph back, a sign-in marks it up."""
-        watched.stack.idp.faults["graph_me"] = Fault(status=503, body=b"{}")
+    async def test_graph_timing_out_flips_graph(self, watched: Watched) -> None:
+        """A user whose token lacks the names makes the agent ask Graph; Graph not answering
+        within entra.timeout (a transport failure, signin/health.py) refuses the sign-in and
+        marks graph down; Graph back, a sign-in marks it up again."""
+        watched.stack.idp.faults["graph_me"] = Fault(delay=5.0)
         refused = await watched.stack.browser().sign_in("graphprofile@contoso.example")
         assert 502 == refused.status
         found = await watched.scrape()
         assert 0 == value(found, "sensor_sso_dependency_up", dependency="graph")
+        assert 1 == value(found, "sensor_sso_sign_in_refusals_total", method="sso",
+                          reason="microsoft_graph_timeout")
         watched.stack.idp.faults.clear()
         await signed_in(watched, "graphprofile@contoso.example")
+        found = await watched.scrape()
+        assert 1 == value(found, "sensor_sso_dependency_up", dependency="graph")
+
+    async def test_an_odd_answer_to_one_sign_in_flips_nothing(self, watched: Watched
+                                                             ) -> None:
+        """Graph answering one sign-in with a 503 refuses that sign-in but is no proof that
+        Graph is down (anyone can provoke odd answers): graph stays up."""
+        watched.stack.idp.faults["graph_me"] = Fault(status=503, body=b"{}")
+        assert 502 == (await watched.stack.browser().sign_in(
+            "graphprofile@contoso.example")).status
         found = await watched.scrape()
         assert 1 == value(found, "sensor_sso_dependency_up", dependency="graph")
 
