@@ -75,10 +75,10 @@ async def test_status_reads_the_agent_at_a_glance(agent: AgentProcess,
 
 async def test_status_says_what_is_degraded_and_exits_2(agent: AgentProcess,
                                                        idp: DevIdentityProvider) -> None:
-    """A sign-in that the token endpoint fails leaves Entra ID degraded: status names it,
-    the dependency is down with why, and the exit status is 2."""
+    """A sign-in whose code redemption times out (a transport failure) leaves Entra ID
+    degraded: status names it, the dependency is down with why, and the exit status is 2."""
     await agent.wait_healthy()
-    idp.faults["token"] = Fault(status=500, body=b"{}")
+    idp.faults["token"] = Fault(delay=5.0, times=1)  # entra.timeout is 3 s
     client = SignInClient(agent.url, idp)
     try:
         assert 502 == (await client.get(await client.authorize(READER)))[0]
