@@ -7,8 +7,17 @@ MSAL traps handled here:
 * its token cache keeps every user's tokens → a cache that stores nothing (the one refresh
   token a session needs lives in the agent's own encrypted session store);
 * it raises on odd tokens (KeyError, RuntimeError for the nonce) → translated here;
+* it keeps the ``error`` value of every failed answer, whatever its type, for a telemetry
+  header on every later request until one succeeds: one answer whose ``error`` is not a
+  plain string (an object, a line break) made every later redemption and refresh fail, for
+  every user, until a restart → its telemetry buffer keeps nothing;
 * it warns unless ``response_mode="form_post"``, but a POST callback loses the
-  ``SameSite=Lax`` binding cookie → keep ``query`` and silence that one warning.
+  ``SameSite=Lax`` binding cookie → keep ``query`` and silence that one warning;
+* it logs the token endpoint's whole answer, with a traceback, at ERROR when the answer is
+  not JSON (megabytes from a hostile or broken endpoint, a token in it maybe), and an ID
+  token's claims when it rejects one → its loggers are quiet below CRITICAL; the agent
+  reports each such failure itself, once, with a reason (``sso_login_refused``,
+  ``revalidation_unavailable``).
 
 MSAL is synchronous: callers run ``redeem`` in a thread. MSAL and requests (about 8 MiB of
 the agent's memory) are imported when the MSAL application is first built (the first
@@ -18,6 +27,7 @@ sign-in or re-validation), not at start.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import warnings
 from collections.abc import Iterator
@@ -36,6 +46,7 @@ if TYPE_CHECKING:
     import msal
 
 _FORM_POST_WARNING = r"response_mode='form_post' is recommended"
+logging.getLogger("msal").setLevel(logging.CRITICAL)  # see above: bodies and claims
 
 
 @contextmanager
@@ -61,10 +72,14 @@ def _transport_errors(request: str, answer: str = "token") -> Iterator[None]:
 
 
 class _NothingKept(dict[str, Any]):
-    """A mapping that forgets whatever is stored in it (MSAL's ``http_cache``)."""
+    """A mapping that forgets whatever is stored in it (MSAL's ``http_cache`` and its
+    telemetry buffer)."""
 
     def __setitem__(self, key: str, value: Any) -> None:
         return None
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        return default
 
 
 @cache
@@ -161,6 +176,8 @@ class EntraClient:
                     else:  # Web platform: a secret, or a certificate MSAL signs an assertion
                         self._app = msal.ConfidentialClientApplication(
                             self.settings.client_id, client_credential=credential, **common)
+                # No constructor argument for it: see the module's docstring.
+                self._app._telemetry_buffer = _NothingKept()
             except (ValueError, KeyError, msal.exceptions.MsalServiceError) as exc:
                 raise IdentityProviderUnavailable(
                     "idp_bad_response", f"Entra ID's discovery answer is unusable: "

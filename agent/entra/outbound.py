@@ -108,7 +108,7 @@ class Outbound:
                 dependency=dependency) from None
         try:
             body = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
             body = _NOT_JSON
         if body is _NOT_JSON and status < 500 and status != 429:
             raise IdentityProviderUnavailable(
@@ -161,7 +161,7 @@ def _read_capped_sync(response: requests.Response) -> bytes:
 def _is_json_object(response: requests.Response) -> bool:
     try:
         return isinstance(response.json(), dict)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
         return False
 
 

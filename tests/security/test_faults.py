@@ -242,3 +242,19 @@ async def test_no_client_side_throttle_after_a_failure(stack: Stack) -> None:
     outcome = await attempt(stack, READER)
     assert (302, True) == (outcome.status, outcome.has_session), outcome.text
     assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("error", [{"x": {}}, ["invalid_grant"], 7,
+                                   "server_error\r\nX-Injected: 1"])
+async def test_one_odd_error_value_does_not_break_every_later_sign_in(
+        stack: Stack, error: object) -> None:
+    """A token answer whose ``error`` is an object, a list, a number or a string with a line
+    break (found by test_hostile_answers.py): that sign-in is refused, and the next user
+    signs in. MSAL kept the value for a telemetry header on every later request, which
+    then failed (TypeError, or requests' InvalidHeader) for every user until a restart."""
+    stack.idp.faults["token"] = Fault(status=400, body=json.dumps({"error": error}).encode(),
+                                      times=1)
+    refused = await attempt(stack, ADMIN)
+    assert refused.status in (403, 502) and refused.refused_reasons, refused.text
+    outcome = await attempt(stack, READER)
+    assert (302, True) == (outcome.status, outcome.has_session), outcome.text
