@@ -7,21 +7,16 @@ MSAL traps handled here:
 * its token cache keeps every user's tokens → a cache that stores nothing (the one refresh
   token a session needs lives in the agent's own encrypted session store);
 * it raises on odd tokens (KeyError, RuntimeError for the nonce) → translated here;
-* it keeps the ``error`` value of every failed answer, whatever its type, for a telemetry
-  header on every later request until one succeeds: one answer whose ``error`` is not a
-  plain string (an object, a line break) made every later redemption and refresh fail, for
-  every user, until a restart → its telemetry buffer keeps nothing;
+* it keeps each failed answer's ``error`` (any type) for a header on every later request:
+  one that is no plain string broke all later calls until a restart → a buffer that keeps
+  nothing;
 * it warns unless ``response_mode="form_post"``, but a POST callback loses the
   ``SameSite=Lax`` binding cookie → keep ``query`` and silence that one warning;
-* it logs the token endpoint's whole answer, with a traceback, at ERROR when the answer is
-  not JSON (megabytes from a hostile or broken endpoint, a token in it maybe), and an ID
-  token's claims when it rejects one → its loggers are quiet below CRITICAL; the agent
-  reports each such failure itself, once, with a reason (``sso_login_refused``,
-  ``revalidation_unavailable``).
+* it logs a non-JSON token answer whole, with a traceback, and a rejected ID token's claims
+  → its loggers are quiet below CRITICAL (the agent logs each failure's reason itself).
 
-MSAL is synchronous: callers run ``redeem`` in a thread. MSAL and requests (about 8 MiB of
-the agent's memory) are imported when the MSAL application is first built (the first
-sign-in or re-validation), not at start.
+MSAL is synchronous: callers run ``redeem`` in a thread. MSAL and requests (about 8 MiB)
+are imported when the MSAL application is first built (first sign-in or re-validation).
 """
 
 from __future__ import annotations
@@ -40,7 +35,7 @@ from ..errors import IdentityProviderUnavailable, SignInRefused, SignInRejected
 from ..settings import EntraSettings
 from .answers import CredentialStatus, classify
 from .credentials import CredentialProblem, client_credential
-from .outbound import MAX_BODY, MsalHttpClient, ResponseTooLarge
+from .outbound import MAX_BODY, MsalHttpClient, NothingKept, ResponseTooLarge
 
 if TYPE_CHECKING:
     import msal
@@ -69,17 +64,6 @@ def _transport_errors(request: str, answer: str = "token") -> Iterator[None]:
         raise IdentityProviderUnavailable(
             "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",
             dependency="Entra ID") from None
-
-
-class _NothingKept(dict[str, Any]):
-    """A mapping that forgets whatever is stored in it (MSAL's ``http_cache`` and its
-    telemetry buffer)."""
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        return None
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        return default
 
 
 @cache
@@ -166,7 +150,7 @@ class EntraClient:
             try:
                 common: dict[str, Any] = {
                     "authority": self.settings.authority, "http_client": self.http,
-                    "instance_discovery": False, "http_cache": _NothingKept(),
+                    "instance_discovery": False, "http_cache": NothingKept(),
                     "token_cache": _no_token_cache_class()()}
                 credential = self._credential()
                 with _transport_errors("the discovery request", "discovery"):
@@ -176,8 +160,7 @@ class EntraClient:
                     else:  # Web platform: a secret, or a certificate MSAL signs an assertion
                         self._app = msal.ConfidentialClientApplication(
                             self.settings.client_id, client_credential=credential, **common)
-                # No constructor argument for it: see the module's docstring.
-                self._app._telemetry_buffer = _NothingKept()
+                self._app._telemetry_buffer = NothingKept()  # no argument for it
             except (ValueError, KeyError, msal.exceptions.MsalServiceError) as exc:
                 raise IdentityProviderUnavailable(
                     "idp_bad_response", f"Entra ID's discovery answer is unusable: "

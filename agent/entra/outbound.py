@@ -120,6 +120,17 @@ class Outbound:
 _NOT_JSON = object()
 
 
+class NothingKept(dict[str, Any]):
+    """Forgets whatever is stored in it: MSAL's ``http_cache`` and telemetry buffer
+    (entra/client.py says why)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        return None
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        return default
+
+
 class _CappedBody:
     """A body read in chunks, refused (``ResponseTooLarge``) once it passes ``MAX_BODY``:
     at once when the declared ``Content-Length`` says so, else at the chunk that crosses it.
