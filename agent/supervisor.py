@@ -10,7 +10,8 @@ form, the audit burst summaries — through ``Supervisor.start(name, work)``, an
   ``max_retry`` seconds). A supervised task runs for ever: returning is a failure too
   (``TaskReturned``), unless it was started with ``once=True``;
 * a failure is logged once per burst as ``task_failed`` (``task``, ``error`` = the exception's
-  class, ``restart_in``, ``fix``) — never the exception's message, which may carry bytes an
+  class, ``restart_in``, ``fix``, and the frames where it was raised: logging.py's
+  ``exception_summary``) — never the exception's message, which may carry bytes an
   identity provider or a client sent. Further failures of the same burst are only counted;
   ``task_recovered`` (``task``, ``failures``) follows once the task has run ``stable_after``
   seconds without failing (for a reported failure: when next asked after that time);
@@ -207,7 +208,8 @@ class Supervisor:
             if restart:
                 fields["restart_in"] = doubling(task.in_a_row, self.first_retry,
                                                 self.max_retry)
-            log.error("task_failed", task=task.name, error=task.last_error, **fields,
+            log.error("task_failed", task=task.name, error=task.last_error, exc_info=exc,
+                      **fields,
                       fix="a defect or a hostile answer: report it with the journal lines "
                           "around this one; the agent restarts the task")
 

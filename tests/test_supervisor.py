@@ -8,7 +8,11 @@ from collections.abc import Callable
 
 from structlog.testing import capture_logs
 
+from agent.logging import exception_summary
 from agent.supervisor import Supervisor
+
+
+SENT = "bytes a provider sent"
 
 
 def quick() -> Supervisor:
@@ -32,7 +36,7 @@ class TestRestarts:
         async def work() -> None:
             runs.append(time.monotonic())
             if len(runs) <= 3:
-                raise ValueError("bytes a provider sent")
+                raise ValueError(SENT)
             await asyncio.Event().wait()
 
         sup = quick()
@@ -48,7 +52,11 @@ class TestRestarts:
         assert {"t": 3} == sup.failures()
         gaps = [b - a for a, b in zip(runs, runs[1:], strict=False)]
         assert gaps[0] >= 0.02 and gaps[1] >= 0.04 and gaps[2] >= 0.08  # doubling delays
-        assert "bytes a provider sent" not in repr(logs)
+        failed = exception_summary(None, "", dict(next(e for e in logs
+                                                       if e["event"] == "task_failed")))
+        assert "ValueError" == failed["error_type"]
+        assert "in work" in failed["traceback"]  # where it was raised: frames, no message
+        assert SENT not in repr(failed)
 
     async def test_returning_is_a_failure_unless_once(self) -> None:
         """A task meant to run for ever that returns is restarted (TaskReturned); one started
