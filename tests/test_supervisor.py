@@ -11,7 +11,6 @@ from structlog.testing import capture_logs
 from agent.logging import exception_summary
 from agent.supervisor import Supervisor
 
-
 SENT = "bytes a provider sent"
 
 
