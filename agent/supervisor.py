@@ -97,6 +97,7 @@ class Supervisor:
         if task.runner is not None and not task.runner.done():
             raise RuntimeError(f"task {name!r} is already running")
         task.done = False
+        self._stopping = False  # started again after a stop (lifecycle's Service.start)
         task.runner = asyncio.create_task(self._supervise(task, work, once),
                                           name=f"supervise:{name}")
 
