@@ -13,6 +13,9 @@ one user's sign-in made the token endpoint or Graph answer — an HTML page, gar
 error, whatever an odd or oversized ``code`` provokes — is refused for that sign-in and
 audited, and never counts: anyone can start a sign-in and send its callback anything.
 A sign-in that completes is proof that every dependency answered: it clears them all.
+
+``last_answered()`` says when each dependency last answered the agent (a completed sign-in,
+a probe, a key fetch; the metrics' ``dependency_last_success``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from ..errors import IdentityProviderUnavailable
 
 WINDOW = 300.0  # seconds a failure counts without a newer one
+DEPENDENCIES = ("Entra ID discovery", "Entra ID signing keys", "Entra ID", "Microsoft Graph")
 _TRANSPORT = ("_timeout", "_unreachable")  # reason codes of failures no answer can cause
 
 
@@ -38,6 +42,7 @@ class DependencyHealth:
         self.clock = clock
         self.window = window
         self._failed: dict[str, tuple[str, float]] = {}  # dependency → (why, when)
+        self._answered: dict[str, float] = {}  # dependency → when it last answered
 
     def degraded(self) -> dict[str, str]:
         """Dependencies that failed within ``window`` s with no success since: why."""
@@ -50,9 +55,21 @@ class DependencyHealth:
         self._failed[dependency] = (why, self.clock())
 
     def reachable(self, prefix: str = "Entra ID") -> None:
-        """A probe reached Entra ID: the dependencies named ``prefix...`` answered."""
+        """A probe of the discovery document reached Entra ID: the dependencies named
+        ``prefix...`` count as answering again."""
+        self._answered["Entra ID discovery"] = self.clock()
         for dependency in [d for d in self._failed if d.startswith(prefix)]:
             del self._failed[dependency]
+
+    def answered(self, *dependencies: str) -> None:
+        """The agent's own request (discovery, JWKS) to each of ``dependencies`` worked."""
+        now = self.clock()
+        for dependency in dependencies:
+            self._answered[dependency] = now
+            self._failed.pop(dependency, None)
+
+    def last_answered(self) -> dict[str, float]:
+        return dict(self._answered)
 
     def sign_in_failed(self, exc: IdentityProviderUnavailable) -> bool:
         """A sign-in met ``exc``; it counts only as a transport failure (True when it did)."""
@@ -64,3 +81,5 @@ class DependencyHealth:
     def sign_in_succeeded(self) -> None:
         """Every dependency answered a whole sign-in."""
         self._failed.clear()
+        now = self.clock()
+        self._answered.update(dict.fromkeys(DEPENDENCIES, now))

@@ -98,9 +98,9 @@ class Revalidator:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self.outcomes: Counter[str] = Counter()  # by Outcome.result (the metrics share theirs)
-        # The oldest confirmation of an SSO session seen in the last whole pass, in this one.
-        self._oldest: float | None = None
-        self._oldest_this_pass: float | None = None
+        self.answered_at: float | None = None  # when Entra ID last answered a refresh
+        self._oldest: float | None = None  # the oldest confirmation seen by the last pass ...
+        self._oldest_this_pass: float | None = None  # ... and by this one
 
     # ----- schedule -----------------------------------------------------------------------
 
@@ -137,8 +137,7 @@ class Revalidator:
         return found
 
     def lag(self) -> float:
-        """Seconds since the least recently confirmed SSO session was (as the last whole pass
-        found it; 0: none). It grows while re-validation stalls, whatever the cause."""
+        """Seconds since the least recently confirmed SSO session was (last pass; 0: none)."""
         oldest = self._oldest if self._oldest is not None else self._oldest_this_pass
         return 0.0 if oldest is None else max(0.0, self.clock() - oldest)
 
@@ -293,6 +292,7 @@ class Revalidator:
         session.next_revalidation = self.clock() + wait
 
     def _recovered(self) -> None:
+        self.answered_at = self.clock()
         if self._unavailable_since is not None:
             audit.info("revalidation_recovered",
                        unavailable_for=round(self.clock() - self._unavailable_since, 1))

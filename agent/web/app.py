@@ -16,7 +16,6 @@ are stopped first; whatever they raise then is logged, and the final flush alway
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import time
 from collections.abc import AsyncIterator, Callable
@@ -118,7 +117,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
         supervisor.start("journal_flush", lambda: _keep_sessions(sessions))
         supervisor.start("audit_bursts", lambda: _flush_audit_bursts(bursts))
         if not settings.sso_off:  # no [[setting]] applies: no tenant to talk to
-            supervisor.start("tenant_metadata", lambda: _keep_tenant_metadata(tenant, client))
+            supervisor.start("tenant_metadata",
+                             lambda: _keep_tenant_metadata(tenant, client, health))
             supervisor.start("revalidation", revalidator.run)
             if ask:  # [roles] source changed: Entra ID decides these sessions' roles now
                 supervisor.start("roles_recheck", lambda: revalidator.recheck(ask), once=True)
@@ -182,16 +182,19 @@ def settle_heap(restored: int) -> None:
         gc.freeze()
 
 
-async def _keep_tenant_metadata(tenant: TenantMetadata, client: EntraClient) -> None:
-    """Load discovery + keys, retrying with backoff; then refresh keys periodically. The
-    client credential is checked here too; MSAL itself (and with it requests, about 8 MiB)
-    waits for the first sign-in or re-validation."""
+async def _keep_tenant_metadata(tenant: TenantMetadata, client: EntraClient,
+                                health: DependencyHealth) -> None:
+    """Load discovery + keys, retrying with backoff; then refresh keys periodically (what
+    each fetch found goes to ``health``). The client credential is checked here too; MSAL
+    itself (and with it requests, about 8 MiB) waits for the first sign-in or
+    re-validation."""
     failures = 0
     credential_checked = False
     while True:
         try:
             if not tenant.ready:
                 await tenant.load()
+                health.answered("Entra ID discovery", "Entra ID signing keys")
                 log.info("identity_provider_ready", issuer=tenant.metadata.issuer
                          if tenant.metadata else None)
             if not credential_checked:
@@ -205,8 +208,13 @@ async def _keep_tenant_metadata(tenant: TenantMetadata, client: EntraClient) -> 
             await asyncio.sleep(delay)
             continue
         await asyncio.sleep(KEY_REFRESH_INTERVAL)
-        with contextlib.suppress(IdentityProviderUnavailable, MetadataProblem):
-            await tenant.refresh_keys()
+        try:
+            await tenant.refresh_keys()  # on failure the cached keys stay in use
+        except (IdentityProviderUnavailable, MetadataProblem) as exc:
+            health.probe_failed(str(getattr(exc, "dependency", None) or
+                                    "Entra ID signing keys"), str(exc))
+        else:
+            health.answered("Entra ID signing keys")
 
 
 async def _flush_audit_bursts(bursts: AuditBursts) -> None:

@@ -72,15 +72,22 @@ def readings(app: web.Application) -> Readings:
 
 
 def _dependencies(app: web.Application, degraded: dict[str, str]) -> dict[str, Dependency]:
-    """Up unless a recent use of it failed (what ``/readyz``'s ``degraded`` says)."""
+    """Up unless a recent use of it failed (``DependencyHealth``, what ``/readyz``'s
+    ``degraded`` says) or, for discovery, the tenant's metadata is not loaded; the last
+    success from the same place, and from re-validation for the token endpoint."""
     if app[keys.SETTINGS].sso_off:
         return {}
-    out = {name: Dependency(up=True) for name in DEPENDENCY_OF.values()}
+    last = {DEPENDENCY_OF[human]: when for human, when in
+            app[keys.HEALTH].last_answered().items() if human in DEPENDENCY_OF}
+    refreshed = app[keys.REVALIDATOR].answered_at
+    if refreshed is not None:
+        last["token_endpoint"] = max(refreshed, last.get("token_endpoint", refreshed))
+    out = {name: Dependency(up=True, last_success=last.get(name))
+           for name in DEPENDENCY_OF.values()}
     tenant = app[keys.TENANT]
     if not tenant.ready:
-        out["discovery"] = Dependency(up=False, why=tenant.not_ready_reason)
+        out["discovery"] = Dependency(False, last.get("discovery"), tenant.not_ready_reason)
     for human, why in degraded.items():
-        name = DEPENDENCY_OF.get(human)
-        if name is not None:
-            out[name] = Dependency(up=False, why=why)
+        if (name := DEPENDENCY_OF.get(human)) is not None:
+            out[name] = Dependency(False, last.get(name), why)
     return out

@@ -134,6 +134,9 @@ class TestRevalidation:
         found = await eventually(w, lambda f: value(
             f, "sensor_sso_revalidations_total", outcome="confirmed") == 1, "a confirmation")
         assert (value(found, "sensor_sso_revalidation_lag_seconds") or 0) <= 10
+        assert w.stack.clock() == value(  # the refresh is the token endpoint answering
+            found, "sensor_sso_dependency_last_success_timestamp_seconds",
+            dependency="token_endpoint")
         w.stack.idp.faults["token"] = Fault(status=503, body=b"{}")
         for _ in range(3):
             later(w, 10)
@@ -158,10 +161,17 @@ class TestDependencies:
             await watched.close()
 
     async def _unreachable(self, watched: Watched) -> None:
+        found = await watched.scrape()  # discovery and keys loaded at start; nothing else yet
+        last = "sensor_sso_dependency_last_success_timestamp_seconds"
+        assert watched.stack.clock() == value(found, last, dependency="discovery")
+        assert watched.stack.clock() == value(found, last, dependency="jwks")
+        assert value(found, last, dependency="token_endpoint") is None
+        watched.stack.clock.advance(60)
         await signed_in(watched, ADMIN)  # every dependency answered
         found = await watched.scrape()
         for name in ("discovery", "jwks", "token_endpoint", "graph"):
             assert 1 == value(found, "sensor_sso_dependency_up", dependency=name), name
+            assert watched.stack.clock() == value(found, last, dependency=name), name
         browser = watched.stack.browser()
         callback = await browser.authenticate(await browser.start(), READER)
         await watched.stack.idp.stop()
