@@ -1,32 +1,43 @@
 """The agent's error tree, grouped by what the caller does next.
 
-* ``ConfigError``: the operator fixes the configuration file.
-* ``SignInRejected``: the sign-in response is malformed, expired, replayed, foreign or forged
-  (HTTP 400); the user starts again. ``TooManySignIns`` (HTTP 429): too many starts from one
-  address.
-* ``SignInRefused``: a genuine identity that may not sign in (HTTP 403); an administrator
-  changes something in Entra ID or in the sensor setting. ``MissingAttributes`` names the
-  attributes the account lacks.
-* ``IdentityProviderUnavailable``: Entra ID or Microsoft Graph unreachable, too slow or
-  erroring (HTTP 502); try again later, existing sessions keep working. ``dependency`` names
-  what failed, ``retry_after`` what it asked for.
-* ``ClientCredentialRejected``: Entra ID rejects the sensor's own client credential or
-  platform (an expired or wrong secret, a certificate it does not accept); the operator
-  applies ``fix``. Every SSO session ends at its next re-validation.
-* ``StateUnavailable``: the session could not be written to ``state_dir`` (HTTP 503: a full
-  or read-only disk); existing sessions keep working.
-* ``MetadataProblem``: the tenant's discovery document or signing keys are not acceptable;
-  the agent is not ready (the web layer catches it with ``IdentityProviderUnavailable``).
-* ``CheckFailed``: one step of ``check-connectivity`` failed, with the fix to try.
+```
+AgentError
+├── ConfigError                    the operator fixes the configuration file
+├── CheckFailed                    one step of check-connectivity failed, with its fix
+└── ReasonedError                  a sign-in (or re-validation) that did not go through
+    ├── SignInError                ... because of the sign-in itself
+    │   ├── SignInRejected (400)   the response is malformed, expired, replayed, foreign or
+    │   │   │                      forged: the user starts again
+    │   │   └── TooManySignIns (429)   too many starts from one address
+    │   └── SignInRefused (403)    a genuine identity that may not sign in: an administrator
+    │       └── MissingAttributes  changes something in Entra ID or the sensor setting
+    ├── DependencyFailure          ... because something it depends on failed: nothing about
+    │   │                          the user; signed-in users keep working, /readyz names it
+    │   ├── IdentityProviderUnavailable (502)  Entra ID or Graph unreachable, too slow or
+    │   │                          erroring: try again later
+    │   ├── MetadataProblem        the tenant's discovery document or signing keys are not
+    │   │                          acceptable: the agent is not ready
+    │   └── ConfigurationProblem (500)  Entra ID or Graph cannot be used as configured (the
+    │       │                      client credential file, Graph's admin consent): the
+    │       │                      operator or an Entra ID administrator fixes it
+    │       └── ClientCredentialRejected  Entra ID rejects the sensor's own credential or
+    │                              platform: ``fix`` says what to do; every SSO session
+    │                              ends at its next re-validation
+    └── StateUnwritable (503)      ... because the session could not be written to
+                                   ``state_dir`` (a full or read-only disk)
+```
 
 Elsewhere, under ``AgentError`` too: ``entra.credentials.CredentialProblem`` (the client
-credential file cannot be used), ``state.StateDirUnsafe`` and ``state.StateUnwritable``,
-``local.accounts.AccountsError``, ``local.passwords.WeakPassword``.
+credential file cannot be used; ``ConfigurationProblem`` when met at run time),
+``sessions.statedir.StateDirUnsafe``, ``local.accounts.AccountsError``,
+``local.passwords.WeakPassword``, ``local.signin.LocalSignInRefused``.
 
-Every ``SignInError`` carries a ``reason`` code shared by the error page and the audit log,
-and typed attributes (as PyJWT's ``MissingRequiredClaimError.claim``) instead of a bag of
-keys: ``aadsts`` (the AADSTS code Entra ID named), ``provider_error`` (the OAuth ``error``
-value it answered), ``upn`` and ``oid`` (the account, when known).
+Every ``ReasonedError`` carries a ``reason`` code shared by the error page and the audit log,
+the HTTP ``status`` of its page, and typed attributes (as PyJWT's
+``MissingRequiredClaimError.claim``) instead of a bag of keys: ``aadsts`` (the AADSTS code
+Entra ID named), ``provider_error`` (the OAuth ``error`` value it answered), ``upn`` and ``oid``
+(the account, when known); a ``DependencyFailure`` also ``dependency`` (what failed) and
+``retry_after`` (what it asked for).
 """
 
 from __future__ import annotations
@@ -44,10 +55,6 @@ class ConfigError(AgentError):
         super().__init__("; ".join(f"{k}: {why}" for k, _, why in problems))
 
 
-class MetadataProblem(AgentError):
-    """The discovery document or JWKS is not acceptable (not a network failure)."""
-
-
 class CheckFailed(AgentError):
     """One step of the connectivity check failed: what happened (``detail``) and the ``fix``."""
 
@@ -57,8 +64,9 @@ class CheckFailed(AgentError):
         self.fix = fix
 
 
-class SignInError(AgentError):
-    """A sign-in that did not produce a session."""
+class ReasonedError(AgentError):
+    """A sign-in or re-validation that did not go through: a ``reason`` code for the page and
+    the audit log, the page's HTTP ``status``, and what is known of the account."""
 
     status = 400
 
@@ -69,6 +77,10 @@ class SignInError(AgentError):
         self.aadsts, self.provider_error = aadsts, provider_error  # what Entra ID answered
         self.upn, self.oid = upn, oid  # the account, when known
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class SignInError(ReasonedError):
+    """The sign-in itself is not acceptable: its response, or the identity it carries."""
 
 
 class SignInRejected(SignInError):
@@ -102,8 +114,9 @@ class MissingAttributes(SignInRefused):
         self.missing = tuple(missing)
 
 
-class IdentityProviderUnavailable(SignInError):
-    """Entra ID or Microsoft Graph is unreachable, too slow or erroring."""
+class DependencyFailure(ReasonedError):
+    """Something the sign-in depends on failed (``dependency``); it says nothing about the
+    user. ``retry_after``: the seconds the dependency asked for, when it did."""
 
     status = 502
 
@@ -114,19 +127,47 @@ class IdentityProviderUnavailable(SignInError):
         self.retry_after = retry_after
 
 
-class ClientCredentialRejected(SignInError):
-    """Entra ID rejects the sensor's client credential or platform: ``fix`` says what to do."""
+class IdentityProviderUnavailable(DependencyFailure):
+    """Entra ID or Microsoft Graph is unreachable, too slow or erroring."""
 
     status = 502
+
+
+class MetadataProblem(DependencyFailure):
+    """The discovery document or JWKS is not acceptable (not a network failure); its text is
+    the ``detail`` alone (the agent's not-ready reason)."""
+
+    def __init__(self, detail: str, dependency: str = "Entra ID") -> None:
+        super().__init__("idp_not_ready", detail, dependency=dependency)
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class ConfigurationProblem(DependencyFailure):
+    """Entra ID or Graph cannot be used as this sensor is configured (an unreadable client
+    credential file, Graph refusing for missing admin consent): retrying will not help."""
+
+    status = 500
+
+
+class ClientCredentialRejected(ConfigurationProblem):
+    """Entra ID rejects the sensor's client credential or platform: ``fix`` says what to do.
+    No SSO session can be confirmed with it: re-validation ends them."""
 
     def __init__(self, detail: str, *, fix: str, aadsts: str | None = None,
                  provider_error: str | None = None) -> None:
         super().__init__("client_credential_rejected", detail, aadsts=aadsts,
-                         provider_error=provider_error)
+                         dependency="the sensor's client credential")
+        self.provider_error = provider_error
         self.fix = fix
 
 
-class StateUnavailable(SignInError):
-    """The new session could not be written to ``state_dir``; it was not created."""
+class StateUnwritable(ReasonedError):
+    """Session state could not be written to ``state_dir``; the change it carried (a new
+    session, a sign-out) was not made."""
 
     status = 503
+
+    def __init__(self, detail: str, *, upn: str | None = None) -> None:
+        super().__init__("state_unwritable", detail, upn=upn)

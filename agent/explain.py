@@ -160,6 +160,7 @@ PROVIDER_ERRORS: dict[str, Explanation] = {
                                     "consent' under the app registration's API permissions."),
 }
 
+_MISCONFIGURED = "Sign-in is not set up correctly"
 _TRY_AGAIN = "Select Try again. If it happens again, tell your sensor administrator the " \
              "reference below."
 
@@ -238,7 +239,31 @@ REASONS: dict[str, Explanation] = {
     "too_many_sign_ins": Explanation("Too many sign-in attempts",
                                      "Too many sign-ins were started from your address.",
                                      "Wait a minute, then select Try again."),
+    # Configuration problems met at sign-in (HTTP 500): trying again will not help.
+    "client_credential_unreadable": Explanation(
+        _MISCONFIGURED,
+        "The sensor cannot read its client credential file (entra.client_secret_file or "
+        "client_certificate_file), so it cannot sign anyone in with Entra ID. Users already "
+        "signed in keep working.",
+        "Tell {contact}: the agent's client credential file is missing or unreadable "
+        "('sensor-sso-agent check-config' names it)."),
+    "client_credential_unusable": Explanation(
+        _MISCONFIGURED,
+        "The sensor's client credential file cannot be used, so it cannot sign anyone in "
+        "with Entra ID. Users already signed in keep working.",
+        "Tell {contact}: the agent's client credential needs fixing "
+        "('sensor-sso-agent check-config' says what is wrong with it)."),
+    "graph_forbidden": Explanation(
+        _MISCONFIGURED,
+        "Microsoft Graph refused the sensor's request for your account's details: the app "
+        "registration's Microsoft Graph permissions have no admin consent.",
+        f"{ADMIN} to grant admin consent for the sensor's app registration (API "
+        "permissions), then select Try again."),
 }
+
+MISCONFIGURED = Explanation(_MISCONFIGURED,
+                            "The sensor cannot use {dependency} as it is configured.",
+                            "Tell {contact} the reference below.")
 
 UNAVAILABLE = Explanation("Sign-in service unreachable",
                           "The sensor could not complete your sign-in because {dependency} "
@@ -246,7 +271,7 @@ UNAVAILABLE = Explanation("Sign-in service unreachable",
                           "Wait a moment and select Try again. If it persists, ask the sensor "
                           "administrator to run 'sensor-sso-agent check-connectivity'.")
 
-MISCONFIGURED = Explanation("Single sign-on is not set up correctly",
+WRONG_TENANT = Explanation("Single sign-on is not set up correctly",
                             "Entra ID does not accept the tenant this sensor's sign-in is set "
                             "up for, so no one can sign in with SSO until the sensor's "
                             "configuration is fixed.",

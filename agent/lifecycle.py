@@ -99,11 +99,11 @@ class Service:
 
     async def start(self) -> None:
         ssl_ctx = server_ssl_context(self.settings)
-        self.sock = bind_listener(self.settings)
+        self.sock = sock = bind_listener(self.settings)
         try:
-            await self._start_app(self.settings, ssl_ctx)
+            await self._start_app(self.settings, ssl_ctx, sock)
         except BaseException:
-            self.sock.close()
+            sock.close()
             self.sock = None
             raise
         log.info("agent_started", listen=listen_address(self.settings),
@@ -114,19 +114,19 @@ class Service:
         if interval is not None:
             self.supervisor.start("watchdog", lambda: self._watchdog(interval))
 
-    async def _start_app(self, settings: Settings, ssl_ctx: ssl.SSLContext | None) -> None:
+    async def _start_app(self, settings: Settings, ssl_ctx: ssl.SSLContext | None,
+                         sock: socket.socket) -> None:
         from .web.app import create_app
         from .web.keys import SUPERVISOR, TENANT
         from .web.server import FrontDoorRunner
 
-        assert self.sock is not None
         app = create_app(settings, console=self.console, metrics=self.metrics)
         runner = FrontDoorRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT,
                                handle_signals=False)
         await runner.setup()
         try:
-            # The site owns (and closes) a duplicate; self.sock keeps listening meanwhile.
-            await web.SockSite(runner, self.sock.dup(), ssl_context=ssl_ctx,
+            # The site owns (and closes) a duplicate; ``sock`` keeps listening meanwhile.
+            await web.SockSite(runner, sock.dup(), ssl_context=ssl_ctx,
                                backlog=ACCEPT_BURST).start()
         except BaseException:
             await runner.cleanup()
@@ -185,7 +185,10 @@ class Service:
                       "configuration", problems=[f"server.tls_cert_file/tls_key_file: {exc}"])
             self.metrics.reloaded("rejected")
             return False
-        old, sock = self.settings, self.sock
+        old, old_sock, runner = self.settings, self.sock, self.runner
+        if old_sock is None or runner is None:
+            raise RuntimeError("Service.reload() before Service.start()")
+        sock = old_sock
         if listen_address(new) != listen_address(old):
             try:
                 sock = bind_listener(new)
@@ -196,23 +199,21 @@ class Service:
                 self.metrics.reloaded("rejected")
                 return False
         self.notifier.reloading("reloading the configuration")
-        assert self.runner is not None
-        await self.runner.cleanup()  # in-flight requests finish; sessions are flushed
-        if sock is not self.sock:
-            assert self.sock is not None
-            self.sock.close()
+        await runner.cleanup()  # in-flight requests finish; sessions are flushed
+        if sock is not old_sock:
+            old_sock.close()
             self.sock = sock
         changed = [name for name in ("server", "entra", "roles", "session", "sensor", "local",
                                      "metrics")
                    if getattr(old, name) != getattr(new, name)]
         try:
             self.settings = new
-            await self._start_app(new, ssl_ctx)
+            await self._start_app(new, ssl_ctx, sock)
         except Exception as exc:  # e.g. state_dir not writable: fall back to the old settings
             log.error("config_reload_failed", config=path, error=str(exc),
                       action="serving with the previous configuration")
             self.settings = old
-            await self._start_app(old, server_ssl_context(old))
+            await self._start_app(old, server_ssl_context(old), sock)
             self.metrics.reloaded("failed")
             return False
         log.info("config_reloaded", config=path, changed=changed, listen=listen_address(new))

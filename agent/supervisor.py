@@ -48,6 +48,7 @@ from typing import Any
 import structlog
 
 from .backoff import doubling
+from .errors import AgentError
 
 log = structlog.get_logger("agent")
 
@@ -58,7 +59,7 @@ STABLE_AFTER = 120.0  # seconds without a failure after which a task counts as r
 Work = Callable[[], Coroutine[Any, Any, None]]
 
 
-class TaskReturned(Exception):  # noqa: N818 - reported by name: "the task returned"
+class TaskReturned(AgentError):  # noqa: N818 - reported by name: "the task returned"
     """A supervised task's work returned; it is meant to run for ever."""
 
 

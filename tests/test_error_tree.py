@@ -14,11 +14,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msal.oauth2cli.oidc
 import pytest
 
 import agent
+from agent import errors
 from agent.devidp import Fault
-from agent.errors import AgentError
+from agent.entra.client import nonce_hash
+from agent.entra.msal_errors import raised_by_msal
+from agent.errors import (
+    AgentError,
+    ConfigurationProblem,
+    DependencyFailure,
+    IdentityProviderUnavailable,
+    MetadataProblem,
+    ReasonedError,
+    SignInError,
+    SignInRefused,
+    SignInRejected,
+    StateUnwritable,
+)
+from agent.sessions import journal
 from tests.harness import Stack
 from tests.security.conftest import attempt
 
@@ -48,6 +64,55 @@ def test_every_exception_the_agent_defines_is_an_agent_error() -> None:
     assert [] == [f"{c.__module__}.{c.__name__}" for c in found if not issubclass(c, AgentError)]
 
 
+class TestBranches:
+    def test_dependency_failures_are_a_branch_of_their_own(self) -> None:
+        """Entra ID, Graph or the tenant's metadata failing is not a ``SignInError``, so no
+        caller depends on the order of its except clauses to tell them apart."""
+        for cls in (IdentityProviderUnavailable, MetadataProblem, ConfigurationProblem):
+            assert issubclass(cls, DependencyFailure) and not issubclass(cls, SignInError)
+        branches = (SignInError, DependencyFailure, StateUnwritable)
+        assert all(issubclass(b, ReasonedError) for b in branches)
+        for cls in agent_exceptions():
+            assert sum(issubclass(cls, b) for b in branches) <= 1, cls
+
+    def test_the_user_related_branches_do_not_overlap(self) -> None:
+        """Re-validation tells a refused identity from an untrusted token by class alone."""
+        assert not issubclass(SignInRefused, SignInRejected)
+        assert not issubclass(SignInRejected, SignInRefused)
+
+    def test_one_name_for_state_that_cannot_be_written(self) -> None:
+        """The store and the sign-in raise the same ``StateUnwritable`` (HTTP 503)."""
+        assert journal.StateUnwritable is StateUnwritable
+        assert 503 == StateUnwritable("disk full").status
+        assert "state_unwritable" == StateUnwritable("disk full").reason
+        assert not hasattr(errors, "StateUnavailable")
+
+    def test_configuration_problems_are_not_unavailability(self) -> None:
+        """A configuration problem met at run time answers 500, not 502 "unreachable"."""
+        problem = ConfigurationProblem("graph_forbidden", "no consent",
+                                       dependency="Microsoft Graph")
+        assert (500, False) == (problem.status,
+                                isinstance(problem, IdentityProviderUnavailable))
+
+    def test_metadata_problem_reads_as_its_detail(self) -> None:
+        """The not-ready reason and its log line show the detail alone, as before."""
+        assert "the JWKS holds no key" == str(MetadataProblem("the JWKS holds no key"))
+
+
+class TestMsalReadingErrors:
+    def test_an_error_raised_inside_msal_is_msal_reading_an_answer(self) -> None:
+        """An ID token without dots makes MSAL's own code raise IndexError: translated."""
+        with pytest.raises(IndexError) as raised:
+            msal.oauth2cli.oidc._decode_id_token_claims("nodots")
+        assert raised_by_msal(raised.value)
+
+    def test_an_error_raised_by_the_agents_own_code_is_not(self) -> None:
+        """A TypeError in the agent's own code is a bug: never passed off as a bad token."""
+        with pytest.raises(TypeError) as raised:
+            nonce_hash(None)  # type: ignore[arg-type]  # the bug this test plants
+        assert not raised_by_msal(raised.value)
+
+
 def oid_of(stack: Stack, username: str) -> str:
     return next(u.oid for u in stack.idp.users if u.username == username)
 
@@ -69,6 +134,17 @@ def token_endpoint_busy(stack: Stack) -> None:
 
 def graph_failing(stack: Stack) -> None:
     stack.idp.faults["graph_me"] = Fault(status=500, body=b"{}")
+
+
+def graph_without_consent(stack: Stack) -> None:
+    stack.idp.faults["graph_me"] = Fault(
+        status=403, body=b'{"error":{"code":"Authorization_RequestDenied"}}')
+
+
+def id_token_without_dots(stack: Stack) -> None:
+    stack.idp.faults["token"] = Fault(status=200, body=b'{"token_type": "Bearer", '
+                                      b'"id_token": "nodots", "access_token": "x", '
+                                      b'"expires_in": 3600}')
 
 
 @dataclass(frozen=True)
@@ -107,6 +183,12 @@ CASES = {
     "Graph unavailable (dependency)": Case(
         GRAPH_USER, graph_failing, 502, "because Microsoft Graph is unreachable",
         {"reason": "graph_error", "upn": None}),
+    "Graph without admin consent (a configuration problem)": Case(
+        GRAPH_USER, graph_without_consent, 500, "grant admin consent",
+        {"reason": "graph_forbidden", "upn": None}),
+    "ID token MSAL cannot read (malformed, not a crash)": Case(
+        "admin@contoso.example", id_token_without_dots, 400, "could not be trusted",
+        {"reason": "id_token_malformed", "upn": None}),
 }
 
 

@@ -1,6 +1,7 @@
 """Talking to Microsoft Entra ID and Graph: the protocol, away from HTTP serving.
 
 * ``client``: MSAL (authorization request, code redemption, refresh) off the event loop;
+  ``msal_errors``: what MSAL raises, told from the agent's own bugs;
 * ``discovery``: the tenant's discovery document and signing keys, cached and refreshed;
 * ``tokens``: the ID token's checks (PyJWT: signature, issuer, audience, tenant, times, nonce);
 * ``graph``: ``/me`` and ``checkMemberGroups``; ``outbound``, ``proxy``, ``credentials``: the way

@@ -25,17 +25,21 @@ import hashlib
 import logging
 import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from ..errors import IdentityProviderUnavailable, SignInRefused, SignInRejected
+from ..errors import (
+    ConfigurationProblem,
+    IdentityProviderUnavailable,
+    SignInRefused,
+    SignInRejected,
+)
 from ..settings import EntraSettings
 from .answers import CredentialStatus, classify
 from .credentials import CredentialProblem, client_credential
-from .outbound import MAX_BODY, MsalHttpClient, NothingKept, ResponseTooLarge
+from .msal_errors import MSAL_READING_ERRORS, raised_by_msal, transport_errors
+from .outbound import MsalHttpClient, NothingKept
 
 if TYPE_CHECKING:
     import msal
@@ -44,26 +48,6 @@ _FORM_POST_WARNING = r"response_mode='form_post' is recommended"
 logging.getLogger("msal").setLevel(logging.CRITICAL)  # see above: bodies and claims
 
 
-@contextmanager
-def _transport_errors(request: str, answer: str = "token") -> Iterator[None]:
-    """What the way to Entra ID raised during ``request``, as an
-    ``IdentityProviderUnavailable``: it says nothing about the user."""
-    import requests
-
-    try:
-        yield
-    except requests.Timeout:
-        raise IdentityProviderUnavailable(
-            "idp_timeout", f"Entra ID did not answer {request} in time",
-            dependency="Entra ID") from None
-    except ResponseTooLarge:
-        raise IdentityProviderUnavailable(
-            "idp_response_too_large", f"Entra ID's {answer} answer is larger than "
-            f"{MAX_BODY // 1024} KiB", dependency="Entra ID") from None
-    except requests.RequestException as exc:
-        raise IdentityProviderUnavailable(
-            "idp_unreachable", f"cannot reach Entra ID: {type(exc).__name__}",
-            dependency="Entra ID") from None
 
 
 @cache
@@ -123,11 +107,11 @@ class EntraClient:
         try:
             return client_credential(self.settings)
         except CredentialProblem as exc:
-            raise IdentityProviderUnavailable(
+            raise ConfigurationProblem(
                 "client_credential_unusable", f"the client credential is unusable: {exc}",
                 dependency="the sensor's client credential") from None
         except OSError as exc:
-            raise IdentityProviderUnavailable(
+            raise ConfigurationProblem(
                 "client_credential_unreadable", "cannot read the client credential file: "
                 f"{exc.strerror}", dependency="the sensor's client credential") from None
 
@@ -153,7 +137,7 @@ class EntraClient:
                     "instance_discovery": False, "http_cache": NothingKept(),
                     "token_cache": _no_token_cache_class()()}
                 credential = self._credential()
-                with _transport_errors("the discovery request", "discovery"):
+                with transport_errors("the discovery request", "discovery"):
                     if credential is None:
                         self._app = msal.PublicClientApplication(self.settings.client_id,
                                                                  **common)
@@ -188,12 +172,14 @@ class EntraClient:
 
         self.http.reset()
         try:
-            with _transport_errors("the code redemption"):
+            with transport_errors("the code redemption"):
                 result = app.acquire_token_by_auth_code_flow(flow, response)
         except msal.exceptions.MsalServiceError:
             raise IdentityProviderUnavailable(
                 "idp_error", "Entra ID's token endpoint failed", dependency="Entra ID") from None
-        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        except MSAL_READING_ERRORS as exc:
+            if not raised_by_msal(exc):
+                raise  # the agent's own bug: not the token's fault
             # Messages may echo the nonce or state: never pass them on.
             status = self.http.last_token_status
             if status == 200 and self.http.last_token_json_object:
@@ -227,10 +213,15 @@ class EntraClient:
 
         self.http.reset()
         try:
-            with _transport_errors("the token refresh"):
+            with transport_errors("the token refresh"):
                 result = app.acquire_token_by_refresh_token(refresh_token, self.scopes)
-        except (msal.exceptions.MsalServiceError, RuntimeError, KeyError, ValueError, TypeError,
-                AttributeError, IndexError):
+        except msal.exceptions.MsalServiceError:
+            raise IdentityProviderUnavailable(
+                "idp_bad_response", "Entra ID answered the token refresh with something that "
+                "is not a token response", dependency="Entra ID") from None
+        except MSAL_READING_ERRORS as exc:
+            if not raised_by_msal(exc):
+                raise  # the agent's own bug: not Entra ID's answer
             raise IdentityProviderUnavailable(
                 "idp_bad_response", "Entra ID answered the token refresh with something that "
                 "is not a token response", dependency="Entra ID") from None

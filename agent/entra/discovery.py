@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 import jwt
 import structlog
 
-from ..errors import IdentityProviderUnavailable, MetadataProblem
+from ..errors import DependencyFailure, IdentityProviderUnavailable, MetadataProblem
 from ..settings import EntraSettings
 from .answers import error_codes
 from .outbound import Outbound
@@ -151,7 +151,7 @@ class TenantMetadata:
             self.counts.jwks_forced += 1
             try:
                 self._keys = await self._fetch_jwks(self.metadata.jwks_uri)
-            except (IdentityProviderUnavailable, MetadataProblem) as exc:
+            except DependencyFailure as exc:
                 log.warning("jwks_refresh_failed", reason=str(exc))
                 raise IdentityProviderUnavailable(
                     "jwks_unreachable", "the signing keys could not be refreshed",
@@ -227,7 +227,8 @@ class TenantMetadata:
             kid = entry.get("kid") if isinstance(entry.get("kid"), str) else None
             keys[kid if kid is not None else f"#{len(keys)}"] = key
         if not keys:
-            raise MetadataProblem("the tenant's JWKS holds no usable RSA signing key")
+            raise MetadataProblem("the tenant's JWKS holds no usable RSA signing key",
+                                  dependency="Entra ID signing keys")
         log.info("jwks_refreshed", keys=len(keys), kids=sorted(str(k) for k in keys))
         return _KeySet(keys=keys)
 

@@ -4,7 +4,8 @@
 ``/v1.0/me/checkMemberGroups`` (transitive, 20 ids per call) answers which of the
 *configured* groups the user is in — used on overage and when the token carries no groups.
 Throttling (429 + ``Retry-After``) is retried a bounded number of times; any other failure
-ends the sign-in with ``IdentityProviderUnavailable``: never carry on with no groups.
+ends the sign-in with ``IdentityProviderUnavailable`` (a refusal for missing admin consent:
+``ConfigurationProblem``): never carry on with no groups.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import IdentityProviderUnavailable
+from ..errors import ConfigurationProblem, IdentityProviderUnavailable
 from .outbound import JsonResponse, Outbound, retry_after_seconds
 
 GRAPH = "Microsoft Graph"
@@ -75,8 +76,8 @@ class GraphClient:
             raise IdentityProviderUnavailable(
                 "graph_throttled", "Microsoft Graph is throttling this sensor's requests",
                 dependency=GRAPH, retry_after=_retry_after(resp))
-        if resp.status in (401, 403):
-            raise IdentityProviderUnavailable(
+        if resp.status in (401, 403):  # the app registration, not Graph's health
+            raise ConfigurationProblem(
                 "graph_forbidden", f"Microsoft Graph refused the request (HTTP {resp.status}); "
                 "grant admin consent for the app's API permissions", dependency=GRAPH)
         raise IdentityProviderUnavailable(

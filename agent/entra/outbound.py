@@ -79,7 +79,8 @@ class Outbound:
                            headers: dict[str, str] | None = None,
                            json_body: Any = None) -> JsonResponse:
         """Send a request and parse JSON; network errors and non-JSON answers raise 502."""
-        assert self._session is not None, "Outbound.start() not called"
+        if self._session is None:
+            raise RuntimeError("Outbound.start() not called")
         slug = reason_slug(dependency)
         proxy, proxy_headers = self._proxy(url)
         try:

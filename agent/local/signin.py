@@ -32,9 +32,9 @@ import structlog
 
 from ..clientaddr import client_key
 from ..entra.discovery import TenantMetadata
-from ..errors import SignInRefused
+from ..errors import SignInRefused, StateUnwritable
 from ..logging import AuditBursts
-from ..sessions.store import Session, SessionStore, StateUnwritable
+from ..sessions.store import Session, SessionStore
 from ..settings import Settings
 from ..signin.flow import Completed
 from ..signin.health import DependencyHealth
@@ -208,7 +208,7 @@ class LocalSignIn:
         if not verdict.checked:
             raise LocalSignInRefused("throttled", 429, "too many failed sign-ins",
                                      retry_after=math.ceil(verdict.retry_after))
-        if not verdict.matched:
+        if not verdict.matched or account is None:
             # The audit log tells the two apart; the answer does not. An unknown name is not
             # logged: it may be a password typed into the wrong field.
             known = account is not None
@@ -216,7 +216,6 @@ class LocalSignIn:
                                      retry_after=math.ceil(verdict.retry_after) or None,
                                      why="wrong_password" if known else "unknown_account",
                                      name=name if known else None)
-        assert account is not None
         cookie_id, session = self.sessions.new_session(
             upn=account.name, given_name=account.given_name, family_name=account.family_name,
             oid=account.id, role=account.role, groups=[], auth_time=self.clock(),
@@ -224,7 +223,7 @@ class LocalSignIn:
         try:
             await self.sessions.put(session)
         except StateUnwritable as exc:
-            raise LocalSignInRefused("state_unwritable", 503, str(exc)) from exc
+            raise LocalSignInRefused("state_unwritable", 503, exc.detail) from exc
         audit.info("local_login_succeeded", name=account.name, role=account.role,
                    source_ip=client)
         return Completed(cookie_id=cookie_id, session=session,

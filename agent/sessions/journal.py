@@ -22,7 +22,7 @@ from pathlib import Path
 
 import structlog
 
-from ..errors import AgentError
+from ..errors import AgentError, StateUnwritable
 from .files import RESERVE_BYTES, TEMP_PREFIX, StateFiles, write_all
 from .lines import TOKEN_MARK, CopiedLine, Item, Record, TokenLine
 from .statedir import (
@@ -35,15 +35,16 @@ from .statedir import (
 
 log = structlog.get_logger("agent.state")
 
-__all__ = ["JOURNAL_FILE", "KEY_FILE", "RESERVE_BYTES", "RESERVE_FILE", "SessionJournal",
-           "StateDirUnsafe", "StateUnwritable", "state_dir_problems"]
+__all__ = ["JOURNAL_FILE", "KEY_FILE", "RESERVE_BYTES", "RESERVE_FILE", "JournalOutOfStep",
+           "SessionJournal", "StateDirUnsafe", "StateUnwritable", "state_dir_problems"]
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _LONGEST_LINE = 1 << 20  # a token line is about 1.5 kB; anything longer is not one
 
 
-class StateUnwritable(AgentError):
-    """Session state could not be written; the change it carried was not made."""
+class JournalOutOfStep(AgentError):
+    """A refresh token line to copy is not where the sessions' index says it starts: the
+    agent's own bug (the journal is only written by it), never a disk problem."""
 
 
 class SessionJournal(StateFiles):
@@ -138,10 +139,12 @@ class SessionJournal(StateFiles):
             elif isinstance(item, TokenLine):
                 yield sealer.seal_token(item.key, item.token)
             else:
-                assert source is not None
-                line = self._line_at(source, item.at)
+                line = self._line_at(source, item.at) if source is not None else b""
                 if not line.startswith(TOKEN_MARK):
-                    raise OSError(errno.EIO, f"no token line at {item.at} of {self.path}")
+                    log.error("session_journal_out_of_step", path=str(self.path), at=item.at,
+                              fix="restart the agent (it rebuilds the journal from what it "
+                                  "can read) and report this as a bug")
+                    raise JournalOutOfStep(f"no token line at {item.at} of {self.path}")
                 yield line
 
     def _journal(self) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from .journal import SessionJournal, StateUnwritable
+from .journal import JournalOutOfStep, SessionJournal, StateUnwritable
 from .memory import SessionMemory
 from .record import DELETE, TOUCH, Session, session_key
 from .records import Pairs, items_of, journal_items, replay_sessions, settle
@@ -106,7 +106,7 @@ class SessionStore(SessionMemory):
             try:
                 aside, offsets = self.journal.rewrite(
                     (item for _, item in pairs), set_aside=bool(self.journal.unreadable))
-            except OSError:
+            except (OSError, JournalOutOfStep):
                 pass  # logged by the journal; unreadable lines are skipped again next time
             else:
                 settle(pairs, offsets)
@@ -245,7 +245,7 @@ class SessionStore(SessionMemory):
                 try:
                     offsets = await asyncio.to_thread(self.journal.append,
                                                       [item for _, item in pairs])
-                except OSError:
+                except (OSError, JournalOutOfStep):  # logged by the journal
                     self._pending_deletes[:0] = deletes
                     self._touched.update(k for k, s, _ in touched if k in self._sessions)
                     self._changed.update(s.key for s in changed if s.key in self._sessions)
@@ -258,7 +258,7 @@ class SessionStore(SessionMemory):
                 try:
                     _, offsets = await asyncio.to_thread(self.journal.rewrite,
                                                          [item for _, item in pairs])
-                except OSError:
+                except (OSError, JournalOutOfStep):
                     pass  # logged by the journal; the appended journal stays valid
                 else:
                     settle(pairs, offsets)

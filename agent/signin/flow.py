@@ -4,8 +4,8 @@
 URL. ``SignIn.complete`` checks the authorization response (state, browser binding, RFC 9207
 ``iss``, ``error=``), redeems the code through MSAL off the event loop, validates the ID token,
 gathers the required attributes and groups (``identity.py``: Graph when the token lacks them),
-decides the role and stores a new session. Every refusal raises a ``SignInError`` with a
-reason code and is written to the audit log.
+decides the role and stores a new session. Every refusal raises a ``ReasonedError`` (see
+agent/errors.py) with a reason code and is written to the audit log.
 """
 
 from __future__ import annotations
@@ -24,17 +24,18 @@ from multidict import MultiMapping
 
 from ..entra.client import aadsts_code, nonce_hash
 from ..errors import (
+    ConfigurationProblem,
     IdentityProviderUnavailable,
     MissingAttributes,
-    SignInError,
+    ReasonedError,
     SignInRefused,
     SignInRejected,
-    StateUnavailable,
+    StateUnwritable,
     TooManySignIns,
 )
 from ..logging import AuditBursts
 from ..roles import decide_role, no_role_reason
-from ..sessions.store import Session, SessionStore, StateUnwritable
+from ..sessions.store import Session, SessionStore
 from ..urlpaths import local_path
 from .health import DependencyHealth
 from .identity import IdentityProvider, strings
@@ -108,7 +109,7 @@ class SignIn:
             return await self._start(next_path, client, binding, login_hint, after_sign_out)
         except TooManySignIns:  # audited (as a burst) where it is decided
             raise
-        except SignInError as exc:
+        except ReasonedError as exc:
             self._refused(exc, client)
             raise
 
@@ -123,11 +124,11 @@ class SignIn:
                               status=refused.status)
             raise refused
         if not self.idp.tenant.ready:
-            misconfigured = self.idp.tenant.misconfigured  # e.g. 90002: a wrong tenant id
-            raise IdentityProviderUnavailable(
-                "idp_misconfigured" if misconfigured else "idp_not_ready",
-                self.idp.tenant.not_ready_reason or "not ready", dependency="Entra ID",
-                aadsts=misconfigured)
+            why = self.idp.tenant.not_ready_reason or "not ready"
+            if misconfigured := self.idp.tenant.misconfigured:  # e.g. 90002: a wrong tenant
+                raise ConfigurationProblem("idp_misconfigured", why, dependency="Entra ID",
+                                           aadsts=misconfigured)
+            raise IdentityProviderUnavailable("idp_not_ready", why, dependency="Entra ID")
         if not self.idp.client.loaded:
             await asyncio.to_thread(self.idp.client.app)
         flow = self.idp.client.start(**self.authorize_extras(login_hint, after_sign_out))
@@ -151,13 +152,13 @@ class SignIn:
         """Finish the sign-in from the callback's query (repeated parameters are refused)."""
         try:
             done = await self._complete(single_valued(query), binding, client)
-        except SignInError as exc:
+        except ReasonedError as exc:
             self._refused(exc, client)
             raise
         self.health.sign_in_succeeded()  # every dependency answered this sign-in
         return done
 
-    def _refused(self, exc: SignInError, client: str) -> None:
+    def _refused(self, exc: ReasonedError, client: str) -> None:
         """Audit a refused sign-in; a transport failure counts for Entra ID's availability
         (health.py: never what the token endpoint or Graph answered to this sign-in)."""
         if isinstance(exc, IdentityProviderUnavailable):
@@ -228,8 +229,9 @@ class SignIn:
             refresh_token=redemption.refresh_token)
         try:
             await self.sessions.put(session)
-        except StateUnwritable as exc:
-            raise StateUnavailable("state_unwritable", str(exc), upn=session.upn) from exc
+        except StateUnwritable as exc:  # the account was accepted: the audit line names it
+            exc.upn = session.upn
+            raise
         audit.info("sso_login_succeeded", upn=session.upn, oid=session.oid, role=session.role,
                    groups_matched=list(decision.matched_groups), source_ip=client,
                    amr=list(session.amr) or None, acrs=list(session.acrs) or None)

@@ -44,12 +44,7 @@ from typing import Literal
 import structlog
 
 from ..backoff import doubling
-from ..errors import (
-    ClientCredentialRejected,
-    IdentityProviderUnavailable,
-    SignInError,
-    SignInRefused,
-)
+from ..errors import ClientCredentialRejected, DependencyFailure, SignInRefused, SignInRejected
 from ..roles import decide_role, no_role_reason
 from ..sessions.store import Session, SessionStore
 from .identity import IdentityProvider
@@ -145,16 +140,26 @@ class Revalidator:
         """Look at the schedule now (after the clock moved, or a reload)."""
         self._wake.set()
 
+    @property
+    def in_flight(self) -> int:
+        """Re-validations under way."""
+        return len(self._in_flight)
+
+    async def look(self) -> None:
+        """One look at the schedule: re-validate what is due (unless Entra ID asked to
+        wait, or is not loaded), and return once those answers are in."""
+        if self.idp.tenant.ready and self.clock() >= self.paused_until:
+            due = self.due(self.clock())
+            if due:
+                await self._run(due, forced=False)
+
     async def run(self) -> None:
         """Forever: re-validate whatever is due, then wait a tick (or a ``wake``)."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick)
             self._wake.clear()
-            if self.idp.tenant.ready and self.clock() >= self.paused_until:
-                due = self.due(self.clock())
-                if due:
-                    await self._run(due, forced=False)
+            await self.look()
 
     async def revalidate_now(self, upn: str | None = None) -> list[Outcome]:
         """Re-validate every session (or one user's) at once, waiting for the answers."""
@@ -221,11 +226,11 @@ class Revalidator:
                 return await self._end(session, "identity_changed",
                                        "the refreshed ID token names another user")
             profile, groups = await self.idp.identity(claims, redemption.access_token)
-        except IdentityProviderUnavailable as exc:
-            return self._unavailable(session, exc)
-        except ClientCredentialRejected as exc:  # logged once, in /readyz: entra/client.py
-            return await self._end(session, exc.reason, f"{exc.detail}: {exc.fix}",
-                                   aadsts=exc.aadsts)
+        except DependencyFailure as exc:  # says nothing about the user
+            if isinstance(exc, ClientCredentialRejected):  # no session can be confirmed: ends
+                return await self._end(session, exc.reason, f"{exc.detail}: {exc.fix}",
+                                       aadsts=exc.aadsts)  # logged once, in /readyz: client.py
+            return self._unavailable(session, exc)  # try again later
         except SignInRefused as exc:
             if exc.reason == "invalid_grant":
                 return await self._end(session, "invalid_grant", aadsts_reason(exc.aadsts),
@@ -233,7 +238,7 @@ class Revalidator:
             if exc.reason == "wrong_tenant":
                 return await self._end(session, "identity_changed", exc.detail)
             return await self._end(session, exc.reason, exc.detail, aadsts=exc.aadsts)
-        except SignInError as exc:  # an ID token that does not validate: confirms nothing
+        except SignInRejected as exc:  # an ID token that does not validate: confirms nothing
             audit.error("session_revalidation_rejected", upn=session.upn, reason=exc.reason,
                         detail=exc.detail)
             self._retry_later(session)
@@ -269,7 +274,7 @@ class Revalidator:
                                 via="revalidation")
         return Outcome(session.upn, "revoked", reason)
 
-    def _unavailable(self, session: Session, exc: IdentityProviderUnavailable) -> Outcome:
+    def _unavailable(self, session: Session, exc: DependencyFailure) -> Outcome:
         now = self.clock()
         if self._unavailable_since is None:
             self._unavailable_since = now

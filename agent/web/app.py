@@ -30,7 +30,7 @@ from ..entra.client import EntraClient
 from ..entra.discovery import TenantMetadata
 from ..entra.graph import GraphClient
 from ..entra.outbound import Outbound
-from ..errors import IdentityProviderUnavailable, MetadataProblem
+from ..errors import DependencyFailure
 from ..local.signin import LocalSignIn
 from ..logging import AuditBursts
 from ..metrics.tally import AgentMetrics
@@ -201,7 +201,7 @@ async def _keep_tenant_metadata(tenant: TenantMetadata, client: EntraClient,
                 await asyncio.to_thread(client.check_credential)
                 credential_checked = True
             failures = 0
-        except (IdentityProviderUnavailable, MetadataProblem) as exc:
+        except DependencyFailure as exc:
             failures += 1
             delay = doubling(failures, 1.0, 60.0)
             log.warning("identity_provider_not_ready", reason=str(exc), retry_in=delay)
@@ -210,9 +210,8 @@ async def _keep_tenant_metadata(tenant: TenantMetadata, client: EntraClient,
         await asyncio.sleep(KEY_REFRESH_INTERVAL)
         try:
             await tenant.refresh_keys()  # on failure the cached keys stay in use
-        except (IdentityProviderUnavailable, MetadataProblem) as exc:
-            health.probe_failed(str(getattr(exc, "dependency", None) or
-                                    "Entra ID signing keys"), str(exc))
+        except DependencyFailure as exc:
+            health.probe_failed(exc.dependency, str(exc))
         else:
             health.answered("Entra ID signing keys")
 
@@ -234,8 +233,8 @@ async def _watch_entra(tenant: TenantMetadata, health: DependencyHealth,
             continue  # _keep_tenant_metadata is retrying; the form shows meanwhile
         try:
             await tenant.probe()
-        except (IdentityProviderUnavailable, MetadataProblem) as exc:
-            dependency = str(getattr(exc, "dependency", None) or "Entra ID")
+        except DependencyFailure as exc:
+            dependency = exc.dependency
             if not health.degraded().get(dependency):
                 log.warning("identity_provider_unreachable", dependency=dependency,
                             reason=str(exc))

@@ -13,6 +13,7 @@ PC operator B is not signed in as operator A by Entra's own session.
 
 from __future__ import annotations
 
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -30,7 +31,7 @@ def _origin(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
 
-def _sid_ok(sid: object) -> bool:
+def _sid_ok(sid: object) -> TypeGuard[str]:
     return isinstance(sid, str) and 0 < len(sid) <= 128 and sid.isprintable()
 
 
@@ -49,7 +50,6 @@ async def frontchannel_logout(request: web.Request) -> web.Response:
     """``GET /auth/sso/frontchannel-logout?sid=...``: end the sessions of that sign-in."""
     sid = request.query.get("sid")
     if _sid_ok(sid):
-        assert sid is not None
         store = request.app[keys.SESSIONS]
         for session in store.with_sid(sid):
             await store.end(session, "signed_out_at_entra", event="sso_logout",

@@ -8,9 +8,9 @@ import structlog
 from aiohttp import web
 
 from ..clientaddr import parse_address
-from ..errors import SignInError
+from ..errors import ReasonedError, StateUnwritable
 from ..roles import ROLES, allows, role_name
-from ..sessions.store import COOKIE_NAME, Session, StateUnwritable
+from ..sessions.store import COOKIE_NAME, Session
 from ..signin.flow import hint_ok
 from ..signin.guests import readable_upn
 from . import keys
@@ -91,7 +91,7 @@ async def sso_start(request: web.Request) -> web.StreamResponse:
                                       request.cookies.get(BINDING_COOKIE),
                                       login_hint=request.query.get("login_hint"),
                                       after_sign_out=SIGNED_OUT_COOKIE in request.cookies)
-    except SignInError as exc:
+    except ReasonedError as exc:
         request.app[keys.METRICS].refused("sso", exc.reason, throttled=exc.status == 429)
         return error_page(exc, request.app[keys.SETTINGS], _reference(request), "/login")
     response = redirect(started.authorize_url)
@@ -106,7 +106,7 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
     client = client_address(request)
     try:
         done = await sign_in.complete(request.query, request.cookies.get(BINDING_COOKIE), client)
-    except SignInError as exc:
+    except ReasonedError as exc:
         request.app[keys.METRICS].refused("sso", exc.reason)
         return error_page(exc, settings, _reference(request))
     request.app[keys.METRICS].signed_in("sso")

@@ -9,7 +9,13 @@ from urllib.parse import urlencode
 import jinja2
 from aiohttp import web
 
-from ..errors import IdentityProviderUnavailable, MissingAttributes, SignInError, SignInRefused
+from ..errors import (
+    DependencyFailure,
+    IdentityProviderUnavailable,
+    MissingAttributes,
+    ReasonedError,
+    SignInRefused,
+)
 from ..explain import (
     AADSTS,
     MISCONFIGURED,
@@ -18,6 +24,7 @@ from ..explain import (
     REJECTED,
     ROLE_TOO_LOW,
     UNAVAILABLE,
+    WRONG_TENANT,
     Explanation,
 )
 from ..settings import Settings
@@ -61,11 +68,11 @@ def login_page(settings: Settings, next_path: str | None, signed_out: bool,
                   not_ready=not_ready, sso_off=settings.sso_off, local=local)
 
 
-def explain(error: SignInError, settings: Settings) -> tuple[Explanation, str | None]:
+def explain(error: ReasonedError, settings: Settings) -> tuple[Explanation, str | None]:
     code = error.aadsts
+    if error.reason == "idp_misconfigured":  # a tenant Entra ID does not know (AADSTS90002)
+        return WRONG_TENANT, code
     if isinstance(error, IdentityProviderUnavailable):
-        if error.reason == "idp_misconfigured":
-            return MISCONFIGURED, code
         return _fill(UNAVAILABLE, dependency=error.dependency), code
     if code and code in AADSTS:
         return AADSTS[code], code
@@ -79,12 +86,15 @@ def explain(error: SignInError, settings: Settings) -> tuple[Explanation, str | 
         missing = error.missing if isinstance(error, MissingAttributes) else ()
         return _fill(REASONS[error.reason], contact=settings.server.access_contact,
                      missing=", ".join(missing), error=provider_error or "an error"), code
+    if isinstance(error, DependencyFailure):  # a configuration problem without its own text
+        return _fill(MISCONFIGURED, dependency=error.dependency,
+                     contact=settings.server.access_contact), code
     if isinstance(error, SignInRefused):
         return _fill(REASONS["idp_error"], error=error.detail or error.reason), code
     return _fill(REJECTED, detail=error.detail or error.reason), code
 
 
-def error_page(error: SignInError, settings: Settings, reference: str,
+def error_page(error: ReasonedError, settings: Settings, reference: str,
                retry_url: str = "/auth/sso/start") -> web.Response:
     explanation, code = explain(error, settings)
     return render("error.html", status=error.status, title=explanation.title,
@@ -111,9 +121,7 @@ def role_refused_page(settings: Settings, role: str, needed: str,
 
 
 def _fill(explanation: Explanation, **values: str) -> Explanation:
-    def fmt(text: str) -> str:
-        try:
-            return text.format(**values)
-        except (KeyError, IndexError):
-            return text
-    return Explanation(fmt(explanation.title), fmt(explanation.what), fmt(explanation.todo))
+    """``explanation`` with its ``{name}`` fields filled; a field without a value is the
+    agent's bug and raises ``KeyError`` (tests/web/test_pages.py fills every text)."""
+    return Explanation(explanation.title.format(**values), explanation.what.format(**values),
+                       explanation.todo.format(**values))

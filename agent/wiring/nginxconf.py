@@ -16,11 +16,13 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
+from ..errors import AgentError
+
 DUMP_HEADER = re.compile(r"^# configuration file (?P<path>.+):\s*$")
 MAX_INCLUDE_DEPTH = 16
 
 
-class DumpUnreadable(ValueError):
+class DumpUnreadable(AgentError, ValueError):
     """The text is not ``nginx -T`` output (no ``# configuration file`` line)."""
 
 

@@ -8,7 +8,7 @@ import pytest
 from agent.devidp import DevIdentityProvider, DevUser, Fault
 from agent.entra.graph import MAX_IDS_PER_CALL, MAX_RETRIES, MAX_RETRY_AFTER, GraphClient
 from agent.entra.outbound import Outbound
-from agent.errors import IdentityProviderUnavailable
+from agent.errors import DependencyFailure
 from tests.entra.conftest import access_token
 
 
@@ -39,7 +39,7 @@ def person(idp: DevIdentityProvider, username: str = "admin@contoso.example") ->
 
 
 async def unavailable_reason(graph: GraphClient, token: str) -> str:
-    with pytest.raises(IdentityProviderUnavailable) as caught:
+    with pytest.raises(DependencyFailure) as caught:
         await graph.profile(token)
     return caught.value.reason
 
@@ -112,6 +112,6 @@ class TestMemberGroups:
                                                  idp: DevIdentityProvider) -> None:
         """An answer without a list of ids is graph_bad_response, never 'no groups'."""
         idp.faults["graph_check_member_groups"] = Fault(status=200, body=b'{"value": "x"}')
-        with pytest.raises(IdentityProviderUnavailable) as caught:
+        with pytest.raises(DependencyFailure) as caught:
             await graph.member_groups(access_token(idp, person(idp)), ["a"])
         assert "graph_bad_response" == caught.value.reason

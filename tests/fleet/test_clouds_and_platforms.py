@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from agent.entra.client import EntraClient
 from agent.errors import ConfigError
@@ -82,29 +83,50 @@ class TestWebPlatform:
         assert stack.idp.last_token_origin is None
 
     async def test_wrong_secret_is_explained(self, tmp_path: Path, new_stack: StackFactory) -> None:
-        """A wrong secret is a 502 page (the sensor's own credential) with Entra's code."""
+        """A wrong secret is a 500 page (a configuration problem: the sensor's own credential)
+        with Entra's code."""
         secret = tmp_path / "client-secret"
         secret.write_text("old-secret")
         stack = await new_stack(
             idp_options={"spa": False, "client_secret": "new-secret"},
             config=lambda d: d["entra"].update(platform="web", client_secret_file=str(secret)))
         resp = await stack.browser().sign_in("admin@contoso.example")
-        assert 502 == resp.status
+        assert 500 == resp.status
         assert "AADSTS7000215" in await resp.text()
 
+    async def test_secret_file_gone_is_a_configuration_problem(
+            self, tmp_path: Path, new_stack: StackFactory) -> None:
+        """A client secret file the agent can no longer read: the sign-in's start (where MSAL
+        is built with the credential) answers 500 with the configuration fix, not 502 "Entra
+        ID unreachable"."""
+        secret = tmp_path / "client-secret"
+        secret.write_text("s3cr3t-value\n")
+        stack = await new_stack(
+            idp_options={"spa": False, "client_secret": "s3cr3t-value"},
+            config=lambda d: d["entra"].update(platform="web", client_secret_file=str(secret)))
+        secret.unlink()
+        with capture_logs() as logs:
+            resp = await stack.browser().get("/auth/sso/start")
+            page = await resp.text()
+        assert 500 == resp.status, page
+        assert "Sign-in is not set up correctly" in page and "is unreachable" not in page
+        assert "client credential" in page
+        [refused] = [e for e in logs if e["event"] == "sso_login_refused"]
+        assert ("client_credential_unreadable", 500) == (refused["reason"], refused["status"])
+
     async def test_spa_config_against_web_registration(self, new_stack: StackFactory) -> None:
-        """Config says SPA, the registration says Web: a 502 (the sensor's own setup) whose
+        """Config says SPA, the registration says Web: a 500 (the sensor's own setup) whose
         AADSTS9002326 page names the fix."""
         stack = await new_stack(idp_options={"spa": False, "client_secret": "x"})
         resp = await stack.browser().sign_in("admin@contoso.example")
         page = await resp.text()
-        assert 502 == resp.status
+        assert 500 == resp.status
         assert "AADSTS9002326" in page
         assert "entra.platform" in page and "Single-page application" in page
 
     async def test_web_config_against_spa_registration(
             self, tmp_path: Path, new_stack: StackFactory) -> None:
-        """Config says Web, the registration is an SPA: 502, the page says to set platform
+        """Config says Web, the registration is an SPA: 500, the page says to set platform
         spa."""
         secret = tmp_path / "client-secret"
         secret.write_text("s3cr3t")
@@ -112,7 +134,7 @@ class TestWebPlatform:
             platform="web", client_secret_file=str(secret)))
         resp = await stack.browser().sign_in("admin@contoso.example")
         page = await resp.text()
-        assert 502 == resp.status
+        assert 500 == resp.status
         assert "AADSTS700025" in page and "entra.platform = &#34;spa&#34;" in page
 
     def test_web_needs_exactly_one_credential(self, tmp_path: Path) -> None:

@@ -183,13 +183,17 @@ class TestProviderErrors:
         assert AADSTS[code].title in text and AADSTS[code].todo in text
         assert [code] == [e["aadsts"] for e in outcome.events("idp_error")]
 
-    @pytest.mark.parametrize("code", ["9002327", "700016"])
-    async def test_token_endpoint_aadsts_explained(self, stack: Stack, code: str) -> None:
-        """The same AADSTS advice when the token endpoint refuses the code redemption."""
+    @pytest.mark.parametrize(("code", "reason", "status"), [
+        ("9002327", "client_credential_rejected", 500),  # the sensor's setup (platform)
+        ("700016", "idp_error", 403)])
+    async def test_token_endpoint_aadsts_explained(self, stack: Stack, code: str, reason: str,
+                                                   status: int) -> None:
+        """The same AADSTS advice when the token endpoint refuses the code redemption; a
+        platform mismatch is a configuration problem (500), not a refusal of the user."""
         body = entra_error_body(int(code), AADSTS_CASES[code], "invalid_request", stack.clock())
         stack.idp.faults["token"] = Fault(status=400, body=json.dumps(body).encode())
         outcome = await attempt(stack)
-        assert_rejected(outcome, "idp_error", status=403)
+        assert_rejected(outcome, reason, status=status)
         text = html.unescape(outcome.text)
         assert f"AADSTS{code}" in text and AADSTS[code].todo in text
 

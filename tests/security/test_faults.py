@@ -68,9 +68,15 @@ GRAPH_FAULTS = {
                     "microsoft_graph_bad_response"),
     "wrong_shape": (Fault(status=200, body=b'["a list"]'), "graph_error"),
     "slow": (Fault(delay=TIMEOUT + 0.5), "microsoft_graph_timeout"),
-    "forbidden": (Fault(status=403, body=b'{"error":{"code":"Authorization_RequestDenied"}}'),
-                  "graph_forbidden"),
 }
+
+
+def assert_misconfigured(outcome: Outcome, reason: str, words: str) -> None:
+    """A configuration problem: HTTP 500 (not 502 "unreachable") with the fix on the page."""
+    assert (500, [reason]) == (outcome.status, outcome.refused_reasons), outcome.text
+    assert "is unreachable" not in outcome.text
+    assert "Sign-in is not set up correctly" in outcome.text and words in outcome.text
+    assert not outcome.has_session
 
 
 class TestGraph:
@@ -87,6 +93,18 @@ class TestGraph:
         status, body = await readyz(stack)
         assert 200 == status
         assert reason.endswith("_timeout") == ("Microsoft Graph" in body.get("degraded", {}))
+        await recovers(stack)
+
+    async def test_refused_for_missing_admin_consent(self, stack: Stack) -> None:
+        """Graph's 403 (no admin consent) is a configuration problem: 500 saying to grant
+        admin consent, not a 502 "unreachable"; an answer, so Graph is not degraded."""
+        existing = await signed_in(stack)
+        stack.idp.faults["graph_me"] = Fault(
+            status=403, body=b'{"error":{"code":"Authorization_RequestDenied"}}')
+        outcome = await attempt(stack, GRAPH_USER)
+        assert_misconfigured(outcome, "graph_forbidden", "grant admin consent")
+        assert await session_works(existing)
+        assert "Microsoft Graph" not in (await readyz(stack))[1].get("degraded", {})
         await recovers(stack)
 
     async def test_group_check_failure_fails_closed(self, stack: Stack) -> None:

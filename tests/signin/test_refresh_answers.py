@@ -194,13 +194,13 @@ class TestTheSensorsCredential:
 
     async def test_sign_in_with_an_expired_secret_is_explained(
             self, tmp_path: Path, new_stack: StackFactory) -> None:
-        """A sign-in meets the same answer: 502, the page says the sensor's secret expired,
-        and /readyz shows it."""
+        """A sign-in meets the same answer: 500 (a configuration problem), the page says the
+        sensor's secret expired, and /readyz shows it."""
         stack = await web_stack(new_stack, tmp_path)
         stack.idp.policies.client_secret_expired = True
         resp = await stack.browser().sign_in(ANALYST)
         page = await resp.text()
-        assert 502 == resp.status and "client secret has expired" in page
+        assert 500 == resp.status and "client secret has expired" in page
         assert 503 == (await stack.browser().get("/readyz")).status
 
 

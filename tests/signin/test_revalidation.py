@@ -292,12 +292,17 @@ class TestPlatformsAndThrottling:
         await eventually(tried, "both refreshes were attempted")
         assert rstack.app is not None
         revalidator = rstack.app[keys.REVALIDATOR]
+
+        async def settled() -> bool:  # the other session's refresh, if it started, is over
+            return revalidator.in_flight == 0
+
+        await eventually(settled, "no refresh under way")
         assert revalidator.paused_until >= rstack.clock() + 119
         after_429 = rstack.idp.requests["token"]
-        for _ in range(3):  # 60 s later, three wake-ups: still waiting
+        for _ in range(3):  # 60 s later, three looks at the schedule: still waiting
             await one_interval_later(rstack, 20)
-            await asyncio.sleep(0.2)
-        assert after_429 == rstack.idp.requests["token"]
+            await revalidator.look()  # returns once whatever it started has answered
+            assert after_429 == rstack.idp.requests["token"]
         await one_interval_later(rstack, 61)
 
         async def resumed() -> bool:
