@@ -142,16 +142,13 @@ class Revalidator:
 
     @property
     def in_flight(self) -> int:
-        """Re-validations under way."""
-        return len(self._in_flight)
+        return len(self._in_flight)  # re-validations under way
 
     async def look(self) -> None:
-        """One look at the schedule: re-validate what is due (unless Entra ID asked to
-        wait, or is not loaded), and return once those answers are in."""
-        if self.idp.tenant.ready and self.clock() >= self.paused_until:
-            due = self.due(self.clock())
-            if due:
-                await self._run(due, forced=False)
+        """Re-validate what is due now (unless paused); return once those answers are in."""
+        if self.idp.tenant.ready and self.clock() >= self.paused_until and \
+                (due := self.due(self.clock())):
+            await self._run(due, forced=False)
 
     async def run(self) -> None:
         """Forever: re-validate whatever is due, then wait a tick (or a ``wake``)."""
@@ -226,11 +223,11 @@ class Revalidator:
                 return await self._end(session, "identity_changed",
                                        "the refreshed ID token names another user")
             profile, groups = await self.idp.identity(claims, redemption.access_token)
-        except DependencyFailure as exc:  # says nothing about the user
-            if isinstance(exc, ClientCredentialRejected):  # no session can be confirmed: ends
+        except DependencyFailure as exc:  # nothing about the user: try again later, unless
+            if isinstance(exc, ClientCredentialRejected):  # no session can be confirmed
                 return await self._end(session, exc.reason, f"{exc.detail}: {exc.fix}",
                                        aadsts=exc.aadsts)  # logged once, in /readyz: client.py
-            return self._unavailable(session, exc)  # try again later
+            return self._unavailable(session, exc)
         except SignInRefused as exc:
             if exc.reason == "invalid_grant":
                 return await self._end(session, "invalid_grant", aadsts_reason(exc.aadsts),
@@ -270,8 +267,7 @@ class Revalidator:
     async def _end(self, session: Session, reason: str, detail: str,
                    aadsts: object = None) -> Outcome:
         self._recovered()  # Entra ID answered
-        await self.sessions.end(session, reason, detail=detail, aadsts=aadsts,
-                                via="revalidation")
+        await self.sessions.end(session, reason, detail=detail, aadsts=aadsts, via="revalidation")
         return Outcome(session.upn, "revoked", reason)
 
     def _unavailable(self, session: Session, exc: DependencyFailure) -> Outcome:
@@ -292,14 +288,13 @@ class Revalidator:
 
     def _retry_later(self, session: Session, wait: float | None = None) -> None:
         session.failures += 1
-        if wait is None:
-            wait = doubling(session.failures, FIRST_RETRY, self.interval)
-        session.next_revalidation = self.clock() + wait
+        session.next_revalidation = self.clock() + (
+            doubling(session.failures, FIRST_RETRY, self.interval) if wait is None else wait)
 
     def _recovered(self) -> None:
         self.answered_at = self.clock()
         if self._unavailable_since is not None:
-            audit.info("revalidation_recovered",
-                       unavailable_for=round(self.clock() - self._unavailable_since, 1))
+            audit.info("revalidation_recovered", unavailable_for=round(
+                self.clock() - self._unavailable_since, 1))
             self._unavailable_since = None
         self._outages = 0
