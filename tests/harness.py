@@ -24,6 +24,7 @@ from aiohttp import web
 from agent.devidp import DevIdentityProvider, DevUser, demo_users
 from agent.settings import Settings, settings_from_mapping
 from agent.web.app import create_app
+from agent.web.refusal_pages import REFUSED_PATH
 from agent.web.server import FrontDoorRunner
 from tests.clock import Clock
 from tests.devidp_driver import complete_sign_in
@@ -169,9 +170,13 @@ class Browser:
         await self.http.close()
 
     async def get(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        """One request, redirects not followed, except the callback's to its refusal page
+        (``/auth/sso/refused``): a browser lands there, and that page is the answer."""
         url = path if path.startswith("http") else self.stack.url + path
         resp = await self.http.get(url, allow_redirects=False, ssl=self.ssl, **kwargs)
         await resp.read()
+        if resp.status == 303 and resp.headers.get("Location") == REFUSED_PATH:
+            return await self.get(REFUSED_PATH)
         return resp
 
     async def post(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:

@@ -50,6 +50,7 @@ from .frontchannel import FRONTCHANNEL_LOGOUT_PATH, frontchannel_logout
 from .health import healthz, readyz
 from .local import local_sign_in
 from .middlewares import guarded, security_header_set, security_headers
+from .refusal_pages import REFUSAL_PAGES, REFUSED_PATH, RefusalPages, refused
 from .refusals import RefusalAudit
 
 log = structlog.get_logger("agent.web")
@@ -94,6 +95,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     client = EntraClient(settings.entra)
     app[keys.TENANT] = tenant
     app[keys.REFUSALS] = RefusalAudit(clock)
+    app[REFUSAL_PAGES] = RefusalPages(clock)
     app[keys.SESSIONS] = sessions
     graph = GraphClient(outbound, settings.entra.graph_url)
     idp = IdentityProvider(settings, tenant, client, graph)
@@ -149,6 +151,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     r.add_get("/auth/sso/start", guarded(handlers.sso_start))
     r.add_get(settings.entra.redirect_path, guarded(handlers.sso_callback))
     r.add_get("/auth/role-refused", guarded(handlers.role_refused))
+    r.add_get(REFUSED_PATH, guarded(refused))
     r.add_post("/auth/local/sign-in", guarded(local_sign_in))
     r.add_get("/auth/me", guarded(handlers.me))
     r.add_post("/auth/logout", guarded(handlers.logout))

@@ -20,6 +20,7 @@ from .host import elsewhere
 from .local import local_form, not_ready_text, session_ended, set_csrf_cookie
 from .pages import error_page, login_page, plain_error_page, render, role_refused_page
 from .peer import client_address
+from .refusal_pages import REFUSAL_PAGES
 from .refusals import SIGN_IN_PAGE, page_reference
 
 audit = structlog.get_logger("agent.audit")
@@ -106,9 +107,9 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
     client = client_address(request)
     try:
         done = await sign_in.complete(request.query, request.cookies.get(BINDING_COOKIE), client)
-    except ReasonedError as exc:
+    except ReasonedError as exc:  # shown at a clean address: the code stays out of history
         request.app[keys.METRICS].refused("sso", exc.reason)
-        return error_page(exc, settings, _reference(request))
+        return request.app[REFUSAL_PAGES].redirect(error_page(exc, settings, _reference(request)))
     request.app[keys.METRICS].signed_in("sso")
     old = request.cookies.get(COOKIE_NAME)
     if old:  # session fixation: whatever session this browser had is over

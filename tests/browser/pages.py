@@ -23,11 +23,19 @@ async def enter_credentials(page: Page, username: str, password: str = PASSWORD)
 async def submit_to_agent(page: Page, stack: Stack, button: str) -> Response:
     """Click ``button`` at the provider; return the agent's answer to the callback."""
     callback = stack.settings.entra.redirect_path
-    async with page.expect_response(lambda r: r.url.startswith(stack.url + callback)) as info:
+    async with page.expect_response(lambda r: agents_answer(r, stack.url + callback)) as info:
         await page.get_by_role("button", name=button).click()
     response = await info.value
     await page.wait_for_load_state()
     return response
+
+
+def agents_answer(response: Response, callback: str) -> bool:
+    """The agent's final answer to the callback: its redirect into the console, or the
+    refusal page the callback sent the browser to (``/auth/sso/refused``, a clean address)."""
+    if response.url.startswith(callback):
+        return response.status != 303
+    return response.url.split("?")[0].endswith("/auth/sso/refused")
 
 
 async def sign_in(page: Page, stack: Stack, username: str) -> Response:

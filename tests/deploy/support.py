@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.devidp import DevIdentityProvider
+from agent.web.refusal_pages import REFUSED_PATH
 from tests.devidp_driver import complete_sign_in
 from tests.harness import PASSWORD, agent_config, free_port, write_config
 
@@ -159,7 +160,10 @@ class SignInClient:
         url = path if path.startswith("http") else self.base + path
         async with self.http.get(url, allow_redirects=False, ssl=self.idp_ssl,
                                  **kwargs) as resp:
-            return resp.status, dict(resp.headers), await resp.text()
+            answer = resp.status, dict(resp.headers), await resp.text()
+        if answer[0] == 303 and answer[1].get("Location") == REFUSED_PATH:  # as a browser does
+            return await self.get(REFUSED_PATH)
+        return answer
 
     async def authorize(self, username: str, next_path: str = "/") -> str:
         """Up to the provider's redirect back: the callback URL (not yet requested)."""
