@@ -113,7 +113,7 @@ def describe(data: dict[str, Any]) -> list[str]:
                  else f"session state: NOT writable: {state.get('problem')}")
     tasks = data.get("tasks") or {}
     failing = tasks.get("failing") or []
-    failures = tasks.get("failures") or {}
+    failures = {task: n for task, n in (tasks.get("failures") or {}).items() if n}
     lines.append("tasks:         " + (f"FAILING: {', '.join(failing)}" if failing else
                                       "all running") +
                  (f" (failures since start: {_counts(failures)})" if failures else ""))
