@@ -20,6 +20,8 @@ from .nginxconf import DumpUnreadable, load_dump
 from .static import PUBLIC_MARKER, Finding, check_config
 
 NGINX_TIMEOUT = 30.0
+SHIPPED = Path("/usr/share/sensor-sso-agent/nginx")  # where the package puts the snippets
+VERBATIM = ("sensor-sso.conf", "sensor-sso-auth.conf", "sensor-sso-check-cache.conf")
 
 
 def add_parser(sub: Any) -> None:
@@ -75,9 +77,25 @@ def read_dump(file: str | None, nginx_args: list[str]) -> tuple[str | None, Find
     return done.stdout, None
 
 
+def stale_copies(files: dict[str, str], shipped: Path) -> list[Finding]:
+    """Notes for copied snippets that differ from the installed package's (an upgrade
+    brought new ones; nginx still reads the old copies)."""
+    notes = []
+    for path, text in files.items():
+        name = Path(path).name
+        source = shipped / name
+        if name in VERBATIM and source.is_file() and Path(path) != source \
+                and source.read_text(errors="replace").strip() != text.strip():
+            notes.append(Finding(
+                "snippet", path, None, f"differs from the installed package's {source}: "
+                f"after an upgrade, copy it again (cp {source} {path}; nginx -t && systemctl "
+                "reload nginx)"))
+    return notes
+
+
 def run_check_nginx(file: str | None, url: str | None, nginx_args: list[str],
                     ca_file: str | None = None, insecure: bool = False,
-                    out: TextIO | None = None) -> int:
+                    out: TextIO | None = None, shipped: Path = SHIPPED) -> int:
     out = out or sys.stdout
     findings: list[Finding] = []
     text, problem = read_dump(file, nginx_args)
@@ -85,7 +103,9 @@ def run_check_nginx(file: str | None, url: str | None, nginx_args: list[str],
         findings.append(problem)
     if text is not None:
         try:
-            findings += check_config(load_dump(text))
+            config = load_dump(text)
+            findings += check_config(config)
+            findings += stale_copies(config.files, shipped)
         except DumpUnreadable as exc:
             findings.append(Finding("nginx", file or "nginx -T", False, str(exc),
                                     "save it with: nginx -T > FILE"))

@@ -217,6 +217,27 @@ class TestStatic:
         out = io.StringIO()
         assert 0 == run_check_nginx(str(saved), None, [], out=out), out.getvalue()
 
+    def test_a_copied_snippet_older_than_the_package_is_noted(self, tmp_path: Path) -> None:
+        """After an upgrade ships a new sensor-sso.conf, the copy nginx still reads is named
+        with the cp that refreshes it (a note: the wiring itself still holds)."""
+        conf_dir = tmp_path / "nginx"
+        conf_dir.mkdir()
+        conf = lay_out(conf_dir, CORRECT)
+        shipped = tmp_path / "shipped"
+        shipped.mkdir()
+        for name in ("sensor-sso.conf", "sensor-sso-auth.conf"):
+            (shipped / name).write_text((conf_dir / "snippets" / name).read_text())
+        out = io.StringIO()
+        args = ["-p", str(conf_dir), "-c", str(conf)]
+        assert 0 == run_check_nginx(None, None, args, out=out, shipped=shipped)
+        assert "NOTE snippet" not in out.getvalue()
+        (shipped / "sensor-sso.conf").write_text("# a newer version\n")
+        out = io.StringIO()
+        assert 0 == run_check_nginx(None, None, args, out=out, shipped=shipped)
+        copy = conf_dir / "snippets" / "sensor-sso.conf"
+        assert f"NOTE snippet   {copy}: differs from the installed package's " \
+               f"{shipped / 'sensor-sso.conf'}: after an upgrade, copy it again" in out.getvalue()
+
     def test_the_command_line_passes_arguments_after_the_double_dash(
             self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """``check-nginx -- -p DIR -c FILE`` runs nginx -T with them; a config nginx -t
