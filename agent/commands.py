@@ -64,6 +64,8 @@ def _check_config(path: str) -> int:
         print(f"note: {line}")
     for line in local_warnings:
         print(f"warning: {line}", file=sys.stderr)
+    if settings.metrics.enabled:
+        print(f"note: Prometheus metrics at http://{settings.metrics.listen}/metrics")
     print(f"note: files read as user {current_user()}")
     release = check_sensor_version(settings.server.sensor_version_file)
     if release.ok:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..clientaddr import exposure_warnings
+from ..clientaddr import exposure_warnings, parse_address
 from .model import Settings
 from .problems import Problem
 from .values import ZERO_GUID
@@ -43,7 +43,7 @@ def placeholder_problems(settings: Settings) -> list[Problem]:
 
 def config_warnings(settings: Settings) -> list[str]:
     """What works but is probably not meant: deprecated keys, self-chosen client addresses,
-    the example's host in the redirect URI."""
+    metrics open beyond loopback, the example's host in the redirect URI."""
     out = []
     server = settings.server
     if server.trust_forwarded_for is not None:
@@ -56,12 +56,28 @@ def config_warnings(settings: Settings) -> list[str]:
                        "console's nginx counts as one client (the proxy's address), so one "
                        "client's limits refuse everyone; remove the line")
     out.extend(exposure_warnings(server.listen_host, server.trusted_proxies))
+    out.extend(metrics_warnings(settings))
     out.extend(entra_warnings(settings))
     if not settings.sso_off and \
             urlsplit(settings.entra.redirect_uri).hostname == EXAMPLE_REDIRECT_HOST:
         out.append(f"entra.redirect_uri: still the example's host {EXAMPLE_REDIRECT_HOST}: "
                    "set this sensor's URL exactly as registered in the app registration")
     return out
+
+
+def metrics_warnings(settings: Settings) -> list[str]:
+    """``[metrics] listen`` beyond loopback: the listener has no authentication and no TLS."""
+    host = settings.metrics.listen_host
+    if host is None or host == "localhost":
+        return []
+    address = parse_address(host)
+    if address is not None and address.is_loopback:
+        return []
+    return [f"metrics.listen = {settings.metrics.listen!r} is not a loopback address: the "
+            "metrics listener has no authentication and no TLS, so anyone who reaches it "
+            "reads the sign-in counts and the agent's health; bind it to 127.0.0.1 (scrape "
+            "through a Prometheus agent or a tunnel on the sensor) or to a monitoring "
+            "network only, behind a firewall"]
 
 
 MIN_SAFE_MAX_AGE = 300.0  # a slow MFA approval must fit (auth_time is the first factor)

@@ -89,10 +89,11 @@ class TestBenchmarkSmoke:
         assert 0 == during["c64"]["agent"]["bad_responses"]
 
     def test_every_target_is_judged(self, smoke: Smoke) -> None:
-        """Each of the issue's targets (the /auth/check ratios also by CPU, the start with
-        sessions to restore with and without refresh tokens) has a value and a verdict."""
+        """Each of the issues' targets (the /auth/check ratios also by CPU, the start with
+        sessions to restore with and without refresh tokens, metrics on against off at both
+        connection counts) has a value and a verdict."""
         targets = smoke[0]["targets"]
-        assert 18 == len(targets)
+        assert 22 == len(targets)
         assert all(t["met"] in (True, False) for t in targets)
 
     def test_sessions_without_refresh_tokens_are_measured(self, smoke: Smoke) -> None:

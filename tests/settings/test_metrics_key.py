@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from agent.errors import ConfigError
-from agent.settings import load_settings, settings_from_mapping
+from agent.settings import config_warnings, load_settings, settings_from_mapping
 from agent.show_config import describe
 from tests.settings.test_load import filled_example, minimal
 
@@ -69,3 +71,29 @@ class TestMetricsKey:
         text = filled_example(tmp_path).read_text()
         assert "[metrics]" in text and "127.0.0.1:9464" in text
         assert not load_settings(filled_example(tmp_path)).metrics.enabled
+
+
+class TestMetricsWarningsAndNotes:
+    @pytest.mark.parametrize("listen", ["0.0.0.0:9464", "10.1.2.3:9464", "[::]:9464",
+                                        "monitoring.plant:9464"])
+    def test_beyond_loopback_is_a_warning(self, listen: str) -> None:
+        """A metrics listener reachable from the network is named: no authentication, no
+        TLS, and what to do instead."""
+        warnings = config_warnings(settings_from_mapping(with_metrics(listen)))
+        assert [w for w in warnings if w.startswith(f"metrics.listen = {listen!r}")]
+
+    @pytest.mark.parametrize("listen", ["127.0.0.1:9464", "[::1]:9464", "localhost:9464", ""])
+    def test_loopback_or_off_is_no_warning(self, listen: str) -> None:
+        """Loopback (or no metrics) warns of nothing."""
+        warnings = config_warnings(settings_from_mapping(with_metrics(listen)))
+        assert not [w for w in warnings if w.startswith("metrics.")]
+
+    def test_check_config_says_where_the_metrics_are(self, tmp_path: Path) -> None:
+        """check-config on a valid file with [metrics] listen notes the URL to scrape."""
+        path = filled_example(tmp_path)
+        path.write_text(path.read_text().replace('listen = ""', 'listen = "127.0.0.1:9464"'))
+        done = subprocess.run([sys.executable, "-m", "agent", "check-config", "--config",  # noqa: S603
+                               str(path)], capture_output=True, text=True, timeout=120,
+                              check=False, cwd=Path(__file__).parents[2])
+        assert 0 == done.returncode, done.stderr
+        assert "note: Prometheus metrics at http://127.0.0.1:9464/metrics" in done.stdout
