@@ -22,8 +22,6 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from multidict import CIMultiDict
-
 # The fields of a record by name (earlier versions), and which of them have a default.
 _NAMED = frozenset(("key", "upn", "given_name", "family_name", "oid", "role", "groups",
                     "auth_time", "created", "last_seen", "amr", "acrs", "sub", "sid",
@@ -74,8 +72,7 @@ class Session:
 
     __slots__ = ("key", "upn", "_names", "role", "groups", "auth_time", "created", "last_seen",
                  "amr", "acrs", "sid", "revalidated", "method", "persisted_seen",
-                 "next_revalidation", "failures", "token_at", "new_refresh_token",
-                 "check_headers")
+                 "next_revalidation", "failures", "token_at", "new_refresh_token")
 
     def __init__(self, key: bytes, upn: str, given_name: str, family_name: str, oid: str,
                  role: str, groups: Iterable[str], auth_time: float, created: float,
@@ -108,8 +105,6 @@ class Session:
         self.token_at = -1  # offset of the refresh token's line in the journal; -1: none there
         # A refresh token not (yet) in the journal; never logged, never in /auth/me.
         self.new_refresh_token = new_refresh_token
-        # What /auth/check answers for this session, built on first use.
-        self.check_headers: CIMultiDict[str] | None = None
 
     def __repr__(self) -> str:  # never a token, never the key
         return f"Session(upn={self.upn!r}, role={self.role!r}, method={self.method!r})"
@@ -166,7 +161,6 @@ class Session:
         before = self.role
         self.role = sys.intern(role)
         self.groups = shared_groups(groups)
-        self.check_headers = None  # /auth/check answers with the new role from now on
         return before if before != self.role else None
 
 

@@ -79,6 +79,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app[keys.SECURITY_HEADERS] = fixed_headers = security_header_set(
         settings.server.tls_cert_file is not None, form_targets)
     app.on_response_prepare.append(security_headers(fixed_headers))
+    app[keys.CHECK_HEADERS] = {}
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = metrics = metrics or AgentMetrics(clock)
     app[keys.PROXY_TRUST] = ProxyTrust(settings.server.trusted_proxies)

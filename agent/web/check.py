@@ -1,6 +1,7 @@
 """``/auth/check``: the question nginx asks before every console request. The hot path.
 
-Answers from memory only (the session's headers are built once per session and kept):
+Answers from memory only (the session's headers are built once per session and role, and
+kept here: ``keys.CHECK_HEADERS``, not in the session):
 200 with who and which role, 401 with where to sign in, 403 when the role ranks below
 ``?role=``, 400 for a role that does not exist. Never awaits. With ``[metrics] listen`` set,
 ``timed_auth_check`` also counts each answer and the time it took.
@@ -18,7 +19,7 @@ from multidict import CIMultiDict
 
 from ..metrics.tally import AuthCheckTimes
 from ..roles import ROLES, allows
-from ..sessions.store import COOKIE_NAME
+from ..sessions.store import COOKIE_NAME, Session
 from . import keys
 from .peer import client_address
 from .refusals import sign_in_location
@@ -84,17 +85,31 @@ def check(request: web.Request) -> web.Response:
             "X-Original-URI"), client_address(request))
         return web.Response(status=403, headers={"X-Auth-Request-Needed": wanted,
                                                  "X-Auth-Request-Reference": reference})
-    headers = session.check_headers
-    if headers is None:  # built once per session: the identity, then the security headers
-        headers = CIMultiDict({
-            "X-Auth-Request-User": session.upn,
-            "X-Auth-Request-Role": session.role,
-            "X-Auth-Request-Name": _header_safe(f"{session.given_name} {session.family_name}"),
-            "X-Auth-Request-Method": session.method,
-        })
-        headers.extend(request.app[keys.SECURITY_HEADERS])
-        session.check_headers = headers
-    return web.Response(status=200, headers=headers)
+    cache = request.app[keys.CHECK_HEADERS]
+    cached = cache.get(session)
+    if cached is None or cached[0] is not session.role:  # built once per session and role
+        cached = (session.role, _identity_headers(request, session))
+        if len(cache) >= CHECK_HEADERS_KEPT:  # ended sessions' answers go
+            store = request.app[keys.SESSIONS]
+            for gone in [s for s in cache if not store.is_live(s)]:
+                del cache[gone]
+        cache[session] = cached
+    return web.Response(status=200, headers=cached[1])
+
+
+CHECK_HEADERS_KEPT = 20_000  # answers kept before those of ended sessions are dropped
+
+
+def _identity_headers(request: web.Request, session: Session) -> CIMultiDict[str]:
+    """The identity, then the security headers: what /auth/check answers for ``session``."""
+    headers = CIMultiDict({
+        "X-Auth-Request-User": session.upn,
+        "X-Auth-Request-Role": session.role,
+        "X-Auth-Request-Name": _header_safe(f"{session.given_name} {session.family_name}"),
+        "X-Auth-Request-Method": session.method,
+    })
+    headers.extend(request.app[keys.SECURITY_HEADERS])
+    return headers
 
 
 def _header_safe(text: str) -> str:

@@ -15,6 +15,9 @@ from ..signin.flow import hint_ok
 from ..signin.guests import readable_upn
 from . import keys
 from .check import session_cookie
+from .finish import clear_cookie as _clear_cookie
+from .finish import finish_sign_in, redirect
+from .finish import set_cookie as _set_cookie
 from .frontchannel import SIGNED_OUT_COOKIE, SIGNED_OUT_MAX_AGE
 from .host import elsewhere
 from .local import local_form, not_ready_text, session_ended, set_csrf_cookie
@@ -26,20 +29,6 @@ from .refusals import SIGN_IN_PAGE, page_reference
 audit = structlog.get_logger("agent.audit")
 
 BINDING_COOKIE = "__Host-sso_signin"
-
-
-def redirect(location: str, status: int = 302) -> web.Response:
-    return web.Response(status=status, headers={"Location": location})
-
-
-def _set_cookie(response: web.StreamResponse, name: str, value: str,
-                max_age: int | None = None) -> None:
-    response.set_cookie(name, value, path="/", secure=True, httponly=True, samesite="Lax",
-                        max_age=max_age)
-
-
-def _clear_cookie(response: web.StreamResponse, name: str) -> None:
-    response.del_cookie(name, path="/", secure=True, httponly=True, samesite="Lax")
 
 
 def current_session(request: web.Request, touch: bool = True) -> Session | None:
@@ -111,15 +100,7 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
         request.app[keys.METRICS].refused("sso", exc.reason)
         return request.app[REFUSAL_PAGES].redirect(error_page(exc, settings, _reference(request)))
     request.app[keys.METRICS].signed_in("sso")
-    old = request.cookies.get(COOKIE_NAME)
-    if old:  # session fixation: whatever session this browser had is over
-        try:
-            await request.app[keys.SESSIONS].delete(old)
-        except StateUnwritable:  # it lives on unreachable (the browser gets the new cookie)
-            audit.warning("session_revoke_failed", reason="replaced_by_sign_in",
-                          why="session state cannot be written")
-    response = redirect(done.next_path)
-    _set_cookie(response, COOKIE_NAME, done.cookie_id)
+    response = await finish_sign_in(request, done.cookie_id, done.next_path, 302)
     _clear_cookie(response, BINDING_COOKIE)
     if SIGNED_OUT_COOKIE in request.cookies:
         _clear_cookie(response, SIGNED_OUT_COOKIE)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..clientaddr import ProxyTrust
 from ..entra.discovery import TenantMetadata
 from ..local.signin import LocalSignIn
 from ..logging import AuditBursts
 from ..metrics.tally import AgentMetrics
-from ..sessions.store import SessionStore
+from ..sessions.store import Session, SessionStore
 from ..settings import Settings
 from ..signin.flow import SignIn
 from ..signin.health import DependencyHealth
@@ -31,6 +31,8 @@ REVALIDATOR = web.AppKey("revalidator", Revalidator)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 REFUSALS = web.AppKey("refusals", RefusalAudit)
 SECURITY_HEADERS = web.AppKey("security_headers", CIMultiDictProxy[str])
+# /auth/check's answer per session: (the role it was built for, the headers) (web/check.py)
+CHECK_HEADERS = web.AppKey("check_headers", dict[Session, tuple[str, CIMultiDict[str]]])
 LOCAL = web.AppKey("local_sign_in", LocalSignIn)
 METRICS = web.AppKey("metrics", AgentMetrics)  # the process's counts (outlive a reload)
 REQUEST_ID = web.RequestKey("request_id", str)

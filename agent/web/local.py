@@ -9,6 +9,7 @@ from aiohttp import web
 from ..local.signin import CSRF_COOKIE, LocalSignInRefused
 from ..sessions.store import COOKIE_NAME
 from . import keys
+from .finish import finish_sign_in
 from .pages import LocalForm, login_page
 from .peer import client_address
 
@@ -102,11 +103,6 @@ async def local_sign_in(request: web.Request) -> web.StreamResponse:
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
     request.app[keys.METRICS].signed_in("local")
-    old = request.cookies.get(COOKIE_NAME)
-    if old:  # session fixation: whatever session this browser had is over
-        await request.app[keys.SESSIONS].delete(old)
-    response = web.Response(status=303, headers={"Location": done.next_path})
-    response.set_cookie(COOKIE_NAME, done.cookie_id, path="/", secure=True, httponly=True,
-                        samesite="Lax")
+    response = await finish_sign_in(request, done.cookie_id, done.next_path, 303)
     response.del_cookie(CSRF_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
     return response
