@@ -56,6 +56,8 @@ class Watched:
 
 
 async def watched_stack(tmp_path: Path, config: Callable[[dict[str, Any]], None] | None = None,
+                        wait_ready: bool = True,
+                        before_start: Callable[[Stack], object] | None = None,
                         **options: Any) -> Watched:
     port = free_port()
 
@@ -67,7 +69,9 @@ async def watched_stack(tmp_path: Path, config: Callable[[dict[str, Any]], None]
     stack = await make_stack(tmp_path, config=configure, start=False, **options)
     monitor = Monitor(lambda: stack.app, clock=stack.clock)
     stack.app_options["metrics"] = monitor.counts
-    await stack.start_agent()
+    if before_start is not None:
+        before_start(stack)
+    await stack.start_agent(wait_ready=wait_ready)
     await monitor.serve(stack.settings.metrics)
     assert monitor.listener is not None, monitor.problem
     return Watched(stack, monitor, port)

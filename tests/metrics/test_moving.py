@@ -209,6 +209,38 @@ class TestDependencies:
         assert 1 == value(found, "sensor_sso_dependency_up", dependency="graph")
 
 
+    async def test_signing_keys_timing_out_flip_jwks(self, watched: Watched) -> None:
+        """Entra ID signs with a key the agent has not seen and its JWKS endpoint does not
+        answer within entra.timeout: the sign-in is refused and jwks is down, discovery
+        stays up."""
+        watched.stack.idp.rotate_keys()
+        watched.stack.idp.faults["jwks"] = Fault(delay=5.0)
+        refused = await watched.stack.browser().sign_in(READER)
+        assert 502 == refused.status, await refused.text()
+        found = await watched.scrape()
+        assert 0 == value(found, "sensor_sso_dependency_up", dependency="jwks")
+        assert 1 == value(found, "sensor_sso_dependency_up", dependency="discovery")
+
+    async def test_discovery_failing_at_start_flips_discovery_and_ready(
+            self, tmp_path: Path) -> None:
+        """A provider whose discovery document answers 503 when the agent starts: discovery
+        down and the agent not ready; once it answers, both are back."""
+        w = await watched_stack(tmp_path, wait_ready=False,
+                                before_start=lambda stack: stack.idp.faults.update(
+                                    discovery=Fault(status=503, body=b"{}")))
+        try:
+            found = await w.scrape()
+            assert 0 == value(found, "sensor_sso_dependency_up", dependency="discovery")
+            assert 0 == value(found, "sensor_sso_ready")
+            w.stack.idp.faults.clear()
+            await eventually(w, lambda f: value(f, "sensor_sso_ready") == 1, "ready",
+                             timeout=30)
+            found = await w.scrape()
+            assert 1 == value(found, "sensor_sso_dependency_up", dependency="discovery")
+        finally:
+            await w.close()
+
+
 class TestState:
     async def test_a_full_state_directory_flips_writable(self, tmp_path: Path,
                                                           small_fs: Path) -> None:
