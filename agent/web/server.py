@@ -45,6 +45,13 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 
+from .aiohttp_private import (
+    handler_server,
+    plain_server,
+    request_in_progress,
+    server_arguments,
+    server_loop,
+)
 from .keys import METRICS
 from .middlewares import ERROR_HEADERS
 
@@ -138,7 +145,7 @@ class FrontDoorHandler(web.RequestHandler):
     def handle_error(self, request: BaseRequest, status: int = 500,
                      exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
-        manager = self._manager
+        manager = handler_server(self)
         if isinstance(exc, HttpProcessingError) or status < 500:
             if isinstance(manager, FrontDoorServer):
                 manager.malformed.record(type(exc).__name__ if exc else "unknown", status,
@@ -157,7 +164,7 @@ class FrontDoorHandler(web.RequestHandler):
         return generic_error(status)
 
     def data_received(self, data: bytes) -> None:
-        manager = self._manager
+        manager = handler_server(self)
         if isinstance(manager, FrontDoorServer):
             manager.active(self)
         super().data_received(data)
@@ -206,7 +213,7 @@ class FrontDoorServer(web.Server):
         return await self._app_handler(request)
 
     def __call__(self) -> web.RequestHandler:
-        return FrontDoorHandler(self, loop=self._loop, **self._kwargs)
+        return FrontDoorHandler(self, loop=server_loop(self), **server_arguments(self))
 
     def active(self, handler: web.RequestHandler) -> None:
         if handler in self._by_activity:
@@ -227,10 +234,8 @@ class FrontDoorServer(web.Server):
     def _shed(self, newest: web.RequestHandler) -> None:
         """Close the least recently active connection that is not answering a request."""
         for handler in self._by_activity:
-            # aiohttp keeps no public "busy" flag; its absence makes every connection idle.
             if handler is not newest and (
-                    handler in self._receiving
-                    or not getattr(handler, "_request_in_progress", False)):
+                    handler in self._receiving or not request_in_progress(handler)):
                 break
         else:
             handler = newest  # every connection is busy: the newcomer waits its turn
@@ -254,7 +259,7 @@ class FrontDoorRunner(web.AppRunner):
         self.body_timeout, self.min_body_rate = body_timeout, min_body_rate
 
     async def _make_server(self) -> web.Server:
-        plain = await super()._make_server()
+        plain = await plain_server(self)
         return FrontDoorServer(plain.request_handler, request_factory=plain.request_factory,
                                handler_cancellation=plain.handler_cancellation,
                                loop=asyncio.get_running_loop(),
@@ -263,4 +268,4 @@ class FrontDoorRunner(web.AppRunner):
                                min_body_rate=self.min_body_rate,
                                count_malformed=metrics.count_malformed
                                if (metrics := self.app.get(METRICS)) is not None else None,
-                               **plain._kwargs)
+                               **server_arguments(plain))
