@@ -70,14 +70,21 @@ async def test_ready_once_keys_are_loaded_then_watchdog_then_stopping(
 
 async def test_sigterm_finishes_the_sign_in_in_flight_and_the_session_survives(
         tmp_path: Path, idp: DevIdentityProvider) -> None:
+    """SIGTERM while a code redemption waits at the provider: the sign-in completes, the
+    agent exits 0, and the session works after a restart on the same state_dir."""
     agent, _ = start_agent(tmp_path, idp)
     client = SignInClient(agent.url, idp)
     try:
         await agent.wait_healthy()
         callback = await client.authorize(READER)
         idp.faults["token"] = Fault(delay=1.5, times=1)  # the redemption takes a while
+        before = idp.requests["token"]
         in_flight = asyncio.create_task(client.get(callback))
-        await asyncio.sleep(0.7)
+        for _ in range(200):  # until the redemption is at the provider, waiting there
+            if idp.requests["token"] > before:
+                break
+            await asyncio.sleep(0.02)
+        assert idp.requests["token"] > before, "the code redemption never started"
         agent.signal(signal.SIGTERM)
         status, headers, body = await in_flight
         assert status == 302, body

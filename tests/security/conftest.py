@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from structlog.testing import capture_logs
 from yarl import URL
 
 from agent.sessions.store import COOKIE_NAME
+from agent.web import keys
 from tests.harness import Browser, Stack, StackFactory
 from tests.security.subprocess_agent import AgentProcess
 
@@ -78,3 +80,18 @@ def plant_cookie(stack: Stack, browser: Browser, value: str, name: str = COOKIE_
 
 async def fresh_client() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+
+
+NOT_LOADED_YET = "discovery document not loaded yet"  # TenantMetadata's first not-ready reason
+
+
+async def discovery_answered(stack: Stack, timeout: float = 15.0) -> None:
+    """Wait until the agent has taken in its first discovery answer (loaded, or not ready
+    with the reason why): what a test of that answer waits for, instead of a fixed sleep."""
+    assert stack.app is not None
+    tenant = stack.app[keys.TENANT]
+    for _ in range(int(timeout / 0.02)):
+        if tenant.not_ready_reason != NOT_LOADED_YET:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the agent never took in a discovery answer")

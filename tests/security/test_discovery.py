@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.harness import Stack, StackFactory
+from tests.security.conftest import discovery_answered
 
 OTHER_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
 
@@ -15,14 +14,6 @@ async def readyz(stack: Stack) -> tuple[int, dict[str, str]]:
     browser = stack.browser()
     resp = await browser.get("/readyz")
     return resp.status, await resp.json()
-
-
-async def wait_for_discovery(stack: Stack, fetches: int = 1) -> None:
-    for _ in range(200):
-        if stack.idp.requests["discovery"] >= fetches:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the agent never fetched the discovery document")
 
 
 @pytest.mark.parametrize("issuer", [
@@ -39,8 +30,7 @@ async def test_foreign_issuer_means_not_ready(new_stack: StackFactory, issuer: s
     stack.idp.token_tweaks.discovery_issuer = issuer.format(
         host=host, tenant=stack.settings.entra.tenant_id)
     await stack.start_agent(wait_ready=False)
-    await wait_for_discovery(stack)
-    await asyncio.sleep(0.05)
+    await discovery_answered(stack)
     status, body = await readyz(stack)
     assert 503 == status
     assert "issuer" in body["reason"] and "entra.tenant_id" in body["reason"]

@@ -3,7 +3,6 @@ loopback exception."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from agent.devidp import DevIdentityProvider, DevUser, demo_users
 from agent.sessions.store import COOKIE_NAME
 from tests.harness import PASSWORD, ROLE_GROUPS, Stack, make_stack
-from tests.security.conftest import ADMIN, fresh_client, session_works
+from tests.security.conftest import ADMIN, discovery_answered, fresh_client, session_works
 
 HUGE = 2 * 1024 * 1024  # characters: over the 1 MiB cap on what Entra ID or Graph answer
 
@@ -116,11 +115,7 @@ async def test_plain_http_authorization_endpoint_only_on_loopback(
         stack.idp.__class__ = _CraftedIdp
         stack.idp.crafted = endpoint  # type: ignore[attr-defined]
         await stack.start_agent(wait_ready=False)
-        for _ in range(200):
-            if stack.idp.requests["discovery"]:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
+        await discovery_answered(stack)
         resp = await stack.browser().get("/readyz")
         assert 503 == resp.status
         assert "authorization_endpoint" in (await resp.json())["reason"]

@@ -7,7 +7,6 @@ dependency is back the next user signs in at once.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -19,7 +18,14 @@ from structlog.testing import capture_logs
 from agent.devidp import Fault
 from agent.web import keys
 from tests.harness import Stack, StackFactory
-from tests.security.conftest import ADMIN, READER, Outcome, attempt, session_works
+from tests.security.conftest import (
+    ADMIN,
+    READER,
+    Outcome,
+    attempt,
+    discovery_answered,
+    session_works,
+)
 
 GRAPH_USER = "graphprofile@contoso.example"  # token without profile claims or groups: Graph
 TIMEOUT = 1.0
@@ -212,11 +218,7 @@ class TestStartup:
         stack = await new_stack(config=fast_timeout, start=False)
         stack.idp.faults["discovery"] = fault
         await stack.start_agent(wait_ready=False)
-        for _ in range(100):
-            if stack.idp.requests["discovery"]:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(TIMEOUT + 0.7 if fault.delay else 0.1)
+        await discovery_answered(stack)
         status, body = await readyz(stack)
         assert 503 == status and body["reason"], body
         resp = await stack.browser().get("/auth/sso/start")

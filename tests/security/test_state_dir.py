@@ -46,8 +46,13 @@ def foreign_owner(state: Path) -> None:
 
 
 def key_is_a_link(state: Path) -> None:
-    (state / "elsewhere.key").write_bytes(b"k" * 32)
-    (state / KEY_FILE).symlink_to(state / "elsewhere.key")
+    """A link to a key the agent would accept as a file (0600, its own user's): only the
+    refusal to follow links (O_NOFOLLOW) can refuse it."""
+    target = state / "elsewhere.key"
+    target.write_bytes(b"k" * 32)
+    target.chmod(0o600)
+    assert os.stat(target).st_uid == os.geteuid()
+    (state / KEY_FILE).symlink_to(target)
 
 
 def journal_is_a_link(state: Path) -> None:
