@@ -197,6 +197,10 @@ REASONS: dict[str, Explanation] = {
         "Account attribute too long",
         "Your account's User principal name is longer than this sensor accepts.",
         "Ask {contact} or your Entra ID administrator to check the account."),
+    "upn_unusable": Explanation(
+        "Account attribute not usable",
+        "Your account's User principal name holds characters this sensor cannot accept.",
+        "Ask {contact} or your Entra ID administrator to check the account."),
     "state_evicted": Explanation("Sign-in dropped",
                                  "Very many sign-ins were started at the same time, and this "
                                  "one was dropped to make room.", "Select Try again."),

@@ -40,7 +40,8 @@ REASONS = frozenset({
     "iss_mismatch", "iss_missing", "jwks_unreachable", "local_sign_in_unavailable",
     "missing_attributes", "no_app_role", "no_role", "reauthentication_required",
     "response_too_large", "sso_off", "state_evicted", "state_expired", "state_missing",
-    "state_unknown", "state_unwritable", "throttled", "too_many_sign_ins", "wrong_tenant",
+    "state_unknown", "state_unwritable", "throttled", "too_many_sign_ins", "upn_unusable",
+    "wrong_tenant",
 })
 
 

@@ -91,12 +91,21 @@ async def read_profile(claims: Mapping[str, Any], access_token: str | None,
     if len(found["upn"] or "") > _MAX_ATTRIBUTE:  # an identity is never cut short
         raise SignInRefused("attribute_too_long", "the account's User principal name is "
                             f"longer than {_MAX_ATTRIBUTE} characters")
+    if found["upn"] and not _usable_upn(found["upn"]):  # it goes out in a header, as is
+        raise SignInRefused("upn_unusable", "the account's User principal name holds a "
+                            "control character or a space")
     for name in ("given_name", "family_name"):  # Entra allows 64; shown, never matched
         found[name] = (found[name] or "")[:_MAX_ATTRIBUTE] or None
     missing = [label for name, label in _ATTRIBUTE_NAMES.items() if not found[name]]
     if missing:
         raise MissingAttributes(missing, upn=found["upn"])
     return {k: v for k, v in found.items() if v is not None}
+
+
+def _usable_upn(upn: str) -> bool:
+    """No control character and no white space: Entra never issues either in a UPN, and the
+    UPN reaches the console verbatim in ``X-Auth-Request-User``."""
+    return upn.isprintable() and not any(c.isspace() for c in upn)
 
 
 async def read_groups(claims: Mapping[str, Any], access_token: str | None, graph: GraphClient,

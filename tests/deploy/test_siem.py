@@ -38,9 +38,11 @@ RULES = REPO / "config" / "rsyslog"
 RSYSLOGD = shutil.which("rsyslogd") or (Path("/usr/sbin/rsyslogd").is_file()
                                          and "/usr/sbin/rsyslogd") or None
 GTLS = glob.glob("/usr/lib/*/rsyslog/lmnsd_gtls.so")
-# A UPN holding what CEF escapes or splits on ('=', '\\', '|', CR LF and a fake header after
+# A UPN holding what CEF escapes or splits on ('=', '\\', '|' and a fake header after
 # them): Entra ID would not issue it; the local provider does and the agent passes it on.
-ODD_UPN = "o=brien\\ops|plant\r\nCEF:0|x@contoso.example"
+# No CR LF: the agent refuses a UPN holding a control character (upn_unusable), so none
+# reaches the audit trail; the rule escapes them all the same.
+ODD_UPN = "o=brien\\ops|plant=CEF:0|x@contoso.example"
 ODD_USER = "odd@contoso.example"
 # What the four sign-ins write to the audit trail, and so what must arrive, once each.
 EXPECTED = Counter({"sso_login_started": 2, "sso_login_succeeded": 1, "sso_login_refused": 1,
@@ -297,7 +299,7 @@ async def test_sign_ins_reach_the_collector_once_each_in_cef_and_rfc5424(
         "outcome": "success", "suser": LOCAL_ADMIN, "src": "127.0.0.1", "cs1Label": "role",
         "cs1": "admin", "cs2Label": "method", "cs2": "local", "cs3Label": "requestId",
         "cs3": ids["local_login_succeeded"]})
-    assert "suser=o\\=brien\\\\ops|plant\\r\\nCEF:0|x@contoso.example " in "\n".join(cef.lines)
+    assert "suser=o\\=brien\\\\ops|plant\\=CEF:0|x@contoso.example " in "\n".join(cef.lines)
 
     everything = "\n".join(cef.lines + rfc.lines)
     assert len(secrets) >= 7

@@ -12,7 +12,7 @@ import pytest
 from agent.devidp import DevIdentityProvider, DevUser, demo_users
 from agent.sessions.store import COOKIE_NAME
 from tests.harness import PASSWORD, ROLE_GROUPS, Stack, make_stack
-from tests.security.conftest import ADMIN, discovery_answered, fresh_client, session_works
+from tests.security.conftest import ADMIN, attempt, discovery_answered, fresh_client, session_works
 
 HUGE = 2 * 1024 * 1024  # characters: over the 1 MiB cap on what Entra ID or Graph answer
 
@@ -89,6 +89,32 @@ class TestSizeCaps:
         check = await browser.get("/auth/check")
         assert 200 == check.status
         assert "C" * 256 + " Bowen" == check.headers["X-Auth-Request-Name"]
+
+
+class TestUnusableUpn:
+    @pytest.fixture
+    async def odd(self, tmp_path: Path) -> AsyncIterator[Stack]:
+        users = demo_users(ROLE_GROUPS) + [
+            user("crlf\r\nX-Auth-Request-Role: admin@contoso.example", "Crlf"),
+            user("tab\there@contoso.example", "Tab"),
+            user("del\x7f@contoso.example", "Del", optional_claims=False),
+        ]
+        stack = await make_stack(tmp_path, users=users)
+        yield stack
+        await stack.close()
+
+    @pytest.mark.parametrize("name", [
+        "crlf\r\nX-Auth-Request-Role: admin@contoso.example", "tab\there@contoso.example",
+        "del\x7f@contoso.example"])
+    async def test_upn_with_control_characters_is_refused(self, odd: Stack, name: str) -> None:
+        """A UPN holding a control character (from the token or from Graph) is an identity
+        the console cannot be told safely (Entra never issues one): refused with a 403 page
+        and the reason, never a session whose /auth/check answers 500."""
+        outcome = await attempt(odd, name)
+        assert 403 == outcome.status
+        assert "User principal name" in outcome.text
+        assert not outcome.has_session
+        assert ["upn_unusable"] == outcome.refused_reasons
 
 
 class _CraftedIdp(DevIdentityProvider):
