@@ -72,8 +72,8 @@ class TestBranches:
             assert issubclass(cls, DependencyFailure) and not issubclass(cls, SignInError)
         branches = (SignInError, DependencyFailure, StateUnwritable)
         assert all(issubclass(b, ReasonedError) for b in branches)
-        for cls in agent_exceptions():
-            assert sum(issubclass(cls, b) for b in branches) <= 1, cls
+        for found in agent_exceptions():
+            assert sum(issubclass(found, b) for b in branches) <= 1, found
 
     def test_the_user_related_branches_do_not_overlap(self) -> None:
         """Re-validation tells a refused identity from an untrusted token by class alone."""

@@ -77,8 +77,9 @@ class TestAxe:
         assert {"color-contrast", "label"} <= found
 
 
-def focus_outline(page: Page) -> object:
-    return page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+async def focus_outline(page: Page) -> object:
+    """The focused element's outline style."""
+    return await page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
 
 
 class TestKeyboard:

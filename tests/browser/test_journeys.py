@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
 import aiohttp
 import pytest
 import structlog
@@ -24,7 +27,7 @@ pytestmark = pytest.mark.browser
 CONTEXT_LOGS = [structlog.contextvars.merge_contextvars]
 
 
-def request_ids(logs: list[dict], event: str) -> list[str]:
+def request_ids(logs: list[MutableMapping[str, Any]], event: str) -> list[str]:
     return [e.get("request_id", "-") for e in logs if e["event"] == event]
 
 
@@ -143,7 +146,8 @@ class TestSignOut:
         assert "You have signed out." == await text(page, "[role=status]")
         assert COOKIE not in {c["name"] for c in await page.context.cookies(stack.url)}
 
-        await page.context.add_cookies([old])
+        # a cookie read back is a valid cookie to set: playwright types the two apart
+        await page.context.add_cookies([old])  # type: ignore[list-item]
         await page.goto(stack.url + "/")
         assert stack.url + "/login?next=%2F" == page.url
         async with aiohttp.ClientSession() as http:

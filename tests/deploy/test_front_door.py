@@ -211,7 +211,7 @@ async def test_mid_sign_in_user_survives_a_many_address_flood(deployment: Deploy
     # the summary of the 10 s interval they fell in
     def evicted() -> int:
         return len(deployment.audit("state_evicted")) + sum(
-            e["suppressed"].get("state_evicted", 0) for e in deployment.audit("audit_burst"))
+            int(e["suppressed"].get("state_evicted", 0)) for e in deployment.audit("audit_burst"))
 
     for _ in range(300):
         if evicted() >= 21:
@@ -264,9 +264,9 @@ async def test_stray_control_character_beside_a_valid_cookie(deployment: Deploym
     assert statuses["/overview"] not in (302, 401) and 403 == statuses["/admin/users"]
     many = b"".join(b"Cookie: c%d=%s; %s=%s\r\n" % (i, b"v" * 4000, COOKIE_NAME.encode(),
                                                    cookie.encode()) for i in range(6))
-    for path in (b"/overview", b"/login"):
+    for target in (b"/overview", b"/login"):
         answer = await raw("127.0.0.1", port_of(deployment.url),
-                           b"GET " + path + b" HTTP/1.1\r\nHost: " + deployment.host + b"\r\n"
+                           b"GET " + target + b" HTTP/1.1\r\nHost: " + deployment.host + b"\r\n"
                            + many + b"Connection: close\r\n\r\n")
         assert int(answer[9:12]) < 500, answer[:300]
         bodies.append(answer)

@@ -80,6 +80,7 @@ async def front(tmp_path: Path, idp: DevIdentityProvider) -> AsyncIterator[Cache
         + "    " + CHECK_LOG.format(tmp=conf_dir))
     assert "sensor-sso-check-cache-zone.conf" in site
     (conf_dir / "nginx.conf").write_text(site)
+    assert NGINX is not None
     nginx = await asyncio.create_subprocess_exec(
         NGINX, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf"), "-e",
         str(conf_dir / "error.log"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -38,8 +38,10 @@ def _dpkg_deb_installed() -> None:
 
 
 def run(*argv: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in argv], text=True, capture_output=True,  # noqa: S603
-                          timeout=600, check=False, **kwargs)  # type: ignore[call-overload]
+    done: subprocess.CompletedProcess[str] = subprocess.run(  # noqa: S603
+        [str(a) for a in argv], text=True, capture_output=True, timeout=600, check=False,
+        **kwargs)  # type: ignore[call-overload]  # kwargs: whatever the caller passes on
+    return done
 
 
 def arch() -> str:
@@ -386,6 +388,7 @@ async def test_a_fresh_install_signs_a_user_in_through_nginx(
                                                      console_port=console_port))
     agent = AgentProcess(config, agent_port, argv=[str(installed), "serve", "--config",
                                                    str(config)])
+    assert NGINX is not None
     nginx = await asyncio.create_subprocess_exec(
         NGINX, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf"), "-e",
         str(conf_dir / "error.log"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import quote
 
@@ -136,7 +137,7 @@ async def test_token_refresh_goes_through_the_proxy_with_its_login(
         assert stack.app is not None
         revalidator = stack.app[keys.REVALIDATOR]
 
-        async def interval_until(event: str) -> dict[str, Any]:
+        async def interval_until(event: str) -> MutableMapping[str, Any]:
             deadline = time.monotonic() + 15
             while not (found := [e for e in logs if e["event"] == event]):
                 assert time.monotonic() < deadline, f"no {event}"

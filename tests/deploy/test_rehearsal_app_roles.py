@@ -31,7 +31,9 @@ async def test_rehearsal_provider_gives_app_roles(tmp_path: Path) -> None:
     printed = banner(idp, mirrored, password, new_ca, "agent.toml").splitlines()
     line = next(ln for ln in printed if ln.strip().startswith("analyst@contoso.example"))
     assert "security_analyst" in line  # through its group's app role
-    data["entra"].update(authority_host=idp.authority_host, graph_url=idp.graph_url,
+    entra = data["entra"]
+    assert isinstance(entra, dict)
+    entra.update(authority_host=idp.authority_host, graph_url=idp.graph_url,
                          ca_bundle=str(idp.ca_file))
     stack = Stack(idp=idp, settings=settings_from_mapping(data), clock=Clock(), port=port)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ def fleet(sensor: dict[str, str], *blocks: dict[str, Any]) -> Any:
     return edit
 
 
-def block(name: str, roles: dict[str, list[str]] | None = None, **scope: Any) -> dict[str, Any]:
+def block(name: str, roles: Mapping[str, Sequence[str]] | None = None,
+          **scope: Any) -> dict[str, Any]:
     entra = scope.pop("entra", {})
     return {"name": name, "entra": {"client_id": CLIENT, **entra},
             "roles": roles or {k: list(v) for k, v in ROLE_GROUPS.items()}, **scope}

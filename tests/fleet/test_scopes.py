@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError
-from agent.settings import settings_from_mapping
+from agent.settings import FleetChoice, Settings, settings_from_mapping
 from tests.fleet.helpers import OTHER_GROUP, block, fleet
 from tests.harness import CLIENT, ROLE_GROUPS, TENANT, StackFactory
 
 SENSOR = {"name": "s-07", "site": "hamburg", "zone": "packaging"}
 
 
-def resolve(*blocks: dict[str, object], sensor: dict[str, str] | None = None) -> object:
+def resolve(*blocks: dict[str, object], sensor: dict[str, str] | None = None) -> Settings:
     data: dict[str, object] = {"entra": {"tenant_id": TENANT,
                                          "redirect_uri": "https://s-07.example/cb"}}
     data["sensor"] = sensor or SENSOR
@@ -22,11 +22,17 @@ def resolve(*blocks: dict[str, object], sensor: dict[str, str] | None = None) ->
     return settings_from_mapping(data)
 
 
+def chosen(settings: Settings) -> FleetChoice:
+    """Which setting the loader chose (always recorded when it loaded a file's mapping)."""
+    assert settings.fleet is not None
+    return settings.fleet
+
+
 class TestScopeResolution:
     def test_site_only(self) -> None:
         """A setting scoped to the sensor's site applies, at the site level."""
         settings = resolve(block("EU", sites=["hamburg"]), block("US", sites=["houston"]))
-        assert ("EU", "site") == (settings.fleet.setting, settings.fleet.level)
+        assert ("EU", "site") == (chosen(settings).setting, chosen(settings).level)
         assert CLIENT == settings.entra.client_id
 
     def test_zone_overrides_site(self) -> None:
@@ -34,9 +40,9 @@ class TestScopeResolution:
         settings = resolve(block("EU", sites=["hamburg"]),
                            block("Packaging", sites=["hamburg"], zones=["packaging"],
                                  roles={"admin": [OTHER_GROUP]}))
-        assert ("Packaging", "zone") == (settings.fleet.setting, settings.fleet.level)
+        assert ("Packaging", "zone") == (chosen(settings).setting, chosen(settings).level)
         assert (OTHER_GROUP,) == settings.roles["admin"]
-        assert "more specific than 'EU'" in settings.fleet.why
+        assert "more specific than 'EU'" in chosen(settings).why
 
     def test_sensor_overrides_zone(self) -> None:
         """A setting naming the sensor beats the zone and site settings."""
@@ -44,14 +50,14 @@ class TestScopeResolution:
                            block("Packaging", sites=["hamburg"], zones=["packaging"]),
                            block("Just s-07", sites=["hamburg"], sensors=["s-07"],
                                  entra={"require_auth_context": "c1"}))
-        assert ("Just s-07", "sensor") == (settings.fleet.setting, settings.fleet.level)
+        assert ("Just s-07", "sensor") == (chosen(settings).setting, chosen(settings).level)
         assert "c1" == settings.entra.require_auth_context
 
     def test_zone_of_another_site_does_not_apply(self) -> None:
         """Scope lists narrow each other: a zone setting of another site is skipped."""
         settings = resolve(block("EU", sites=["hamburg"]),
                            block("Munich packaging", sites=["munich"], zones=["packaging"]))
-        assert "EU" == settings.fleet.setting
+        assert "EU" == chosen(settings).setting
 
     def test_two_at_the_same_level_name_both(self) -> None:
         """Two zone settings for this sensor are a config error naming both."""
@@ -73,7 +79,7 @@ class TestScopeResolution:
             "entra": {"tenant_id": TENANT, "client_id": CLIENT,
                       "redirect_uri": "https://s-07.example/cb"},
             "roles": {"admin": ROLE_GROUPS["admin"]}})
-        assert ("single", None) == (settings.fleet.level, settings.sso_off_reason)
+        assert ("single", None) == (chosen(settings).level, settings.sso_off_reason)
 
     def test_blocks_need_a_sensor_identity_and_sites(self) -> None:
         """[[setting]] without [sensor], or a block without sites, is refused by key."""

@@ -85,6 +85,7 @@ class TestSignOut:
             entra.update(signout_from_entra=True, post_logout_redirect_uri=back)  # type: ignore[attr-defined]
 
         stack = await new_stack(config=config)
+        assert back is not None
         stack.idp.redirect_uris.append(back)
         browser = stack.browser()
         await browser.sign_in("admin@contoso.example")

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from agent.web import keys
 from tests.harness import Browser, Stack
@@ -46,6 +47,12 @@ async def guesses(stack: Stack, address: str, count: int, name: str = LOCAL_ADMI
             for i in range(count)]
 
 
+
+def agent_app(stack: Stack) -> web.Application:
+    """The running agent's application (the stack started it)."""
+    assert stack.app is not None
+    return stack.app
+
 class TestTheRace:
     async def test_concurrent_guesses_with_one_failure_left_get_one_check(
             self, down: Stack) -> None:
@@ -78,7 +85,7 @@ class TestMemory:
     async def test_name_spraying_cannot_evict_a_locked_account(self, down: Stack) -> None:
         """A flood of made-up names fills the table of names (shrunk here to 4 entries so
         the flood stays short), never the locked account's counter."""
-        down.app[keys.LOCAL].lockout.names.capacity = 4
+        agent_app(down)[keys.LOCAL].lockout.names.capacity = 4
         assert [401] * 6 == await guesses(down, ATTACKER, 6)
         for i in range(6):
             assert [401] == await guesses(down, f"10.0.1.{i}", 1, name=f"made-up-{i}")
@@ -96,7 +103,7 @@ class TestBreakGlass:
         started = time.monotonic()
         answer = await local_sign_in(browser, token=token)
         assert 303 == answer.status
-        assert time.monotonic() - started >= down.app[keys.LOCAL].lockout.locked_check_delay
+        assert time.monotonic() - started >= agent_app(down)[keys.LOCAL].lockout.locked_check_delay
         assert 200 == (await browser.get("/auth/check")).status
 
     async def test_the_attacker_gets_one_guess_per_clean_client_and_no_more(
@@ -115,7 +122,7 @@ class TestBreakGlass:
         """Four fresh clients guessing at once against the locked account: each check waits
         the fixed delay in turn, so their guesses cost four delays, not one."""
         assert [401] * 6 == await guesses(down, ATTACKER, 6)
-        delay = down.app[keys.LOCAL].lockout.locked_check_delay
+        delay = agent_app(down)[keys.LOCAL].lockout.locked_check_delay
         clients = [await client(down, f"10.0.2.{i}") for i in range(4)]
         started = time.monotonic()
         answers = await asyncio.gather(*(local_sign_in(b, LOCAL_ADMIN, "wrong-guess-xx",

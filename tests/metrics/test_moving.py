@@ -75,8 +75,8 @@ class TestAuthCheck:
             assert status == (await browser.get(path)).status
         assert 401 == (await watched.stack.browser().get("/auth/check")).status
         found = await watched.scrape()
-        for status in ("200", "401", "403", "400"):
-            assert 1 == value(found, "sensor_sso_auth_check_answers_total", status=status)
+        for answer in ("200", "401", "403", "400"):
+            assert 1 == value(found, "sensor_sso_auth_check_answers_total", status=answer)
         assert 4 == value(found, "sensor_sso_auth_check_seconds_count")
         assert 4 == value(found, "sensor_sso_auth_check_seconds_bucket", le="+Inf")
         assert value(found, "sensor_sso_auth_check_seconds_bucket", le="0.0005") is not None

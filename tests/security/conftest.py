@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,10 @@ class Outcome:
     status: int
     text: str
     headers: dict[str, str]
-    logs: list[dict[str, Any]]
+    logs: list[MutableMapping[str, Any]]
     has_session: bool
 
-    def events(self, name: str) -> list[dict[str, Any]]:
+    def events(self, name: str) -> list[MutableMapping[str, Any]]:
         return [e for e in self.logs if e["event"] == name]
 
     @property

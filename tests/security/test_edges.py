@@ -120,8 +120,8 @@ class TestUnusableUpn:
 class _CraftedIdp(DevIdentityProvider):
     crafted = ""
 
-    @property
-    def authorization_endpoint(self) -> str:
+    @property  # a crafted endpoint instead of the tenant's address
+    def authorization_endpoint(self) -> str:  # type: ignore[override]
         return self.crafted
 
 

@@ -237,6 +237,7 @@ async def test_msal_failing_to_load_at_the_first_sign_in(stack: Stack) -> None:
     there, the sign-in is refused with the 502 page, audited with its reason; /readyz is not
     degraded by it (the agent's own probe of discovery decides that, signin/health.py); the
     next sign-in succeeds."""
+    assert stack.app is not None
     assert not stack.app[keys.SIGN_IN].idp.client.loaded  # nobody signed in yet
     stack.idp.faults["discovery"] = Fault(status=500, body=b"{}")
     with capture_logs() as logs:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -131,7 +131,7 @@ class Env:
         return self.stack.browser()
 
     @contextmanager
-    def watched(self) -> Iterator[list[dict[str, Any]]]:
+    def watched(self) -> Iterator[list[MutableMapping[str, Any]]]:
         """Structlog events of one example; fails on any crash sign in them or in logging."""
         root = logging.getLogger()
         root.addHandler(self.crashes)

@@ -33,7 +33,7 @@ SETTINGS = settings(max_examples=120, deadline=None, derandomize=True,
 ALLOWED = {303, 400, 401, 403, 413, 415, 429}
 FIELDS = ["username", "password", "csrf_token", "next", "x"]
 
-text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=300)
 ascii_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E,
                                    blacklist_characters=";,\"\\"), max_size=120)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,13 +69,14 @@ async def journey(stack: Stack, secrets: Secrets, in_process: bool) -> None:
                                     in_process)
     me = await (await admin.get("/auth/me")).json()
     secrets.add(me["csrf_token"])
-    for misbehave in (
+    misbehaviours: tuple[Callable[[], None], ...] = (
         lambda: stack.idp.token_tweaks.update(signing="bad_signature"),
         lambda: stack.idp.token_tweaks.update(claims={"nonce": "f" * 64}),
         lambda: stack.idp.faults.update(token=Fault(status=500, body=b'{"error":"x"}')),
         lambda: stack.idp.faults.update(graph_me=Fault(status=429)),
         lambda: setattr(stack.idp, "authorize_error", ("access_denied", "AADSTS50105: no")),
-    ):
+    )
+    for misbehave in misbehaviours:
         misbehave()
         user = "graphprofile@contoso.example"
         status = await one_sign_in(stack, stack.browser(), secrets, user, in_process)

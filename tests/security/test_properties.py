@@ -28,7 +28,7 @@ SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 ALLOWED = {200, 302, 303, 400, 401, 403, 405, 429, 502}
 
-text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=300)
 ascii_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E,
                                    blacklist_characters=";,\"\\"), max_size=200)
 param_names = st.sampled_from(["state", "code", "iss", "error", "error_description",
@@ -65,7 +65,8 @@ class Loop:
             async with self.browser.http.request(method, url, allow_redirects=False,
                                                  **kwargs) as resp:
                 await resp.read()
-                return resp.status
+                status: int = resp.status
+                return status
         return self.run(go())
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -59,7 +61,7 @@ def state_dir(stack: Stack) -> Path:
     return Path(stack.settings.session.state_dir)
 
 
-async def restart(stack: Stack) -> list[dict[str, object]]:
+async def restart(stack: Stack) -> list[MutableMapping[str, Any]]:
     await stack.stop_agent()
     with capture_logs() as logs:
         await stack.start_agent()

@@ -214,12 +214,13 @@ class TestLifeAfterSignIn:
     def test_spa_sessions_cannot_outlive_the_refresh_token(self) -> None:
         """platform "spa" with absolute_timeout above 24 h is an error; "web" may."""
         data = minimal()
-        data["session"] = {"absolute_timeout": "25h", "idle_timeout": "30m"}
+        session = {"absolute_timeout": "25h", "idle_timeout": "30m"}
+        data["session"] = session
         with pytest.raises(ConfigError) as caught:
             settings_from_mapping(data)
         assert ["session.absolute_timeout"] == [k for k, _, _ in caught.value.problems]
         assert "24" in caught.value.problems[0][2]
-        data["session"]["absolute_timeout"] = "24h"
+        session["absolute_timeout"] = "24h"
         assert 86400 == settings_from_mapping(data).session.absolute_timeout
 
 

@@ -10,14 +10,15 @@ from structlog.testing import capture_logs
 from agent.devidp import DELETE, DevUser, Fault
 from agent.sessions.store import COOKIE_NAME
 from agent.web import keys
-from tests.harness import PASSWORD, ROLE_GROUPS, Stack, StackFactory
+from tests.harness import PASSWORD, ROLE_GROUPS, Browser, Stack, StackFactory
 
 BINDING = "__Host-sso_signin"
 
 
-async def check(stack: Stack, browser: object, role: str | None = None) -> tuple[int, dict]:
+async def check(stack: Stack, browser: Browser,
+                role: str | None = None) -> tuple[int, dict[str, str]]:
     params = {"role": role} if role else None
-    resp = await browser.get("/auth/check", params=params)  # type: ignore[attr-defined]
+    resp = await browser.get("/auth/check", params=params)
     return resp.status, dict(resp.headers)
 
 
@@ -299,6 +300,7 @@ class TestSessionLifetime:
         assert 303 == resp.status and resp.headers["Location"].startswith("/login")
         assert any(e["event"] == "sso_logout" for e in logs)
         replay = stack.browser()
+        assert old is not None
         replay.http.cookie_jar.update_cookies({COOKIE_NAME: old}, response_url=browser_url(stack))
         assert 401 == (await check(stack, replay))[0]
 

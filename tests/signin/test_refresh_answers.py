@@ -10,7 +10,7 @@ about either (loop detection among them) keeps it for the grace.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,8 @@ ANALYST = "analyst@contoso.example"
 READER = "reader@contoso.example"
 
 
-async def ended_at_next_revalidation(stack: Stack, browser: Browser) -> list[dict[str, Any]]:
+async def ended_at_next_revalidation(stack: Stack,
+                                     browser: Browser) -> list[MutableMapping[str, Any]]:
     """One interval passes: the session ends; the audit lines written meanwhile."""
     with capture_logs() as logs:
         await one_interval_later(stack)
@@ -48,7 +49,7 @@ async def ended_at_next_revalidation(stack: Stack, browser: Browser) -> list[dic
     return logs
 
 
-def revoked(logs: list[dict[str, Any]]) -> tuple[str, str | None, str]:
+def revoked(logs: list[MutableMapping[str, Any]]) -> tuple[str, str | None, str]:
     [line] = events(logs, "session_revoked")
     return line["reason"], line["aadsts"], line["detail"]
 
