@@ -3,8 +3,8 @@
 The cookie carries a random id only; sessions are keyed by ``sha256(id)`` so neither memory
 dumps of the index nor the journal hold a usable cookie value. Lookups are one dict access.
 ``SessionMemory`` changes nothing on disk; it notes what the journal still has to learn
-(idle-timer refreshes, expiries, changed sessions) for ``SessionStore.flush``, which adds
-durability on top (``sessions``).
+(idle-timer refreshes, expiries, changed sessions) and hands it over (``take_pending``) to
+``SessionStore``, which holds a memory and a journal and makes the one durable with the other.
 """
 
 from __future__ import annotations
@@ -50,14 +50,14 @@ class SessionMemory:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def _add(self, session: Session) -> None:
+    def add(self, session: Session) -> None:
         self._sessions[session.key] = session
         self._counts[session.role, session.method] += 1
         self._by_user.add(session.upn, session.key)
         if session.sid:
             self._by_sid.add(session.sid, session.key)
 
-    def _drop(self, key: bytes) -> Session | None:
+    def drop(self, key: bytes) -> Session | None:
         session = self._sessions.pop(key, None)
         if session is None:
             return None
@@ -69,12 +69,41 @@ class SessionMemory:
             self._by_sid.remove(session.sid, key)
         return session
 
-    def _forget_all(self) -> None:
-        """Empty the store (before a restore fills it)."""
+    def forget_all(self) -> None:
+        """Empty the memory (before a restore fills it)."""
         self._sessions = {}
         self._counts = Counter()
         self._by_user = KeyIndex()
         self._by_sid = KeyIndex()
+
+    def use_csrf_secret(self, secret: bytes) -> None:
+        """Derive CSRF tokens from ``secret`` (the journal's, so that they survive a restart)."""
+        self._csrf_secret = secret
+
+    # -- what the journal still has to learn (SessionStore.flush) ---------------------------
+
+    def end_later(self, key: bytes) -> None:
+        """Drop the session now; its deletion is journalled by the next flush."""
+        if self.drop(key) is not None:
+            self._pending_deletes.append(key)
+
+    def take_pending(self) -> tuple[list[bytes], list[tuple[bytes, Session, float]],
+                                    list[Session]]:
+        """Hand over what the journal has not learnt yet, and forget it here: the keys of
+        ended sessions, the touched sessions (with when they were seen), the changed ones."""
+        deletes = self._pending_deletes
+        touched = [(k, s, s.last_seen) for k in self._touched
+                   if (s := self._sessions.get(k)) is not None]
+        changed = [s for k in self._changed if (s := self._sessions.get(k)) is not None]
+        self._pending_deletes, self._touched, self._changed = [], set(), set()
+        return deletes, touched, changed
+
+    def keep_pending(self, deletes: list[bytes], touched: list[tuple[bytes, Session, float]],
+                     changed: list[Session]) -> None:
+        """Take back what ``take_pending`` handed over and could not be written."""
+        self._pending_deletes[:0] = deletes
+        self._touched.update(k for k, _, _ in touched if k in self._sessions)
+        self._changed.update(s.key for s in changed if s.key in self._sessions)
 
     def by_role_method(self) -> dict[tuple[str, str], int]:
         """Live sessions by (role, method), kept as sessions come and go (not a walk).
@@ -97,7 +126,7 @@ class SessionMemory:
 
     def _expire(self, key: bytes, session: Session, reason: str) -> None:
         """Drop an expired session now; its deletion is journalled by the next flush."""
-        self._drop(key)
+        self.drop(key)
         self._pending_deletes.append(key)
         if reason == "revalidation_unavailable":
             log.warning("session_revoked", upn=session.upn, oid=session.oid, reason=reason,
@@ -110,7 +139,7 @@ class SessionMemory:
         """When ``s`` ends unless used again: its idle or its absolute timeout, the earlier."""
         return min(s.created + self.absolute_timeout, s.last_seen + self.idle_timeout)
 
-    def _expired(self, s: Session, now: float) -> str | None:
+    def expired(self, s: Session, now: float) -> str | None:
         if now - s.created >= self.absolute_timeout:
             return "absolute_timeout"
         if now - s.last_seen >= self.idle_timeout:
@@ -155,7 +184,7 @@ class SessionMemory:
         if session is None:
             return None
         now = self.clock()
-        reason = self._expired(session, now)
+        reason = self.expired(session, now)
         if reason is not None:
             self._expire(key, session, reason)
             return None
@@ -229,7 +258,7 @@ class SessionMemory:
         items: Iterable[tuple[bytes, Session]] = self._sessions.items()
         if start or count is not None:
             items = itertools.islice(items, start, None if count is None else start + count)
-        gone = [(k, s, r) for k, s in items if (r := self._expired(s, now)) is not None]
+        gone = [(k, s, r) for k, s in items if (r := self.expired(s, now)) is not None]
         for key, session, reason in gone:
             self._expire(key, session, reason)
         return len(gone)

@@ -1,7 +1,7 @@
-"""The session store: the sessions in memory (``session_memory``) made durable by the journal.
+"""The session store: the sessions in memory (``memory``) made durable by the journal.
 
-A session's record and what it keeps in memory: ``session_record``; how sessions map onto
-journal lines: ``session_io``; the journal itself: ``state``.
+A session's record and what it keeps in memory: ``record``; how sessions map onto journal
+lines: ``records``; the journal itself: ``journal``.
 
 What survives what: a new session is on disk (fsync) before its cookie is sent, or it is
 refused (``StateUnwritable``: the sign-in answers 503). A revocation — sign-out, the per-user
@@ -48,14 +48,33 @@ def _trim_heap() -> None:
         pass
 
 
-class SessionStore(SessionMemory):
+class SessionStore:
+    """The sessions in memory (``memory``: lookups, timeouts, indexes) made durable by the
+    journal (``journal``; None without ``state_dir``). What memory answers alone is answered
+    by it directly (``get``, ``live``, ...: bound here, so /auth/check's lookup stays one
+    call); what changes sessions goes through the journal first."""
+
     def __init__(self, state_dir: Path | None, idle_timeout: float, absolute_timeout: float,
                  clock: Callable[[], float], max_per_user: int = 10,
                  revalidate_limit: float | None = None) -> None:
-        super().__init__(idle_timeout, absolute_timeout, clock, max_per_user, revalidate_limit)
+        self.memory = memory = SessionMemory(idle_timeout, absolute_timeout, clock,
+                                             max_per_user, revalidate_limit)
         self.journal = SessionJournal(state_dir) if state_dir is not None else None
+        self.clock, self.max_per_user = clock, max_per_user
         self._loaded = self.journal is None
         self._io = asyncio.Lock()  # one journal operation at a time (append vs. rewrite)
+        self.get = memory.get
+        self.live, self.keys, self.by_key = memory.live, memory.keys, memory.by_key
+        self.is_live, self.with_sid, self.keys_of = memory.is_live, memory.with_sid, \
+            memory.keys_of
+        self.changed, self.apply_role = memory.changed, memory.apply_role
+        self.redecide_roles, self.sweep = memory.redecide_roles, memory.sweep
+        self.new_session, self.expires_at = memory.new_session, memory.expires_at
+        self.csrf_token, self.csrf_ok = memory.csrf_token, memory.csrf_ok
+        self.by_role_method = memory.by_role_method
+
+    def __len__(self) -> int:
+        return len(self.memory)
 
     @property
     def state_problem(self) -> str | None:
@@ -80,7 +99,7 @@ class SessionStore(SessionMemory):
             self.journal.open()
         except OSError:
             return  # logged by the journal; flush() calls load() again
-        self._csrf_secret = self.journal.sealer.derive(b"sensor-sso-agent/csrf/v1")
+        self.memory.use_csrf_secret(self.journal.sealer.derive(b"sensor-sso-agent/csrf/v1"))
         # No collector passes while 100,000 records become objects (none of them cycles):
         # each full pass would walk every session restored so far.
         collecting = gc.isenabled()
@@ -91,18 +110,18 @@ class SessionStore(SessionMemory):
             if collecting:
                 gc.enable()
         now = self.clock()
-        self._forget_all()
+        self.memory.forget_all()
         inline_tokens = False
         for s in sessions.values():  # journal order: oldest first
-            if not self._expired(s, now):
-                self._add(s)
+            if not self.memory.expired(s, now):
+                self.memory.add(s)
                 inline_tokens = inline_tokens or s.new_refresh_token is not None
         self._loaded = True
         # Compact only when worth it (or to set unreadable lines aside, or to move refresh
         # tokens of an earlier version out of their records): a rewrite of 100,000 sessions
         # would double the time to ready. On a full disk it waits for a later flush.
         if self.journal.unreadable or inline_tokens or self._journal_bloated():
-            pairs = [p for s in self._sessions.values() for p in items_of(s)]
+            pairs = [p for s in self.memory.live() for p in items_of(s)]
             try:
                 aside, offsets = self.journal.rewrite(
                     (item for _, item in pairs), set_aside=bool(self.journal.unreadable))
@@ -112,13 +131,13 @@ class SessionStore(SessionMemory):
                 settle(pairs, offsets)
                 if aside is not None:
                     log.warning("session_state_set_aside", path=str(aside),
-                                readable_records_kept=len(self._sessions))
-        log.info("sessions_restored", sessions=len(self._sessions))
+                                readable_records_kept=len(self.memory))
+        log.info("sessions_restored", sessions=len(self.memory))
         _trim_heap()
 
     def _journal_bloated(self) -> bool:
         """More than twice as many journal lines as live sessions (plus slack)."""
-        return self.journal is not None and self.journal.lines > 2 * len(self._sessions) + 1000
+        return self.journal is not None and self.journal.lines > 2 * len(self.memory) + 1000
 
     async def put(self, session: Session) -> None:
         """Store a new session, ending the user's oldest beyond ``max_per_user`` in the same
@@ -127,7 +146,8 @@ class SessionStore(SessionMemory):
         async with self._io:
             now = self.clock()
             live = sorted((s for k in self.keys_of(session.upn)
-                           if not self._expired(s := self._sessions[k], now)),
+                           if (s := self.by_key(k)) is not None
+                           and not self.memory.expired(s, now)),
                           key=lambda s: s.created)
             evicted = [s.key for s in live[:max(0, len(live) - self.max_per_user + 1)]]
             if self.journal is not None:
@@ -142,19 +162,19 @@ class SessionStore(SessionMemory):
                     raise StateUnwritable(self.state_problem or str(exc)) from exc
                 settle(pairs, offsets)
             for key in evicted:
-                gone = self._drop(key)
+                gone = self.memory.drop(key)
                 if gone is not None:
                     log.info("session_revoked", reason="max_sessions_per_user", upn=gone.upn,
                              role=gone.role, max_sessions_per_user=self.max_per_user,
                              created=gone.created)
-            self._add(session)
+            self.memory.add(session)
 
     async def revoke(self, keys: list[bytes]) -> list[Session]:
         """End these sessions: their deletion is on disk before they stop working. Raises
         ``StateUnwritable`` (and they keep working) when it cannot be written; the caller
         audits with its reason."""
         async with self._io:
-            present = [k for k in keys if k in self._sessions]
+            present = [k for k in keys if self.by_key(k) is not None]
             if not present:
                 return []
             if self.journal is not None:
@@ -164,7 +184,7 @@ class SessionStore(SessionMemory):
                                             revocation=True)
                 except OSError as exc:
                     raise StateUnwritable(self.state_problem or str(exc)) from exc
-            return [s for k in present if (s := self._drop(k)) is not None]
+            return [s for k in present if (s := self.memory.drop(k)) is not None]
 
     async def delete(self, cookie_id: str) -> Session | None:
         """Sign-out: ``revoke`` of the cookie's session (``StateUnwritable`` as there)."""
@@ -201,15 +221,14 @@ class SessionStore(SessionMemory):
         """End ``session`` now and audit why. Its deletion is on disk first when it can be
         written; when it cannot, the session ends in memory anyway (an offboarded user must
         not keep the console because the disk is full) and a later flush journals it."""
-        if self._sessions.get(session.key) is not session:
+        if not self.is_live(session):
             return False
         persisted = True
         try:
             await self.revoke([session.key])
         except StateUnwritable:
             persisted = False
-            if self._drop(session.key) is not None:
-                self._pending_deletes.append(session.key)
+            self.memory.end_later(session.key)
         level = log.warning if event == "session_revoked" else log.info
         level(event, upn=session.upn, oid=session.oid, role=session.role, reason=reason,
               **info, **({} if persisted else {"persisted": False}))
@@ -220,9 +239,7 @@ class SessionStore(SessionMemory):
         Never raises for a write that fails: what was not written is kept for the next one,
         and a state_dir that could not be opened, or a missing reserve, is tried again."""
         if self.journal is None:
-            self._touched.clear()
-            self._pending_deletes.clear()
-            self._changed.clear()
+            self.memory.take_pending()  # nothing to write them to
             return
         if not self._loaded:
             await asyncio.to_thread(self.load)
@@ -230,13 +247,7 @@ class SessionStore(SessionMemory):
         if self.journal.problem is not None:
             await asyncio.to_thread(self.journal.probe)
         async with self._io:  # token offsets move only under this lock: read them under it
-            deletes = self._pending_deletes
-            self._pending_deletes = []
-            touched = [(k, s, s.last_seen) for k in self._touched
-                       if (s := self._sessions.get(k)) is not None]
-            self._touched = set()
-            changed = [s for k in self._changed if (s := self._sessions.get(k)) is not None]
-            self._changed = set()
+            deletes, touched, changed = self.memory.take_pending()
             pairs: Pairs = [(None, [DELETE, k.hex()]) for k in deletes]
             pairs += [(None, [TOUCH, k.hex(), seen])
                       for k, _, seen in touched]
@@ -246,15 +257,13 @@ class SessionStore(SessionMemory):
                     offsets = await asyncio.to_thread(self.journal.append,
                                                       [item for _, item in pairs])
                 except (OSError, JournalOutOfStep):  # logged by the journal
-                    self._pending_deletes[:0] = deletes
-                    self._touched.update(k for k, s, _ in touched if k in self._sessions)
-                    self._changed.update(s.key for s in changed if s.key in self._sessions)
+                    self.memory.keep_pending(deletes, touched, changed)
                     return
                 settle(pairs, offsets)
                 for _, session, seen in touched:
                     session.persisted_seen = max(session.persisted_seen, seen)
             if self._journal_bloated():
-                pairs = [p for s in list(self._sessions.values()) for p in items_of(s)]
+                pairs = [p for s in self.memory.live() for p in items_of(s)]
                 try:
                     _, offsets = await asyncio.to_thread(self.journal.rewrite,
                                                          [item for _, item in pairs])
