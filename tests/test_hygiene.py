@@ -16,6 +16,17 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300, check=False)
 
 
+def silent_tests(root: Path) -> list[str]:
+    """``file:line name`` of every ``test_*`` function under ``root`` without a docstring."""
+    found = []
+    for path in sorted(root.rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and \
+                    node.name.startswith("test_") and ast.get_docstring(node) is None:
+                found.append(f"{path.relative_to(root)}:{node.lineno} {node.name}")
+    return found
+
+
 class TestHygiene:
     def test_ruff(self) -> None:
         """ruff finds nothing in agent/, tests/ and bench/."""
@@ -35,12 +46,24 @@ class TestHygiene:
         assert [] == long_modules_without_reason(ROOT / "agent")
 
     def test_the_length_check_finds_long_modules(self, tmp_path: Path) -> None:
+        """The length check names a long module without a Length: paragraph, and only that one."""
         body = "x = 1\n" * MAX_LINES
         (tmp_path / "long.py").write_text('"""Long."""\n' + body)
         (tmp_path / "reasoned.py").write_text(
             '"""Long.\n\nLength: one state machine, read top to bottom."""\n' + body)
         (tmp_path / "short.py").write_text('"""Short."""\n' + body[:-6])
         assert [f"long.py ({MAX_LINES + 1} lines)"] == long_modules_without_reason(tmp_path)
+
+    def test_every_test_says_what_it_checks(self) -> None:
+        """Every test function under tests/ has a docstring saying the behaviour it checks."""
+        assert [] == silent_tests(ROOT / "tests")
+
+    def test_the_docstring_check_finds_a_silent_test(self, tmp_path: Path) -> None:
+        """A test without a docstring is named; one with a docstring and a helper are not."""
+        (tmp_path / "test_x.py").write_text(
+            'def test_silent():\n    pass\n\n\ndef test_said():\n    """Says."""\n\n\n'
+            "def helper():\n    pass\n")
+        assert ["test_x.py:1 test_silent"] == silent_tests(tmp_path)
 
     def test_no_import_cycles(self) -> None:
         """No module of agent/ imports itself through others: every import counts (also

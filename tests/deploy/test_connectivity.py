@@ -69,6 +69,8 @@ def fix_after(lines: list[str], failed: str) -> str:
 
 async def test_the_command_passes_every_check_against_the_local_provider(
         idp: DevIdentityProvider, tmp_path: Path) -> None:
+    """check-connectivity, run as the operator runs it, passes every step against the local
+    provider."""
     config = write_config(tmp_path / "agent.toml",
                           agent_config_for(idp, free_port(), tmp_path / "state"))
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
@@ -91,6 +93,7 @@ async def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProc
 
 async def test_through_the_configured_proxy(idp: DevIdentityProvider, tmp_path: Path,
                                             proxy: ConnectProxy) -> None:
+    """With entra.https_proxy every step goes through the proxy's tunnels and says so."""
     status, lines = await check(idp, tmp_path, https_proxy=proxy.url)
     assert status == 0, "\n".join(lines)
     assert f"127.0.0.1:{proxy.port} (proxy)" in line(lines, "OK", "tcp")
@@ -103,6 +106,7 @@ async def test_through_the_configured_proxy(idp: DevIdentityProvider, tmp_path: 
 async def test_through_the_environment_proxy(idp: DevIdentityProvider, tmp_path: Path,
                                              proxy: ConnectProxy,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPS_PROXY from the environment is used when entra.https_proxy is not set."""
     monkeypatch.setenv("HTTPS_PROXY", proxy.url)
     status, lines = await check(idp, tmp_path)
     assert status == 0, "\n".join(lines)
@@ -112,6 +116,7 @@ async def test_through_the_environment_proxy(idp: DevIdentityProvider, tmp_path:
 
 async def test_no_proxy_exempts_a_host_from_the_environment_proxy(
         idp: DevIdentityProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host in NO_PROXY is reached directly, never through the environment's proxy."""
     refusing = ConnectProxy(refuse=True)
     await refusing.start()
     monkeypatch.setenv("HTTPS_PROXY", refusing.url)
@@ -125,6 +130,7 @@ async def test_no_proxy_exempts_a_host_from_the_environment_proxy(
 
 
 async def test_a_proxy_that_refuses_the_tunnel(idp: DevIdentityProvider, tmp_path: Path) -> None:
+    """A proxy refusing CONNECT fails the tls step with the proxy's answer and a fix."""
     refusing = ConnectProxy(refuse=True)
     await refusing.start()
     try:
@@ -139,6 +145,8 @@ async def test_a_proxy_that_refuses_the_tunnel(idp: DevIdentityProvider, tmp_pat
 
 async def test_a_wrong_ca_bundle_fails_tls_and_says_what_to_do(
         idp: DevIdentityProvider, tmp_path: Path) -> None:
+    """A CA bundle that does not trust the provider fails tls, names entra.ca_bundle, skips the
+    rest."""
     status, lines = await check(idp, tmp_path, ca_bundle=str(write_ca(tmp_path)))
     assert status == 1
     failed = line(lines, "FAIL", "tls")
@@ -149,6 +157,7 @@ async def test_a_wrong_ca_bundle_fails_tls_and_says_what_to_do(
 
 
 async def test_an_unreachable_host_fails_tcp(idp: DevIdentityProvider, tmp_path: Path) -> None:
+    """A closed port fails tcp with the firewall fix; Graph, still reachable, passes."""
     closed = f"https://127.0.0.1:{free_port()}"
     status, lines = await check(idp, tmp_path, authority_host=closed)
     assert status == 1
@@ -160,6 +169,7 @@ async def test_an_unreachable_host_fails_tcp(idp: DevIdentityProvider, tmp_path:
 
 async def test_an_unknown_host_fails_dns_and_a_wrong_tenant_fails_discovery(
         idp: DevIdentityProvider, tmp_path: Path) -> None:
+    """An unknown host fails dns; a tenant Entra ID does not know fails discovery (AADSTS90002)."""
     status, lines = await check(idp, tmp_path, graph_url="https://graph.nonexistent.invalid",
                                 tenant_id="11111111-2222-3333-4444-555555555555")
     assert status == 1
@@ -219,6 +229,8 @@ async def test_through_a_proxy_that_asks_for_a_login(
 async def test_a_proxy_login_missing_or_wrong(
         idp: DevIdentityProvider, tmp_path: Path, login_proxy: ConnectProxy,
         password: str | None, says: str, fix: str) -> None:
+    """A proxy asking for a login (407) fails tls, says whether to add or check it, shows no
+    password."""
     url = login_proxy.url if password is None else url_with_login(login_proxy, PROXY_LOGIN[0],
                                                                   password)
     status, lines = await check(idp, tmp_path, https_proxy=url)

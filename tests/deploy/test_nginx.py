@@ -195,6 +195,7 @@ async def plain_get(url: str, **kwargs: Any) -> tuple[int, dict[str, str], str]:
 
 
 async def test_unauthenticated_requests_go_to_the_sign_in_page(front: Front) -> None:
+    """Without a session nginx sends the browser to /login with next, forged headers or not."""
     status, headers, _ = await plain_get(f"{front.url}/")
     assert status == 302
     assert headers["Location"].endswith("/login?next=/")
@@ -209,6 +210,7 @@ async def test_unauthenticated_requests_go_to_the_sign_in_page(front: Front) -> 
 
 
 async def test_the_check_endpoints_are_internal(front: Front) -> None:
+    """The /auth/check locations answer 404 to a browser: only auth_request reaches them."""
     for path in ("/auth/check", "/auth/check-admin", "/auth/check-security_analyst"):
         status, _, _ = await plain_get(front.url + path)
         assert status == 404, path
@@ -216,6 +218,7 @@ async def test_the_check_endpoints_are_internal(front: Front) -> None:
 
 async def test_after_sign_in_the_console_learns_user_and_role(
         front: Front, idp: DevIdentityProvider) -> None:
+    """After sign-in the console gets the agent's user and role, never the browser's forged ones."""
     client = SignInClient(front.url, idp)
     try:
         await client.sign_in("reader@contoso.example", next_path="/overview")
@@ -236,6 +239,7 @@ async def test_after_sign_in_the_console_learns_user_and_role(
 
 async def test_an_admin_reaches_the_admin_location(front: Front,
                                                    idp: DevIdentityProvider) -> None:
+    """An admin's session reaches the admin-only location with the admin role."""
     client = SignInClient(front.url, idp)
     try:
         await client.sign_in("admin@contoso.example", next_path="/admin/users")

@@ -76,6 +76,7 @@ def unpacked(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_control_fields(deb: Path) -> None:
+    """The .deb's control fields: name, version, this architecture, python3 and adduser."""
     fields = run("dpkg-deb", "-f", deb, "Package", "Version", "Architecture", "Depends").stdout
     assert f"Package: {NAME}" in fields
     assert f"Version: {agent.__version__}" in fields
@@ -85,6 +86,7 @@ def test_control_fields(deb: Path) -> None:
 
 
 def test_contents(deb: Path, unpacked: Path) -> None:
+    """The .deb holds root-owned files, the bundled wheels and the unit; no prebuilt venv."""
     listing = run("dpkg-deb", "-c", deb).stdout.splitlines()
     assert all(" root/root " in line for line in listing), "files must belong to root"
     assert not any(" ./opt/" in line for line in listing), "the venv is built by postinst"
@@ -114,6 +116,7 @@ def test_contents(deb: Path, unpacked: Path) -> None:
 
 
 def test_maintainer_scripts(deb: Path, tmp_path: Path) -> None:
+    """postinst, prerm and postrm are executable valid sh and keep an existing configuration."""
     assert run("dpkg-deb", "-e", deb, tmp_path / "control").returncode == 0
     for script in ("postinst", "prerm", "postrm"):
         path = tmp_path / "control" / script
@@ -130,6 +133,7 @@ def test_maintainer_scripts(deb: Path, tmp_path: Path) -> None:
 
 
 def test_lintian_reports_no_errors(deb: Path) -> None:
+    """lintian finds no error in the .deb."""
     need(shutil.which("lintian"), "lintian is not installed (.ci/apt-packages.txt lists it)")
     result = run("lintian", "--fail-on", "error", deb)
     errors = [ln for ln in result.stdout.splitlines() if ln.startswith("E:")]
@@ -168,6 +172,7 @@ def target_python() -> str:
 
 
 def test_offline_install_into_a_temporary_prefix(unpacked: Path, tmp_path: Path) -> None:
+    """install-venv builds the agent's venv offline from the bundled wheels; it runs."""
     prefix = tmp_path / "opt" / NAME
     install = str(unpacked / "usr/lib" / NAME / "install-venv")
     argv, env = offline([install, str(prefix), target_python()])

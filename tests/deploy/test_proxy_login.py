@@ -48,6 +48,8 @@ def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_sign_in_through_a_proxy_that_asks_for_a_login(
         new_stack: StackFactory, login_proxy: ConnectProxy, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    """A sign-in through a proxy that asks for a login works (setting or environment); no log holds
+    the password."""
     url = proxy_url(login_proxy, LOGIN[1])
     if source == "environment":
         monkeypatch.setenv("HTTPS_PROXY", url)
@@ -72,6 +74,8 @@ async def test_sign_in_through_a_proxy_that_asks_for_a_login(
 async def test_a_wrong_proxy_password_fails_the_sign_in_clearly(
         new_stack: StackFactory, login_proxy: ConnectProxy,
         caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong proxy password: the sign-in fails with a page and a reason that name the 407, no
+    password."""
     caplog.set_level(logging.DEBUG)
     with capture_logs() as logs:
         stack = await new_stack(start=False, config=lambda d: d["entra"].update(

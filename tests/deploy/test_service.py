@@ -47,6 +47,7 @@ def start_agent(tmp_path: Path, idp: DevIdentityProvider, notify: NotifySocket |
 
 async def test_ready_once_keys_are_loaded_then_watchdog_then_stopping(
         tmp_path: Path, idp: DevIdentityProvider, notify_socket: NotifySocket) -> None:
+    """READY=1 once discovery and keys are loaded, then watchdog pings, then STOPPING on SIGTERM."""
     agent, _ = start_agent(tmp_path, idp, notify_socket, watchdog_usec=400_000)
     try:
         ready = await notify_socket.wait_for("READY")
@@ -107,6 +108,8 @@ async def test_sigterm_finishes_the_sign_in_in_flight_and_the_session_survives(
 
 async def test_sighup_reloads_a_valid_config_keeps_sessions_and_rejects_a_bad_one(
         tmp_path: Path, idp: DevIdentityProvider, notify_socket: NotifySocket) -> None:
+    """SIGHUP applies a valid file keeping sessions, and keeps the running one for an invalid
+    file."""
     agent, data = start_agent(tmp_path, idp, notify_socket)
     client = SignInClient(agent.url, idp)
     try:
@@ -147,6 +150,7 @@ async def test_sighup_reloads_a_valid_config_keeps_sessions_and_rejects_a_bad_on
 
 async def test_serves_https_directly_with_tls_cert_and_key(
         tmp_path: Path, idp: DevIdentityProvider) -> None:
+    """With tls_cert_file and tls_key_file the agent serves HTTPS itself."""
     ca, cert, key = write_server_cert(tmp_path)
     agent, _ = start_agent(tmp_path, idp, server={"tls_cert_file": str(cert),
                                                   "tls_key_file": str(key)})
@@ -216,6 +220,8 @@ async def test_ready_when_the_provider_comes_back(
 
 
 async def test_notifier_is_silent_without_notify_socket_and_reaches_abstract_sockets() -> None:
+    """No NOTIFY_SOCKET: nothing sent; WATCHDOG_PID of another process: no watchdog; abstract
+    sockets work."""
     assert Notifier.from_environ({}).ready() is False
     assert Notifier.from_environ({"WATCHDOG_USEC": "30000000"}).watchdog_interval == 15.0
     assert Notifier.from_environ({"WATCHDOG_USEC": "30000000",
@@ -239,6 +245,8 @@ async def test_notifier_is_silent_without_notify_socket_and_reaches_abstract_soc
 async def test_check_config_warns_about_an_old_sensor_release(
         tmp_path: Path, idp: DevIdentityProvider, capsys: pytest.CaptureFixture[str],
         content: str | None, expect: str) -> None:
+    """check-config warns about a sensor release older than the agent supports (or says it is
+    fine)."""
     version_file = tmp_path / "sensor-version"
     if content is not None:
         version_file.write_text(content)
@@ -254,6 +262,7 @@ async def test_check_config_warns_about_an_old_sensor_release(
 
 async def test_reload_moves_to_a_new_listen_address_and_refuses_a_busy_one(
         tmp_path: Path, idp: DevIdentityProvider) -> None:
+    """A reload moves to a new listen address, and keeps the old one when the new one is taken."""
     old_port, new_port = free_port(), free_port()
     data = agent_config_for(idp, old_port, tmp_path / "state")
     config = write_config(tmp_path / "agent.toml", data)

@@ -51,6 +51,8 @@ def values(key: str) -> list[str]:
 
 
 def test_the_unit_runs_what_the_package_installs() -> None:
+    """The unit runs the installed command as its own user, checks the file first, reloads on
+    HUP."""
     assert values("Type") == ["notify"]
     assert values("ExecStart") == [f"{EXE} serve --config {CONFIG}"]
     assert values("ExecStartPre") == [f"{EXE} check-config --config {CONFIG}"]
@@ -75,6 +77,7 @@ def test_the_unit_runs_what_the_package_installs() -> None:
 
 
 def test_systemd_analyze_security_rates_it_1_5_or_lower(analyze: str) -> None:
+    """systemd-analyze security rates the unit's exposure 1.5 or lower."""
     result = subprocess.run(  # noqa: S603
         [analyze, "security", "--offline=yes", str(UNIT)], capture_output=True, text=True,
         timeout=60, check=False)

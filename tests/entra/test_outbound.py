@@ -61,6 +61,7 @@ class TestAgentClient:
                                                                caught.value.dependency)
 
     async def test_exactly_the_cap_is_read(self, outbound: Outbound, server: str) -> None:
+        """An answer of exactly the cap is read whole by the agent's own client."""
         resp = await outbound.request_json("GET", server + "/streamed", dependency="Entra ID")
         assert (200, MAX_BODY - 2) == (resp.status, len(resp.body))
 
@@ -69,6 +70,7 @@ class TestMsalClient:
     @pytest.mark.parametrize("path", ["/declared", "/streamed?size=over"])
     async def test_over_the_cap_is_refused(self, entra: EntraSettings, server: str,
                                            path: str) -> None:
+        """An MSAL answer over the cap (declared or streamed) raises ResponseTooLarge."""
         client = MsalHttpClient(entra, None)
         try:
             with pytest.raises(ResponseTooLarge):
@@ -77,6 +79,7 @@ class TestMsalClient:
             client.close()
 
     async def test_exactly_the_cap_is_read(self, entra: EntraSettings, server: str) -> None:
+        """An answer of exactly the cap is read whole by MSAL's client."""
         client = MsalHttpClient(entra, None)
         try:
             resp = await asyncio.to_thread(client.get, server + "/streamed")

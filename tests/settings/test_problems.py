@@ -31,6 +31,7 @@ def p() -> Problems:
 
 class TestSection:
     def test_unknown_keys_are_named_with_the_known_ones(self, p: Problems) -> None:
+        """An unknown key is named with a guess and the known keys; the section is kept."""
         data = {"server": {"listen": "127.0.0.1:1", "lisen": "x"}}
         assert {"listen": "127.0.0.1:1", "lisen": "x"} == p.section(data, "server", {"listen"})
         assert [("server.lisen", "'x'", "unknown key; did you mean listen? known keys: listen")
@@ -46,16 +47,19 @@ class TestSection:
                  "tenant_id")] == p.problems
 
     def test_a_section_that_is_not_a_table(self, p: Problems) -> None:
+        """A section that is not a table is a problem and reads as empty."""
         assert {} == p.section({"server": 3}, "server", {"listen"})
         assert [("server", "3", "must be a table ([server])")] == p.problems
 
     def test_an_absent_section_is_empty(self, p: Problems) -> None:
+        """An absent section is empty and no problem."""
         assert {} == p.section({}, "local", {"sign_in"})
         assert [] == p.problems
 
 
 class TestValues:
     def test_a_bool_is_not_an_int(self, p: Problems) -> None:
+        """true where a number belongs is a problem (Python's bool is an int; TOML's is not)."""
         assert 7 == p.get({"n": True}, "session", "n", int, 7)
         assert [("session.n", "True", "must be a int")] == p.problems
 
@@ -63,15 +67,19 @@ class TestValues:
         ("5 minutes", "expected a duration such as \"45s\", \"30m\", \"12h\" or \"1d\""),
         ("0s", "must be longer than zero")])
     def test_bad_durations(self, p: Problems, text: str, why: str) -> None:
+        """A duration that does not parse, or is zero, is a problem saying what is expected."""
         p.duration({"timeout": text}, "entra", "timeout", 10.0)
         assert [("entra.timeout", repr(text), why)] == p.problems
 
     def test_durations_and_their_default(self, p: Problems) -> None:
+        """A duration is read in seconds; an absent one takes its default."""
         assert 1800.0 == p.duration({"t": "30m"}, "session", "t", 1.0)
         assert 1.0 == p.duration({}, "session", "t", 1.0)
         assert [] == p.problems
 
     def test_guids(self, p: Problems) -> None:
+        """A GUID is read in lower case; a missing or malformed one is a problem naming what it
+        is."""
         assert GUID.lower() == p.guid({"tenant_id": GUID}, "entra", "tenant_id", "the tenant")
         assert "" == p.guid({}, "entra", "client_id", "the application")
         assert "not-a-guid" == p.guid({"tenant_id": "not-a-guid"}, "entra", "tenant_id", "t")
@@ -80,18 +88,21 @@ class TestValues:
 
     @given(st.uuids())
     def test_is_guid_takes_the_36_character_form_only(self, value: object) -> None:
+        """Only the 36-character form is a GUID, in either case; no braces, no bare hex."""
         assert is_guid(str(value)) and is_guid(str(value).upper())
         assert not is_guid(str(value).replace("-", ""))
         assert not is_guid("{" + str(value) + "}")
 
     @given(st.integers(min_value=1, max_value=10**6), st.sampled_from(["ms", "s", "m", "h", "d"]))
     def test_format_duration_inverts_parse_duration(self, number: int, unit: str) -> None:
+        """format_duration writes what parse_duration reads back as the same seconds."""
         seconds = parse_duration(f"{number}{unit}")
         assert seconds == parse_duration(format_duration(seconds))
 
 
 class TestUrls:
     def test_credentials_never_reach_the_problem(self, p: Problems) -> None:
+        """A refused proxy URL is named without its login."""
         url = "http://agent:proxy-password@proxy:3128/#x"
         assert url == p.url({"https_proxy": url}, "entra", "https_proxy", None,
                             schemes=("http", "https"), allow_credentials=True)
@@ -134,6 +145,7 @@ class TestUrls:
             split_proxy_login("https://u@[::1]:3128")
 
     def test_plain_http_only_on_loopback_and_only_when_allowed(self, p: Problems) -> None:
+        """Plain http is accepted only for a loopback address, and only where the key allows it."""
         for url, allowed in (("http://127.0.0.1:8080/cb", True), ("http://localhost/cb", False),
                              ("http://sensor.example/cb", True)):
             p.url({"u": url}, "entra", "u", None, allow_loopback_http=allowed)
@@ -143,16 +155,19 @@ class TestUrls:
     @pytest.mark.parametrize(("url", "why"), [("https://host:port/", "is not a URL"),
                                               ("https:///path", "has no host name")])
     def test_urls_that_lead_nowhere(self, p: Problems, url: str, why: str) -> None:
+        """A URL without a usable host or port is a problem that says which."""
         p.url({"u": url}, "entra", "u", None)
         assert [("entra.u", repr(url), why)] == p.problems
 
     def test_a_url_that_does_not_parse_is_still_masked(self) -> None:
+        """A URL that does not parse still has its login masked."""
         assert "https://***@[::1/x" == mask_credentials("https://user:pw@[::1/x")
         assert "***@host" == mask_credentials("user:pw@host")
 
 
 class TestFiles:
     def test_files_that_cannot_be_read(self, p: Problems, tmp_path: Path) -> None:
+        """A missing file or a directory where a file belongs is a problem; neither is readable."""
         p.file({"ca_bundle": str(tmp_path / "missing.pem")}, "entra", "ca_bundle")
         p.file({"ca_bundle": str(tmp_path)}, "entra", "ca_bundle")
         assert ["file does not exist", "is not a regular file"] == [
@@ -160,6 +175,7 @@ class TestFiles:
         assert not p.readable(tmp_path)
 
     def test_a_readable_file(self, p: Problems, tmp_path: Path) -> None:
+        """A readable file is accepted as a path, with no problem."""
         path = tmp_path / "ca.pem"
         path.write_text("x")
         assert path == p.file({"ca_bundle": str(path)}, "entra", "ca_bundle")
