@@ -148,13 +148,15 @@ class AgentProcess:
 
 
 class SignInClient:
-    """A cookie-keeping client that signs in at ``base`` through the local identity provider."""
+    """A cookie-keeping client that signs in at ``base`` through the local identity provider;
+    with ``source``, a browser at its own address (connections leave from it)."""
 
-    def __init__(self, base: str, idp: DevIdentityProvider) -> None:
+    def __init__(self, base: str, idp: DevIdentityProvider, source: str | None = None) -> None:
         self.base = base
         self.idp_ssl = idp.client_ssl_context()
         jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[base])
-        self.http = aiohttp.ClientSession(cookie_jar=jar)
+        connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
+        self.http = aiohttp.ClientSession(cookie_jar=jar, connector=connector)
 
     async def get(self, path: str, **kwargs: Any) -> tuple[int, dict[str, str], str]:
         url = path if path.startswith("http") else self.base + path

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from agent.devidp import DevIdentityProvider
@@ -101,18 +100,6 @@ async def deployment(tmp_path: Path, idp: DevIdentityProvider) -> AsyncIterator[
         await console.cleanup()
 
 
-class Browser(SignInClient):
-    """A browser at its own source address."""
-
-    def __init__(self, base: str, idp: DevIdentityProvider,  # the parent's, with a source
-                 source: str) -> None:
-        self.base = base
-        self.idp_ssl = idp.client_ssl_context()
-        self.http = aiohttp.ClientSession(
-            cookie_jar=aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[base]),
-            connector=aiohttp.TCPConnector(local_addr=(source, 0)))
-
-
 async def raw(host: str, port: int, data: bytes, source: str = "127.0.0.1") -> bytes:
     reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
     try:
@@ -151,7 +138,7 @@ async def test_one_address_flooding_leaves_another_signing_in(deployment: Deploy
     while the user at 127.0.0.3 signs in; each is audited with its own address."""
     flood = await starts(port_of(deployment.url), "127.0.0.2", 100)
     assert 429 in flood and flood[:30] == [302] * 30
-    user = Browser(deployment.url, deployment.idp, "127.0.0.3")
+    user = SignInClient(deployment.url, deployment.idp, "127.0.0.3")
     try:
         await user.sign_in(READER, next_path="/overview")  # asserts the 302 to /overview
     finally:
@@ -192,7 +179,7 @@ async def test_spoofed_forwarded_for_from_an_untrusted_peer_ignored(
 async def test_mid_sign_in_user_survives_a_many_address_flood(deployment: Deployment) -> None:
     """The user has signed in at the provider; before the callback, 334 addresses start 30
     sign-ins each (more than max_pending_sign_ins = 10,000). The user's callback still works."""
-    user = Browser(deployment.url, deployment.idp, "127.0.0.3")
+    user = SignInClient(deployment.url, deployment.idp, "127.0.0.3")
     try:
         callback = await user.authorize(READER, next_path="/overview")
         sources = [f"127.1.{n // 250}.{n % 250 + 1}" for n in range(334)]
@@ -225,7 +212,7 @@ async def log_settled(deployment: Deployment) -> int:
     order, so every line of the requests sent before is in the log then. Returns how many
     lines of the log precede that line."""
     marker = f"/settled-{time.monotonic_ns()}"
-    user = Browser(deployment.url, deployment.idp, "127.0.0.9")
+    user = SignInClient(deployment.url, deployment.idp, "127.0.0.9")
     try:
         status, _, body = await user.get("/auth/sso/start", params={"next": marker})
         assert 302 == status, body
@@ -243,7 +230,7 @@ async def log_settled(deployment: Deployment) -> int:
 async def test_stray_control_character_beside_a_valid_cookie(deployment: Deployment) -> None:
     """A signed-in browser with \\x0b in another cookie: no 5xx anywhere, and the session
     cookie appears in no log line and no response body."""
-    user = Browser(deployment.url, deployment.idp, "127.0.0.5")
+    user = SignInClient(deployment.url, deployment.idp, "127.0.0.5")
     try:
         await user.sign_in(READER, next_path="/overview")
         cookie = next(m.value for m in user.http.cookie_jar if m.key == COOKIE_NAME)
