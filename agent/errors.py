@@ -17,7 +17,7 @@ AgentError
     │   │                          erroring: try again later
     │   ├── MetadataProblem        the tenant's discovery document or signing keys are not
     │   │                          acceptable: the agent is not ready
-    │   └── ConfigurationProblem (500)  Entra ID or Graph cannot be used as configured (the
+    │   └── ConfigurationProblem (503)  Entra ID or Graph cannot be used as configured (the
     │       │                      client credential file, Graph's admin consent): the
     │       │                      operator or an Entra ID administrator fixes it
     │       └── ClientCredentialRejected  Entra ID rejects the sensor's own credential or
@@ -148,7 +148,7 @@ class ConfigurationProblem(DependencyFailure):
     """Entra ID or Graph cannot be used as this sensor is configured (an unreadable client
     credential file, Graph refusing for missing admin consent): retrying will not help."""
 
-    status = 500
+    status = 503  # never a 500 (SPEC 5); not 502: the way to Entra ID works
 
 
 class ClientCredentialRejected(ConfigurationProblem):

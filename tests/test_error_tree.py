@@ -88,10 +88,10 @@ class TestBranches:
         assert not hasattr(errors, "StateUnavailable")
 
     def test_configuration_problems_are_not_unavailability(self) -> None:
-        """A configuration problem met at run time answers 500, not 502 "unreachable"."""
+        """A configuration problem met at run time answers 503 (not 502 "unreachable")."""
         problem = ConfigurationProblem("graph_forbidden", "no consent",
                                        dependency="Microsoft Graph")
-        assert (500, False) == (problem.status,
+        assert (503, False) == (problem.status,
                                 isinstance(problem, IdentityProviderUnavailable))
 
     def test_metadata_problem_reads_as_its_detail(self) -> None:
@@ -184,7 +184,7 @@ CASES = {
         GRAPH_USER, graph_failing, 502, "because Microsoft Graph is unreachable",
         {"reason": "graph_error", "upn": None}),
     "Graph without admin consent (a configuration problem)": Case(
-        GRAPH_USER, graph_without_consent, 500, "grant admin consent",
+        GRAPH_USER, graph_without_consent, 503, "grant admin consent",
         {"reason": "graph_forbidden", "upn": None}),
     "ID token MSAL cannot read (malformed, not a crash)": Case(
         "admin@contoso.example", id_token_without_dots, 400, "could not be trusted",

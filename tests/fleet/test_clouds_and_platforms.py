@@ -91,7 +91,7 @@ class TestWebPlatform:
             idp_options={"spa": False, "client_secret": "new-secret"},
             config=lambda d: d["entra"].update(platform="web", client_secret_file=str(secret)))
         resp = await stack.browser().sign_in("admin@contoso.example")
-        assert 500 == resp.status
+        assert 503 == resp.status
         assert "AADSTS7000215" in await resp.text()
 
     async def test_secret_file_gone_is_a_configuration_problem(
@@ -108,11 +108,11 @@ class TestWebPlatform:
         with capture_logs() as logs:
             resp = await stack.browser().get("/auth/sso/start")
             page = await resp.text()
-        assert 500 == resp.status, page
+        assert 503 == resp.status, page
         assert "Sign-in is not set up correctly" in page and "is unreachable" not in page
         assert "client credential" in page
         [refused] = [e for e in logs if e["event"] == "sso_login_refused"]
-        assert ("client_credential_unreadable", 500) == (refused["reason"], refused["status"])
+        assert ("client_credential_unreadable", 503) == (refused["reason"], refused["status"])
 
     async def test_spa_config_against_web_registration(self, new_stack: StackFactory) -> None:
         """Config says SPA, the registration says Web: a 500 (the sensor's own setup) whose
@@ -120,7 +120,7 @@ class TestWebPlatform:
         stack = await new_stack(idp_options={"spa": False, "client_secret": "x"})
         resp = await stack.browser().sign_in("admin@contoso.example")
         page = await resp.text()
-        assert 500 == resp.status
+        assert 503 == resp.status
         assert "AADSTS9002326" in page
         assert "entra.platform" in page and "Single-page application" in page
 
@@ -134,7 +134,7 @@ class TestWebPlatform:
             platform="web", client_secret_file=str(secret)))
         resp = await stack.browser().sign_in("admin@contoso.example")
         page = await resp.text()
-        assert 500 == resp.status
+        assert 503 == resp.status
         assert "AADSTS700025" in page and "entra.platform = &#34;spa&#34;" in page
 
     def test_web_needs_exactly_one_credential(self, tmp_path: Path) -> None:

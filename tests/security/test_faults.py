@@ -78,8 +78,8 @@ GRAPH_FAULTS = {
 
 
 def assert_misconfigured(outcome: Outcome, reason: str, words: str) -> None:
-    """A configuration problem: HTTP 500 (not 502 "unreachable") with the fix on the page."""
-    assert (500, [reason]) == (outcome.status, outcome.refused_reasons), outcome.text
+    """A configuration problem: HTTP 503 (not 502 "unreachable"; never 500), the fix shown."""
+    assert (503, [reason]) == (outcome.status, outcome.refused_reasons), outcome.text
     assert "is unreachable" not in outcome.text
     assert "Sign-in is not set up correctly" in outcome.text and words in outcome.text
     assert not outcome.has_session

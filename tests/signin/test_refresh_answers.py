@@ -201,7 +201,7 @@ class TestTheSensorsCredential:
         stack.idp.policies.client_secret_expired = True
         resp = await stack.browser().sign_in(ANALYST)
         page = await resp.text()
-        assert 500 == resp.status and "client secret has expired" in page
+        assert 503 == resp.status and "client secret has expired" in page
         assert 503 == (await stack.browser().get("/readyz")).status
 
 

@@ -71,7 +71,7 @@ class TestWrongTenant:
             assert "cannot reach" not in login
             resp = await browser.get("/auth/sso/start")
             page = html.unescape(await resp.text())
-            assert 500 == resp.status  # a configuration problem, not 502 "unavailable"
+            assert 503 == resp.status  # a configuration problem, not 502 "unavailable"
             assert "Single sign-on is not set up correctly" in page, page
             assert "AADSTS90002" in page and "unreachable" not in page
         finally:
