@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from ..checklines import print_checks
 from ..entra.outbound import MsalHttpClient, Outbound
 from ..entra.proxy import proxy_for
 from ..errors import CheckFailed, IdentityProviderUnavailable
@@ -190,12 +191,8 @@ class Checker:
 
 
 def report(results: list[Result], out: TextIO) -> int:
-    for r in results:
-        word = "OK" if r.ok else "SKIP" if r.ok is None else "FAIL"
-        print(f"{word:<5}{r.check:<10}{r.target}: {r.detail}", file=out)
-        if r.ok is False and r.fix:
-            print(f"{'':<5}{'fix:':<10}{r.fix}", file=out)
-    failed = sum(1 for r in results if r.ok is False)
+    failed = print_checks(((r.check, r.target, r.ok, r.detail, r.fix) for r in results),
+                          "SKIP", out)
     if failed:
         print(f"check-connectivity: {failed} of {len(results)} checks failed", file=out)
         return 1

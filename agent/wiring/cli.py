@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..checklines import print_checks
 from .live import check_live
 from .nginxconf import DumpUnreadable, load_dump
 from .static import PUBLIC_MARKER, Finding, check_config
@@ -117,12 +118,8 @@ def run_check_nginx(file: str | None, url: str | None, nginx_args: list[str],
 
 
 def report(findings: list[Finding], out: TextIO) -> int:
-    for f in findings:
-        word = "OK" if f.ok else "NOTE" if f.ok is None else "FAIL"
-        print(f"{word:<5}{f.check:<10}{f.where}: {f.detail}", file=out)
-        if f.ok is False and f.fix:
-            print(f"{'':<5}{'fix:':<10}{f.fix}", file=out)
-    failed = sum(1 for f in findings if f.ok is False)
+    failed = print_checks(((f.check, f.where, f.ok, f.detail, f.fix) for f in findings),
+                          "NOTE", out)
     if failed:
         print(f"check-nginx: {failed} problem{'s' if failed != 1 else ''} (of "
               f"{len(findings)} checks)", file=out)
