@@ -10,7 +10,8 @@ metric means.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -25,6 +26,18 @@ from .readings import Readings
 from .tally import AgentMetrics
 
 PREFIX = "sensor_sso_"
+
+Family = type[CounterMetricFamily] | type[GaugeMetricFamily]
+
+
+def family(kind: Family, name: str, doc: str, labels: list[str],
+           counts: Mapping[Any, float]) -> Metric:
+    """``kind`` named ``PREFIX + name`` with one sample per key of ``counts`` (a label value,
+    or a tuple of them), in key order."""
+    built = kind(PREFIX + name, doc, labels=labels)
+    for key, count in sorted(counts.items()):
+        built.add_metric([str(v) for v in (key if isinstance(key, tuple) else (key,))], count)
+    return built
 
 
 class AgentCollector:
@@ -51,25 +64,15 @@ class AgentCollector:
 
     def _counts(self) -> Iterator[Metric]:
         m = self.metrics
-        sign_ins = CounterMetricFamily(PREFIX + "sign_ins", "Sign-ins finished, by method "
-                                       "(sso, local) and outcome (succeeded, refused).",
-                                       labels=["method", "outcome"])
-        for (method, outcome), count in sorted(m.sign_ins.items()):
-            sign_ins.add_metric([method, outcome], count)
-        yield sign_ins
-        refusals = CounterMetricFamily(PREFIX + "sign_in_refusals", "Refused sign-ins by "
-                                       "method and reason code (docs/monitoring.md).",
-                                       labels=["method", "reason"])
-        for (method, reason), count in sorted(m.refusals.items()):
-            refusals.add_metric([method, reason], count)
-        yield refusals
-        answers = CounterMetricFamily(PREFIX + "auth_check_answers", "/auth/check answers "
-                                      "by HTTP status (200 allowed, 401 no session, 403 role "
-                                      "too low, 400 unknown role).", labels=["status"])
+        yield family(CounterMetricFamily, "sign_ins", "Sign-ins finished, by method (sso, "
+                     "local) and outcome (succeeded, refused).", ["method", "outcome"],
+                     m.sign_ins)
+        yield family(CounterMetricFamily, "sign_in_refusals", "Refused sign-ins by method and "
+                     "reason code (docs/monitoring.md).", ["method", "reason"], m.refusals)
         times = m.auth_check
-        for status, count in sorted(times.statuses.items()):
-            answers.add_metric([str(status)], count)
-        yield answers
+        yield family(CounterMetricFamily, "auth_check_answers", "/auth/check answers by HTTP "
+                     "status (200 allowed, 401 no session, 403 role too low, 400 unknown "
+                     "role).", ["status"], times.statuses)
         yield HistogramMetricFamily(
             PREFIX + "auth_check_seconds", "Time the agent took to answer /auth/check, from "
             "the request reaching its handler to the answer built (only with [metrics] "
@@ -82,41 +85,30 @@ class AgentCollector:
         for outcome in REVALIDATION_OUTCOMES:
             revalidations.add_metric([outcome], m.revalidations.get(outcome, 0))
         yield revalidations
-        reloads = CounterMetricFamily(PREFIX + "config_reloads", "Configuration reloads "
-                                      "(SIGHUP) by result: applied, rejected (invalid file, "
-                                      "old one kept), failed (could not start, old one kept).",
-                                      labels=["result"])
-        for result, count in sorted(m.reloads.items()):
-            reloads.add_metric([result], count)
-        yield reloads
+        yield family(CounterMetricFamily, "config_reloads", "Configuration reloads (SIGHUP) "
+                     "by result: applied, rejected (invalid file, old one kept), failed "
+                     "(could not start, old one kept).", ["result"], m.reloads)
         yield GaugeMetricFamily(PREFIX + "config_last_reload_success_timestamp_seconds",
                                 "When the configuration was last applied (start or reload; "
                                 "Unix time).", value=m.last_reload_success)
         yield CounterMetricFamily(PREFIX + "malformed_requests", "Requests the front door "
                                   "answered with a generic 400 (malformed, oversized).",
                                   value=m.malformed)
-        throttled = CounterMetricFamily(PREFIX + "throttled_requests", "Requests refused to "
-                                        "slow a client down: sso_start (too many sign-in "
-                                        "starts from one address), local_sign_in (failed "
-                                        "local sign-ins, or too many at once).",
-                                        labels=["what"])
-        for what, count in sorted(m.throttled.items()):
-            throttled.add_metric([what], count)
-        yield throttled
+        yield family(CounterMetricFamily, "throttled_requests", "Requests refused to slow a "
+                     "client down: sso_start (too many sign-in starts from one address), "
+                     "local_sign_in (failed local sign-ins, or too many at once).", ["what"],
+                     m.throttled)
 
     def _readings(self, r: Readings, now: float) -> Iterator[Metric]:
         yield GaugeMetricFamily(PREFIX + "ready", "1 when /readyz answers ready, else 0.",
                                 value=1 if r.ready else 0)
-        sessions = GaugeMetricFamily(PREFIX + "sessions", "Live sessions by role and method.",
-                                     labels=["role", "method"])
         counts: dict[tuple[str, str], int] = {(role, method): 0 for role in ROLE_IDS
                                               for method in METHODS}
         for (role, method), count in r.sessions.items():
             key = (one_of(role, ROLE_IDS), one_of(method, METHODS))
             counts[key] = counts.get(key, 0) + count
-        for (role, method), count in sorted(counts.items()):
-            sessions.add_metric([role, method], count)
-        yield sessions
+        yield family(GaugeMetricFamily, "sessions", "Live sessions by role and method.",
+                     ["role", "method"], counts)
         yield GaugeMetricFamily(PREFIX + "revalidation_lag_seconds", "Seconds since Entra ID "
                                 "last confirmed the SSO session it confirmed least recently "
                                 "(0 without SSO sessions).", value=r.revalidation_lag)
