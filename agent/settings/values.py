@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import re
-import uuid
 from urllib.parse import unquote, urlsplit, urlunsplit
+
+from ..roles import is_group_id
 
 ZERO_GUID = "00000000-0000-0000-0000-000000000000"  # the example's placeholder ids
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
@@ -35,15 +36,8 @@ def listen_text(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def is_guid(value: object) -> bool:
-    """A GUID in its 36-character form (the only form Entra ID shows)."""
-    if not isinstance(value, str) or len(value) != 36:
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+# A GUID in its 36-character form (the only form Entra ID shows): tenant, client and group ids
+is_guid = is_group_id
 
 
 def mask_credentials(url: str) -> str:
