@@ -184,7 +184,7 @@ class TestProviderErrors:
         assert [code] == [e["aadsts"] for e in outcome.events("idp_error")]
 
     @pytest.mark.parametrize(("code", "reason", "status"), [
-        ("9002327", "client_credential_rejected", 500),  # the sensor's setup (platform)
+        ("9002327", "client_credential_rejected", 503),  # the sensor's setup (platform)
         ("700016", "idp_error", 403)])
     async def test_token_endpoint_aadsts_explained(self, stack: Stack, code: str, reason: str,
                                                    status: int) -> None:
