@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from agent.devidp import DevIdentityProvider, demo_users
-from tests.harness import CLIENT, ROLE_GROUPS, TENANT, Stack, StackFactory, make_stack
+from tests.harness import (
+    CLIENT,
+    ROLE_GROUPS,
+    TENANT,
+    Stack,
+    StackFactory,
+    make_stack,
+    short_intervals,
+)
 
 
 @pytest.fixture
@@ -44,3 +52,13 @@ async def idp() -> AsyncIterator[DevIdentityProvider]:
     await provider.start()
     yield provider
     await provider.stop()
+
+
+@pytest.fixture
+async def rstack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """The stack with a 10 s re-validation interval and a 1 min grace."""
+    s = await make_stack(tmp_path, config=short_intervals)
+    try:
+        yield s
+    finally:
+        await s.close()

@@ -239,3 +239,8 @@ async def make_stack(tmp_path: Path, users: list[DevUser] | None = None,
     if start:
         await stack.start_agent()
     return stack
+
+
+def short_intervals(data: dict[str, Any]) -> None:
+    """A configuration edit: re-validation every 10 s, 1 min of grace."""
+    data["session"].update(revalidate_interval="10s", revalidate_grace="1m")

@@ -7,12 +7,11 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from tests.harness import Stack, StackFactory
+from tests.harness import Stack, StackFactory, short_intervals
 from tests.signin.test_revalidation import (
     events,
     eventually,
     one_interval_later,
-    short_intervals,
 )
 
 ANALYST = "analyst@contoso.example"

@@ -17,7 +17,7 @@ import pytest
 
 from agent.devidp import Fault
 from agent.web import keys
-from tests.harness import Browser
+from tests.harness import Browser, short_intervals
 from tests.local.helpers import LOCAL_ADMIN, LOCAL_PASSWORD, accounts_file, local_sign_in
 from tests.metrics.support import Samples, Watched, value, watched_stack
 from tests.security.test_full_disk import fill, free
@@ -101,8 +101,6 @@ class TestSessions:
         assert 1 == value(found, "sensor_sso_sessions", role="read_only", method="sso")
 
 
-def short_intervals(data: dict[str, Any]) -> None:
-    data["session"].update(revalidate_interval="10s", revalidate_grace="1m")
 
 
 @pytest.fixture

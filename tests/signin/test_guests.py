@@ -12,14 +12,13 @@ from agent.devidp import DevUser, demo_users
 from agent.devidp.refresh import revoke_sessions, set_groups
 from agent.signin.guests import is_guest, readable_upn
 from agent.web import keys
-from tests.harness import PASSWORD, ROLE_GROUPS, TENANT, StackFactory
+from tests.harness import PASSWORD, ROLE_GROUPS, TENANT, StackFactory, short_intervals
 from tests.signin.test_revalidation import (
     check_status,
     confirmed_one_interval_later,
     events,
     eventually,
     one_interval_later,
-    short_intervals,
     signed_in,
 )
 

@@ -21,13 +21,12 @@ from agent.devidp import Fault
 from agent.devidp.application import withdraw_consent
 from agent.entra.answers import classify
 from tests.fleet.helpers import client_certificate
-from tests.harness import Browser, Stack, StackFactory
+from tests.harness import Browser, Stack, StackFactory, short_intervals
 from tests.signin.test_revalidation import (
     check_status,
     events,
     eventually,
     one_interval_later,
-    short_intervals,
     signed_in,
 )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +19,12 @@ from agent.devidp import Fault
 from agent.devidp.refresh import disable_user, revoke_sessions, set_groups
 from agent.sessions.store import Session
 from agent.web import keys
-from tests.harness import ROLE_GROUPS, Browser, Stack, StackFactory, make_stack
+from tests.harness import ROLE_GROUPS, Browser, Stack, StackFactory, short_intervals
 
 INTERVAL = 10.0
 GRACE = 60.0
 
 
-def short_intervals(data: dict[str, Any]) -> None:
-    data["session"].update(revalidate_interval="10s", revalidate_grace="1m")
-
-
-@pytest.fixture
-async def rstack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """The stack with a 10 s re-validation interval and a 1 min grace."""
-    s = await make_stack(tmp_path, config=short_intervals)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def one_interval_later(stack: Stack, seconds: float = INTERVAL) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +31,8 @@ from tests.harness import Browser, Stack, agent_config, free_port, make_stack
 SECRET_TEXT = "eyJ-looks-like-token-bytes"  # in an exception's message: never logged
 
 
-def short_intervals(data: dict[str, Any]) -> None:
-    data["session"].update(revalidate_interval="10s", revalidate_grace="1m")
 
 
-@pytest.fixture
-async def rstack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """The stack with a 10 s re-validation interval."""
-    s = await make_stack(tmp_path, config=short_intervals)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def eventually(predicate: Callable[[], Awaitable[bool]], what: str,
